@@ -1,0 +1,35 @@
+// CPU reference of src/ops/residual_diff.ts, accumulated in float64.
+import type { ResidualDiffOptions } from "../ops/residual_diff.ts";
+
+function ratio(absDiff: number, absRef: number): number {
+  if (absRef === 0) return absDiff === 0 ? 0 : 1e30;
+  return absDiff / absRef;
+}
+
+/** Returns [overall, ...perSample] like the GPU result tensor; `channels` is the last dimension. */
+export function residualDiff(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  channels: number,
+  options: ResidualDiffOptions = {},
+): number[] {
+  const samples = options.samples ?? 1;
+  const stride = options.downsample ?? 1;
+  const perSample = a.length / samples;
+  const out: number[] = [];
+  let totalDiff = 0;
+  let totalRef = 0;
+  for (let s = 0; s < samples; s++) {
+    let diff = 0;
+    let ref = 0;
+    for (let i = s * perSample; i < (s + 1) * perSample; i++) {
+      if ((i % channels) % stride !== 0) continue;
+      diff += Math.abs(a[i] - b[i]);
+      ref += Math.abs(a[i]);
+    }
+    out.push(ratio(diff, ref));
+    totalDiff += diff;
+    totalRef += ref;
+  }
+  return [ratio(totalDiff, totalRef), ...out];
+}
