@@ -56,7 +56,7 @@ gpuTest(
   },
 );
 
-gpuTest("residual_diff rejects mismatched shapes and bad options before dispatching", async (ctx) => {
+gpuTest("residual_diff rejects mismatched shapes and bad options before dispatching", (ctx) => {
   const a = ctx.pool.tensor([2, 8]);
   const b = ctx.pool.tensor([2, 9]);
   assert.throws(

@@ -11,7 +11,7 @@ export function gpuContext(): Promise<GpuContext> {
   return shared;
 }
 
-export function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void>): void {
+export function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void> | void): void {
   Deno.test({
     name,
     sanitizeResources: false,
