@@ -3,9 +3,10 @@
 import { GpuContext } from "../gpu/context.ts";
 import { NoAdapterError } from "../gpu/device.ts";
 import type { BenchRow, BenchSuite } from "./bench/harness.ts";
+import { embeddingBench } from "./bench/embedding.ts";
 import { residualDiffBench } from "./bench/residual_diff.ts";
 
-const SUITES: BenchSuite[] = [residualDiffBench];
+const SUITES: BenchSuite[] = [residualDiffBench, embeddingBench];
 
 function parseArgs(args: string[]): { json: boolean; only: Set<string> | null } {
   const json = args.includes("--json");
