@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { readConfig } from "../../src/model/config.ts";
+
+const VALID = {
+  _class_name: "MnistDiT",
+  sample_size: 28,
+  patch_size: 4,
+  in_channels: 1,
+  out_channels: 1,
+  hidden_size: 128,
+  depth: 12,
+  num_heads: 4,
+  mlp_ratio: 4,
+  num_classes: 10,
+  null_class: 10,
+  class_names: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+  norm_eps: 1e-6,
+  timestep_scale: 1000,
+  prediction: "flow_velocity",
+  trained_iterations: 6000,
+};
+
+async function writeConfig(value: unknown): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(path, typeof value === "string" ? value : JSON.stringify(value));
+  return path;
+}
+
+Deno.test("config: a valid DiT config parses and keeps provenance fields", async () => {
+  const config = await readConfig(await writeConfig(VALID));
+  assert.equal(config.depth, 12);
+  assert.equal(config.trained_iterations, 6000);
+});
+
+Deno.test("config: unknown architecture, bad JSON, missing file and bad fields are named", async () => {
+  await assert.rejects(
+    readConfig(await writeConfig({ ...VALID, _class_name: "UNet2D" })),
+    /unknown architecture _class_name "UNet2D"; supported: MnistDiT/,
+  );
+  await assert.rejects(readConfig(await writeConfig("{nope")), /\.json: not valid JSON/);
+  await assert.rejects(readConfig("/nonexistent/config.json"), /\/nonexistent\/config\.json: file not found/);
+  await assert.rejects(
+    readConfig(await writeConfig({ ...VALID, patch_size: 5 })),
+    /patch_size: must divide sample_size/,
+  );
+  await assert.rejects(readConfig(await writeConfig({ ...VALID, depth: 0 })), /depth: /);
+  await assert.rejects(
+    readConfig(await writeConfig({ ...VALID, class_names: ["a"] })),
+    /class_names: must list num_classes \(10\) names/,
+  );
+});
