@@ -4,9 +4,10 @@ import { GpuContext } from "../gpu/context.ts";
 import { NoAdapterError } from "../gpu/device.ts";
 import type { BenchRow, BenchSuite } from "./bench/harness.ts";
 import { embeddingBench } from "./bench/embedding.ts";
+import { normBench } from "./bench/norm.ts";
 import { residualDiffBench } from "./bench/residual_diff.ts";
 
-const SUITES: BenchSuite[] = [residualDiffBench, embeddingBench];
+const SUITES: BenchSuite[] = [residualDiffBench, embeddingBench, normBench];
 
 function parseArgs(args: string[]): { json: boolean; only: Set<string> | null } {
   const json = args.includes("--json");
