@@ -16,6 +16,9 @@ Commands (run from the repo root; torch lives only in /usr/bin/python3):
 
 import argparse, copy, json, math, os, shlex, signal, sys, time
 
+# Measured on this 2-core box: OpenBLAS's own threads on top of torch's 2 intra-op threads
+# oversubscribe the cores (38 vs ~70-80 samples/s at batch 64), so keep BLAS single-threaded.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import torch
 import torch.nn as nn
@@ -203,13 +206,11 @@ def fixtures(args):
     with torch.no_grad():
         velocity = model(x, t, y, capture=cap)
     final = sample_euler(model, noise, sample_labels, steps, guidance)
-    f32 = lambda a: a.detach().numpy().astype(np.float32)
-    # hidden states are stored f16 (rel. err ~5e-4, far inside any engine tolerance) to keep the file < 200 KB
-    tensors = {"x": f32(x), "t": f32(t), "labels": y.numpy().astype(np.int32), "c": f32(cap["c"]),
-               "velocity": f32(velocity), "hidden_prologue": f32(cap["prologue"]).astype(np.float16),
-               "hidden_block0": f32(cap["block0"]).astype(np.float16),
-               "hidden_last_block": f32(cap["last_block"]).astype(np.float16), "sample_noise": f32(noise),
-               "sample_labels": sample_labels.numpy().astype(np.int32), "sample_final": f32(final)}
+    f32 = lambda a: a.detach().numpy().astype(np.float32)  # labels too: the engine's reader takes F32/F16/BF16 only
+    tensors = {"x": f32(x), "t": f32(t), "labels": f32(y), "c": f32(cap["c"]),
+               "velocity": f32(velocity), "hidden_prologue": f32(cap["prologue"]), "hidden_block0": f32(cap["block0"]),
+               "hidden_last_block": f32(cap["last_block"]), "sample_noise": f32(noise),
+               "sample_labels": f32(sample_labels), "sample_final": f32(final)}
     meta = {"script": SCRIPT, "command": command_line(), "sample_steps": steps, "sample_guidance": guidance,
             "weights": os.path.join(args.out_dir, "diffusion_pytorch_model.safetensors"),
             "note": "weights f16 used as f32; Euler t_i = 1 - i/steps; CFG with null class 10"}
@@ -221,7 +222,8 @@ def fixtures(args):
 @torch.no_grad()
 def bench(args):
     model, result = MnistDiT().eval(), {"forward_flops_per_sample": forward_flops_per_sample(),
-                                        "torch": torch.__version__, "threads": torch.get_num_threads()}
+                                        "torch": torch.__version__, "threads": torch.get_num_threads(),
+                                        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
     for batch in (1, 8):
         x, t, y = torch.randn(batch, 1, IMAGE, IMAGE), torch.rand(batch), torch.randint(0, 10, (batch,))
         for _ in range(5):
@@ -252,7 +254,6 @@ def train(args):
         opt.load_state_dict(ck["opt"])
         step, perm, cursor, loss_ema, train_seconds = ck["step"], ck["perm"], ck["cursor"], ck["loss_ema"], ck["seconds"]
         torch.set_rng_state(ck["rng"])
-        command = ck["command"]
         print(f"resumed {args.ckpt} at step {step}", flush=True)
 
     def save():
