@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { readConfig } from "../../src/model/config.ts";
+import { withTempDir } from "../support/temp.ts";
 
 const VALID = {
   _class_name: "MnistDiT",
@@ -20,32 +21,39 @@ const VALID = {
   trained_iterations: 6000,
 };
 
-async function writeConfig(value: unknown): Promise<string> {
-  const path = await Deno.makeTempFile({ suffix: ".json" });
+let written = 0;
+
+async function writeConfig(dir: string, value: unknown): Promise<string> {
+  const path = `${dir}/${written++}.json`;
   await Deno.writeTextFile(path, typeof value === "string" ? value : JSON.stringify(value));
   return path;
 }
 
-Deno.test("config: a valid DiT config parses and keeps provenance fields", async () => {
-  const config = await readConfig(await writeConfig(VALID));
-  assert.equal(config.depth, 12);
-  assert.equal(config.trained_iterations, 6000);
-});
+Deno.test("config: a valid DiT config parses and keeps provenance fields", () =>
+  withTempDir(async (dir) => {
+    const config = await readConfig(await writeConfig(dir, VALID));
+    assert.equal(config.depth, 12);
+    assert.equal(config.trained_iterations, 6000);
+  }));
 
-Deno.test("config: unknown architecture, bad JSON, missing file and bad fields are named", async () => {
-  await assert.rejects(
-    readConfig(await writeConfig({ ...VALID, _class_name: "UNet2D" })),
-    /unknown architecture _class_name "UNet2D"; supported: MnistDiT/,
-  );
-  await assert.rejects(readConfig(await writeConfig("{nope")), /\.json: not valid JSON/);
-  await assert.rejects(readConfig("/nonexistent/config.json"), /\/nonexistent\/config\.json: file not found/);
-  await assert.rejects(
-    readConfig(await writeConfig({ ...VALID, patch_size: 5 })),
-    /patch_size: must divide sample_size/,
-  );
-  await assert.rejects(readConfig(await writeConfig({ ...VALID, depth: 0 })), /depth: /);
-  await assert.rejects(
-    readConfig(await writeConfig({ ...VALID, class_names: ["a"] })),
-    /class_names: must list num_classes \(10\) names/,
-  );
-});
+Deno.test("config: unknown architecture, bad JSON, missing file and bad fields are named", () =>
+  withTempDir(async (dir) => {
+    await assert.rejects(
+      readConfig(await writeConfig(dir, { ...VALID, _class_name: "UNet2D" })),
+      /unknown architecture _class_name "UNet2D"; supported: MnistDiT/,
+    );
+    await assert.rejects(readConfig(await writeConfig(dir, "{nope")), /\.json: not valid JSON/);
+    await assert.rejects(
+      readConfig("/nonexistent/config.json"),
+      /\/nonexistent\/config\.json: file not found/,
+    );
+    await assert.rejects(
+      readConfig(await writeConfig(dir, { ...VALID, patch_size: 5 })),
+      /patch_size: must divide sample_size/,
+    );
+    await assert.rejects(readConfig(await writeConfig(dir, { ...VALID, depth: 0 })), /depth: /);
+    await assert.rejects(
+      readConfig(await writeConfig(dir, { ...VALID, class_names: ["a"] })),
+      /class_names: must list num_classes \(10\) names/,
+    );
+  }));
