@@ -3,12 +3,13 @@
 import { GpuContext } from "../gpu/context.ts";
 import { NoAdapterError } from "../gpu/device.ts";
 import type { BenchRow, BenchSuite } from "./bench/harness.ts";
+import { attentionBench } from "./bench/attention.ts";
 import { embeddingBench } from "./bench/embedding.ts";
 import { matmulBench } from "./bench/matmul.ts";
 import { normBench } from "./bench/norm.ts";
 import { residualDiffBench } from "./bench/residual_diff.ts";
 
-const SUITES: BenchSuite[] = [residualDiffBench, embeddingBench, normBench, matmulBench];
+const SUITES: BenchSuite[] = [residualDiffBench, embeddingBench, normBench, matmulBench, attentionBench];
 
 function parseArgs(args: string[]): { json: boolean; only: Set<string> | null } {
   const json = args.includes("--json");

@@ -1,0 +1,75 @@
+// CPU reference of src/ops/attention.ts: exact two-pass softmax attention in float64 (all scores of a query
+// row first, then their max, exponentials and sum), so it shares no arithmetic order with the online softmax.
+import type { AttentionDims } from "../ops/attention.ts";
+
+/** A view over host data: element (b, n, h, d) at offset + (b*tokens + n)*rowStride + h*headDim + d. */
+export interface HostView {
+  data: Float32Array;
+  offset: number;
+  rowStride: number;
+}
+
+export interface HostQkv {
+  q: HostView;
+  k: HostView;
+  v: HostView;
+  tokens: number;
+}
+
+interface Stream extends HostQkv {
+  first: number;
+}
+
+/**
+ * softmax(q k^T * scale) v -> [batch, Nt + Ni, heads * headDim]; with options.text the attended sequence is
+ * the text tokens then the image tokens, in that order.
+ */
+export function flashAttention(
+  image: HostQkv,
+  dims: AttentionDims,
+  options: { scale?: number; text?: HostQkv } = {},
+): Float32Array {
+  const { batch, heads, headDim } = dims;
+  const scale = options.scale ?? 1 / Math.sqrt(headDim);
+  const textTokens = options.text?.tokens ?? 0;
+  const total = textTokens + image.tokens;
+  // Each stream covers rows [first, first + tokens) of the concatenated sequence.
+  const streams: Stream[] = [{ ...image, first: textTokens }];
+  if (options.text) streams.unshift({ ...options.text, first: 0 });
+  const at = (view: HostView, tokens: number, b: number, n: number, h: number) =>
+    view.offset + (b * tokens + n) * view.rowStride + h * headDim;
+  const out = new Float32Array(batch * total * heads * headDim);
+  const scores = new Float64Array(total);
+  const acc = new Float64Array(headDim);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      for (const qs of streams) {
+        for (let i = 0; i < qs.tokens; i++) {
+          const qi = at(qs.q, qs.tokens, b, i, h);
+          for (const ks of streams) {
+            for (let j = 0; j < ks.tokens; j++) {
+              const kj = at(ks.k, ks.tokens, b, j, h);
+              let dot = 0;
+              for (let d = 0; d < headDim; d++) dot += qs.q.data[qi + d] * ks.k.data[kj + d];
+              scores[ks.first + j] = dot * scale;
+            }
+          }
+          const top = scores.reduce((a, s) => Math.max(a, s), -Infinity);
+          let sum = 0;
+          acc.fill(0);
+          for (const vs of streams) {
+            for (let j = 0; j < vs.tokens; j++) {
+              const weight = Math.exp(scores[vs.first + j] - top);
+              sum += weight;
+              const vj = at(vs.v, vs.tokens, b, j, h);
+              for (let d = 0; d < headDim; d++) acc[d] += weight * vs.v.data[vj + d];
+            }
+          }
+          const o = ((b * total + qs.first + i) * heads + h) * headDim;
+          for (let d = 0; d < headDim; d++) out[o + d] = acc[d] / sum;
+        }
+      }
+    }
+  }
+  return out;
+}

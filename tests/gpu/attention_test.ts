@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import type { GpuContext } from "../../src/gpu/context.ts";
+import { KernelError } from "../../src/gpu/kernel.ts";
+import type { Tensor } from "../../src/gpu/tensor.ts";
+import {
+  type AttentionDims,
+  flashAttention,
+  type FlashAttentionOptions,
+  naiveAttention,
+  type QkvViews,
+} from "../../src/ops/attention.ts";
+import { flashAttention as attentionRef, type HostQkv } from "../../src/ref/attention.ts";
+import { assertClose } from "../support/assert_close.ts";
+import { gpuTest, runAndRead } from "../support/gpu.ts";
+import { randn, rng } from "../support/random.ts";
+
+// Unit-normal q, k, v: a score sums headDim fp32 products to ~scale * 0.8 * headDim = 0.8 * sqrt(headDim)
+// (<= 9 at 128), rounding by ~2^-24 of that per addition (a random walk, ~1e-6); each weight exp(s - m)
+// carries that relative error, and the output (a convex combination of v rows, |v| < ~5) sums up to 2048
+// positive terms rounding by 2^-24 each. The reference is float64 with a two-pass softmax. Measured max
+// |diff| 1.1e-6 (130 tokens), <= 6e-7 in every other case (3.8e-7 at 2048 tokens); atol = rtol = 1e-5 leaves
+// a 9x margin. Dropping one key or the rescale of the accumulator is off by >= 1e-2 in every case.
+const TOL = { atol: 1e-5, rtol: 1e-5 };
+
+/** q, k, v of one stream on the GPU and on the host, as views of one fused qkv [B, N, 3*H*D]. */
+interface Stream {
+  gpu: QkvViews;
+  host: HostQkv;
+  tensor: Tensor;
+}
+
+function fusedQkv(ctx: GpuContext, data: Float32Array, tokens: number, dims: AttentionDims): Stream {
+  const width = dims.heads * dims.headDim;
+  const rowStride = 3 * width;
+  const tensor = ctx.pool.upload(data, [dims.batch, tokens, rowStride]);
+  const at = (i: number) => ({ offset: i * width, rowStride });
+  return {
+    gpu: { q: { tensor, ...at(0) }, k: { tensor, ...at(1) }, v: { tensor, ...at(2) }, tokens },
+    host: { q: { data, ...at(0) }, k: { data, ...at(1) }, v: { data, ...at(2) }, tokens },
+    tensor,
+  };
+}
+
+async function runFlash(
+  ctx: GpuContext,
+  image: Stream,
+  dims: AttentionDims,
+  options: Omit<FlashAttentionOptions, "text"> & { text?: Stream } = {},
+): Promise<Float32Array> {
+  const op = flashAttention(ctx, image.gpu, dims, { ...options, text: options.text?.gpu });
+  const got = await runAndRead(ctx, op.dispatches, op.out);
+  op.release();
+  return got;
+}
+
+/** A fused qkv (random with seed `init`, or the given data) against the reference; returns the output. */
+async function checkFused(ctx: GpuContext, tokens: number, dims: AttentionDims, init: number | Float32Array) {
+  const data = typeof init === "number"
+    ? randn(dims.batch * tokens * 3 * dims.heads * dims.headDim, init)
+    : init;
+  const stream = fusedQkv(ctx, data, tokens, dims);
+  const got = await runFlash(ctx, stream, dims);
+  stream.tensor.release();
+  const want = attentionRef(stream.host, dims);
+  assertClose(got, want, TOL, `attention [${dims.batch}, ${tokens}, ${dims.heads}x${dims.headDim}]`);
+  return { got, data };
+}
+
+gpuTest("flash_attention of 1 token returns its v row for every batch and head", async (ctx) => {
+  const dims = { batch: 2, heads: 3, headDim: 32 };
+  const { got, data } = await checkFused(ctx, 1, dims, 1);
+  const width = dims.heads * dims.headDim;
+  for (let b = 0; b < dims.batch; b++) {
+    const v = data.subarray(b * 3 * width + 2 * width, (b + 1) * 3 * width);
+    assertClose(got.subarray(b * width, (b + 1) * width), v, TOL, `batch ${b} against v`);
+  }
+});
+
+for (const tokens of [7, 49, 130]) {
+  gpuTest(`flash_attention odd length ${tokens}, B=2 H=3 D=64 in fused qkv`, async (ctx) => {
+    await checkFused(ctx, tokens, { batch: 2, heads: 3, headDim: 64 }, 10 + tokens);
+  });
+}
+
+// 8: the smallest tile; 72: DiT-XL and PixArt (one row per lane, not a power of two).
+for (const headDim of [8, 32, 72, 96, 128]) {
+  gpuTest(`flash_attention head dim ${headDim}, 37 tokens, B=3 H=2 in fused qkv`, async (ctx) => {
+    await checkFused(ctx, 37, { batch: 3, heads: 2, headDim }, 20 + headDim);
+  });
+}
+
+gpuTest("flash_attention 2048 tokens, B=1 H=1 D=64", async (ctx) => {
+  await checkFused(ctx, 2048, { batch: 1, heads: 1, headDim: 64 }, 30);
+});
+
+gpuTest(
+  "flash_attention separate padded q/k/v tensors, scale 0.3, into a given out tensor",
+  async (ctx) => {
+    const dims = { batch: 2, heads: 2, headDim: 32 };
+    const tokens = 19;
+    const width = dims.heads * dims.headDim;
+    const layouts = [[4, 72], [0, 64], [12, 80]]; // [offset, rowStride] of q, k, v: gaps between rows
+    const [q, k, v] = layouts.map(([offset, rowStride], i) => {
+      const size = offset + dims.batch * tokens * rowStride;
+      const data = randn(size, 40 + i);
+      return { offset, rowStride, data, tensor: ctx.pool.upload(data, [size]) };
+    });
+    const out = ctx.pool.tensor([dims.batch, tokens, width]);
+    const views = { q, k, v, tokens };
+    const op = flashAttention(ctx, views, dims, { scale: 0.3, out });
+    assert.equal(op.out, out);
+    const got = await runAndRead(ctx, op.dispatches, out);
+    assertClose(got, attentionRef(views, dims, { scale: 0.3 }), TOL, "padded views");
+    op.release();
+    assert.equal(out.released, false, "release() must leave a caller's out tensor alone");
+    for (const t of [q.tensor, k.tensor, v.tensor, out]) t.release();
+  },
+);
+
+gpuTest(
+  "flash_attention joint text (5 tokens) + image (49 tokens), B=2 H=2 D=64: the concatenated sequence",
+  async (ctx) => {
+    const dims = { batch: 2, heads: 2, headDim: 64 };
+    const [textTokens, imageTokens] = [5, 49];
+    const rowLength = 3 * dims.heads * dims.headDim;
+    const textData = randn(dims.batch * textTokens * rowLength, 50);
+    const imageData = randn(dims.batch * imageTokens * rowLength, 51);
+    const text = fusedQkv(ctx, textData, textTokens, dims);
+    const image = fusedQkv(ctx, imageData, imageTokens, dims);
+    const got = await runFlash(ctx, image, dims, { text });
+    // The reference over one fused qkv holding, per batch entry, the text rows then the image rows.
+    const total = textTokens + imageTokens;
+    const joined = new Float32Array(dims.batch * total * rowLength);
+    for (let b = 0; b < dims.batch; b++) {
+      joined.set(
+        textData.subarray(b * textTokens * rowLength, (b + 1) * textTokens * rowLength),
+        b * total * rowLength,
+      );
+      joined.set(
+        imageData.subarray(b * imageTokens * rowLength, (b + 1) * imageTokens * rowLength),
+        (b * total + textTokens) * rowLength,
+      );
+    }
+    const width = dims.heads * dims.headDim;
+    const at = (i: number) => ({ data: joined, offset: i * width, rowStride: rowLength });
+    const want = attentionRef({ q: at(0), k: at(1), v: at(2), tokens: total }, dims);
+    assertClose(got, want, TOL, "joint attention");
+    // Text and image must really attend each other: image-only attention differs by far more than TOL.
+    const imageOnly = attentionRef(image.host, dims);
+    const firstImageRow = textTokens * width;
+    assert.ok(
+      Math.abs(got[firstImageRow] - imageOnly[0]) > 1e-3,
+      "the first image row ignored the text keys",
+    );
+    text.tensor.release();
+    image.tensor.release();
+  },
+);
+
+/** Integers in [-range, range]: products and sums stay exact in fp32, as do scores at scale 1/8. */
+function integers(size: number, seed: number, range: number): Float32Array {
+  const next = rng(seed);
+  return Float32Array.from({ length: size }, () => Math.floor(next() * (2 * range + 1)) - range);
+}
+
+gpuTest(
+  "flash_attention scores of +-200 (exp overflows and underflows fp32 without the running max)",
+  async (ctx) => {
+    const dims = { batch: 1, heads: 2, headDim: 64 };
+    const tokens = 33;
+    const width = dims.heads * dims.headDim;
+    const data = integers(tokens * 3 * width, 60, 3);
+    // Dimension 0 of every q and k is +-40: every score gains 40 * (+-40) / sqrt(64) = +-200 (head 0 +200,
+    // head 1 -200), while the rest (std ~4) still spreads the weights over several keys.
+    for (let n = 0; n < tokens; n++) {
+      const row = n * 3 * width;
+      data[row] = 40;
+      data[row + width] = 40;
+      data[row + dims.headDim] = 40;
+      data[row + width + dims.headDim] = -40;
+      for (let d = 0; d < width; d++) data[row + 2 * width + d] /= 3; // v within [-1, 1]
+    }
+    // Scores are exact (integers / 8), so the only errors are exp's and the weighted sums' roundings.
+    const { got } = await checkFused(ctx, tokens, dims, data);
+    assert.ok(got.every(Number.isFinite), "non-finite output");
+  },
+);
+
+gpuTest("attention_naive (bench baseline) matches the reference, 49 tokens, B=2 H=2 D=32", async (ctx) => {
+  const dims = { batch: 2, heads: 2, headDim: 32 };
+  const data = randn(2 * 49 * 3 * 64, 70);
+  const stream = fusedQkv(ctx, data, 49, dims);
+  const op = naiveAttention(ctx, stream.gpu, dims);
+  const got = await runAndRead(ctx, op.dispatches, op.out);
+  op.release();
+  stream.tensor.release();
+  assertClose(got, attentionRef(stream.host, dims), TOL, "naive attention");
+});
+
+gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes and limits", (ctx) => {
+  const dims = { batch: 2, heads: 2, headDim: 64 };
+  const qkv = ctx.pool.tensor([2, 5, 384]);
+  const wrongOut = ctx.pool.tensor([2, 5, 64]);
+  const q = ctx.pool.tensor([2, 5, 128]);
+  const u32 = ctx.pool.tensor([3840], "u32");
+  const view = (offset: number, rowStride = 384) => ({ tensor: qkv, offset, rowStride });
+  const good: QkvViews = { q: view(0), k: view(128), v: view(256), tokens: 5 };
+  const before = ctx.pool.stats().buffersInUse;
+  const rejects = (run: () => unknown, pattern: RegExp, kernel = "flash_attention") =>
+    assert.throws(
+      run,
+      (e: unknown) =>
+        e instanceof KernelError && e.message.startsWith(`${kernel}: `) && pattern.test(e.message),
+    );
+  const flash = (views: QkvViews, d: AttentionDims, options?: FlashAttentionOptions) => () =>
+    flashAttention(ctx, views, d, options);
+
+  rejects(flash(good, { ...dims, headDim: 256 }), /headDim 256.*multiple of 4 in 4\.\.128/);
+  rejects(flash(good, { ...dims, headDim: 30 }), /headDim 30.*multiple of 4 in 4\.\.128/);
+  rejects(flash(good, { ...dims, heads: 0 }), /heads 0.*positive integers/);
+  rejects(flash(good, dims, { scale: NaN }), /scale NaN must be a finite number/);
+  rejects(
+    flash({ ...good, v: view(260) }, dims),
+    /image v view \(offset 260, rowStride 384\) of f32 tensor \[2, 5, 384\].*reaches element 3844, past its 3840/,
+  );
+  rejects(flash({ ...good, k: view(130) }, dims), /image k view.*offset must be a multiple of 4/);
+  // k of a model with 1 head (or head dim 32): its rows are narrower than heads*headDim.
+  rejects(
+    flash({ ...good, k: view(0, 64) }, dims),
+    /image k view \(offset 0, rowStride 64\).*rowStride must be a multiple of 4 >= heads\*headDim = 128/,
+  );
+  rejects(flash({ ...good, tokens: 0 }, dims), /image tokens 0 must be a positive integer/);
+  rejects(
+    flash(good, dims, { text: { ...good, tokens: 6 } }),
+    /text q view .* \[batch 2, tokens 6, heads 2, headDim 64\] reaches element 4352, past its 3840/,
+  );
+  rejects(flash(good, dims, { out: wrongOut }), /out \[2, 5, 64\] f32 must be f32 \[2, 5, 128\]/);
+  rejects(
+    flash({ ...good, q: { tensor: q, offset: 0, rowStride: 128 } }, dims, { out: q }),
+    /out shares the buffer of q/,
+  );
+  rejects(flash({ ...good, q: { tensor: u32, offset: 0, rowStride: 384 } }, dims), /must be f32/);
+  rejects(() => naiveAttention(ctx, good, { ...dims, headDim: 132 }), /headDim 132/, "attention_naive");
+  rejects(
+    flash(good, dims, { tiling: { rowsPerLane: 0, workgroupSize: 64 } }),
+    /tiling rowsPerLane 0 must be an integer in 1\.\.8/,
+  );
+  assert.equal(ctx.pool.stats().buffersInUse, before, "a rejected call must not allocate");
+  for (const t of [qkv, wrongOut, q, u32]) t.release();
+});
