@@ -17,6 +17,7 @@ const FLAG_ACCUMULATE: u32 = 2u;
 const FLAG_GATE: u32 = 4u;
 const ACT_GELU_TANH: u32 = 1u;
 const ACT_SILU: u32 = 2u;
+const ACT_RELU: u32 = 3u;
 
 struct Params {
   rows: u32,             // M: rows of x per batch entry (all folded rows when W is shared)
@@ -46,6 +47,9 @@ fn activate(v: f32) -> f32 {
     }
     case ACT_SILU: {
       return silu(v);
+    }
+    case ACT_RELU: {
+      return max(v, 0.0);
     }
     default: {
       return v;

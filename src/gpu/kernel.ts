@@ -200,17 +200,65 @@ export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readon
   }
 }
 
-/** One encoder, one compute pass, one submit: the cheapest way to run a list of dispatches. */
-export function submitDispatches(gpu: Gpu, dispatches: readonly Dispatch[]): void {
+/** A buffer-to-buffer copy, for the few places a kernel would only move bytes (snapshots, broadcasts). */
+export interface CopyCommand {
+  readonly label: string;
+  readonly copy: { src: Tensor; srcOffset: number; dst: Tensor; dstOffset: number; bytes: number };
+}
+
+/** What a step is made of; built once per request, encoded every step. */
+export type Command = Dispatch | CopyCommand;
+
+export function copyCommand(
+  label: string,
+  src: Tensor,
+  dst: Tensor,
+  options: { srcOffset?: number; dstOffset?: number; bytes?: number } = {},
+): CopyCommand {
+  const { srcOffset = 0, dstOffset = 0, bytes = src.byteLength - srcOffset } = options;
+  if (bytes % 4 !== 0 || srcOffset % 4 !== 0 || dstOffset % 4 !== 0) {
+    throw new KernelError(
+      label,
+      `copy offsets and size (${srcOffset}, ${dstOffset}, ${bytes}) must be multiples of 4 bytes`,
+    );
+  }
+  if (srcOffset + bytes > src.byteLength || dstOffset + bytes > dst.byteLength) {
+    throw new KernelError(
+      label,
+      `copy of ${bytes} bytes from ${formatShape(src.shape)} at ${srcOffset} to ${
+        formatShape(dst.shape)
+      } at ${dstOffset} runs past a tensor`,
+    );
+  }
+  return { label, copy: { src, srcOffset, dst, dstOffset, bytes } };
+}
+
+/** Runs of dispatches share one compute pass; a copy closes the pass (copies live outside passes). */
+export function encodeCommands(encoder: GPUCommandEncoder, commands: readonly Command[]): void {
+  let pass: GPUComputePassEncoder | null = null;
+  for (const c of commands) {
+    if ("copy" in c) {
+      pass?.end();
+      pass = null;
+      const { src, srcOffset, dst, dstOffset, bytes } = c.copy;
+      encoder.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    } else {
+      pass ??= encoder.beginComputePass();
+      encodeDispatches(pass, [c]);
+    }
+  }
+  pass?.end();
+}
+
+/** One encoder, one submit: the cheapest way to run a list of commands. */
+export function submitDispatches(gpu: Gpu, commands: readonly Command[]): void {
   const encoder = gpu.device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  encodeDispatches(pass, dispatches);
-  pass.end();
+  encodeCommands(encoder, commands);
   gpu.device.queue.submit([encoder.finish()]);
 }
 
-export function disposeDispatches(dispatches: readonly Dispatch[]): void {
-  for (const d of dispatches) d.uniform?.destroy();
+export function disposeDispatches(commands: readonly Command[]): void {
+  for (const c of commands) if ("uniform" in c) c.uniform?.destroy();
 }
 
 /** Workgroups needed to cover `n` items with `perGroup` items each. */

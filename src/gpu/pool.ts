@@ -43,14 +43,24 @@ export class BufferPool {
     }
     const dtype: DType = data instanceof Float32Array ? "f32" : data instanceof Uint32Array ? "u32" : "i32";
     const t = this.tensor(shape, dtype);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Queue-ordered write: it lands after every submit made before it and before every submit after it. */
+  write(tensor: Tensor, data: Float32Array | Uint32Array | Int32Array, elementOffset = 0): void {
+    if (elementOffset + data.length > tensor.size) {
+      throw new Error(
+        `write of ${data.length} values at ${elementOffset} overruns tensor ${formatShape(tensor.shape)}`,
+      );
+    }
     this.gpu.device.queue.writeBuffer(
-      t.buffer,
-      0,
+      tensor.buffer,
+      elementOffset * 4,
       data.buffer as ArrayBuffer,
       data.byteOffset,
       data.byteLength,
     );
-    return t;
   }
 
   /** Called by Tensor.release. */

@@ -13,9 +13,9 @@ const BINDINGS = ["read", "read", "read", "read", "read_write", "uniform"] as co
 const FLAG_BIAS = 1;
 const FLAG_ACCUMULATE = 2;
 const FLAG_GATE = 4;
-const ACTIVATIONS = { none: 0, gelu_tanh: 1, silu: 2 } as const;
+const ACTIVATIONS = { none: 0, gelu_tanh: 1, silu: 2, relu: 3 } as const;
 
-export type Activation = "gelu_tanh" | "silu";
+export type Activation = "gelu_tanh" | "silu" | "relu";
 
 /**
  * Tilings by adapter kind. llvmpipe, 1024^3 (src/cli/bench/matmul.ts): 8x8 per lane 8.2 GFLOP/s and 0.3 s to

@@ -24,6 +24,7 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 export function activate(v: number, activation?: Activation): number {
   if (activation === "gelu_tanh") return 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v ** 3)));
   if (activation === "silu") return v / (1 + Math.exp(-v));
+  if (activation === "relu") return Math.max(v, 0);
   return v;
 }
 

@@ -58,6 +58,7 @@ const CASES: Case[] = [
   { x: [2, 49, 64], n: 96, bias: true }, // leading dims fold into rows
   { x: [37, 64], n: 70, bias: true, activation: "gelu_tanh" },
   { x: [37, 64], n: 70, bias: true, activation: "silu" },
+  { x: [2, 49, 288], n: 64, bias: true, activation: "relu" }, // the CNN classifier's conv2 after im2col
   { x: [5, 21], n: 33, activation: "gelu_tanh" }, // thin tiling, scalar K
 ];
 

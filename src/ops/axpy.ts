@@ -1,0 +1,112 @@
+// out = y + alpha * x (shaders/axpy.wgsl): a single cheap dispatch that cache strategies run every step, for
+// residual = output - input (alpha -1) and hidden = hidden + residual (alpha 1).
+import type { GpuContext } from "../gpu/context.ts";
+import {
+  bindKernel,
+  disposeDispatches,
+  groups,
+  KernelError,
+  packUniform,
+  shaderSource,
+} from "../gpu/kernel.ts";
+import { formatShape, type Tensor } from "../gpu/tensor.ts";
+import { flatGrid } from "./grid.ts";
+import type { ElementwiseOp } from "./modulate.ts";
+
+const KERNEL = "axpy";
+const WG = 256;
+/** Elems per invocation, WG apart. */
+const ITEMS = 4;
+const BINDINGS = ["read", "read", "read_write", "uniform"] as const;
+
+export interface ElementwiseSource {
+  /** Shader text with `alias Elem` defined. */
+  source: string;
+  /** f32 values per Elem: 4 when the element count allows vec4 loads, else 1. */
+  width: 1 | 4;
+}
+
+/**
+ * The text of an elementwise shader whose arrays hold `Elem`: vec4<f32> when `size` (every bound tensor's
+ * element count, and every offset into them) is a multiple of 4, f32 otherwise. Shared with sampler_step.
+ */
+export function elementwiseSource(name: string, size: number): ElementwiseSource {
+  const width = size % 4 === 0 ? 4 : 1;
+  const alias = width === 4 ? "alias Elem = vec4<f32>;" : "alias Elem = f32;";
+  return { source: `${shaderSource(name)}\n${alias}\n`, width };
+}
+
+export interface AxpyOptions {
+  alpha: number;
+  /** Write into this tensor (shape of y) instead of a new one. */
+  out?: Tensor;
+  /** y = y + alpha * x, y bound once read_write (default false). */
+  inPlace?: boolean;
+}
+
+function checkOperands(x: Tensor, y: Tensor, options: AxpyOptions): void {
+  const shapes = `x ${formatShape(x.shape)}, y ${formatShape(y.shape)}`;
+  if (!Number.isFinite(options.alpha)) {
+    throw new KernelError(KERNEL, `${shapes}: alpha ${options.alpha} must be a finite number`);
+  }
+  const out = options.out;
+  for (const [name, t] of [["x", x], ["y", y], ["out", out]] as const) {
+    if (t && t.dtype !== "f32") {
+      throw new KernelError(KERNEL, `${shapes}: ${name} ${formatShape(t.shape)} is ${t.dtype}, expected f32`);
+    }
+  }
+  if (x.shape.join() !== y.shape.join()) throw new KernelError(KERNEL, `${shapes}: shapes must be equal`);
+  if (out && options.inPlace) {
+    throw new KernelError(KERNEL, `${shapes}: give out or inPlace, not both (in place, y is the output)`);
+  }
+  if (options.inPlace && x.buffer === y.buffer) {
+    throw new KernelError(KERNEL, `${shapes}: in place, x shares y's buffer, which is bound read_write`);
+  }
+  if (!out) return;
+  if (out.shape.join() !== y.shape.join()) {
+    throw new KernelError(KERNEL, `${shapes}: out ${formatShape(out.shape)} must have the shape of y`);
+  }
+  if (out.buffer === x.buffer || out.buffer === y.buffer) {
+    throw new KernelError(
+      KERNEL,
+      `${shapes}: out shares the buffer of ${out.buffer === x.buffer ? "x" : "y"}; ` +
+        "to write into y use inPlace: true",
+    );
+  }
+}
+
+/**
+ * out = y + alpha * x elementwise over equal-shape f32 tensors: into a new tensor, into options.out, or into
+ * y (inPlace). Checks everything before allocating.
+ */
+export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions): ElementwiseOp {
+  checkOperands(x, y, options);
+  const inPlace = options.inPlace ?? false;
+  const { source, width } = elementwiseSource(KERNEL, y.size);
+  const kernel = ctx.kernels.get({
+    name: KERNEL,
+    source,
+    bindings: BINDINGS,
+    constants: { WG, ITEMS, IN_PLACE: Number(inPlace) },
+  });
+  const out = inPlace ? y : options.out ?? ctx.pool.tensor(y.shape);
+  const count = y.size / width;
+  const dispatches = [
+    bindKernel(
+      ctx.gpu,
+      kernel,
+      [x, inPlace ? x : y, out], // in place, x stands in for the unread y binding
+      flatGrid(ctx.gpu, groups(count, WG * ITEMS)),
+      packUniform([["u32", count], ["f32", options.alpha]]),
+    ),
+  ];
+  const owned = out !== y && out !== options.out;
+  return {
+    dispatches,
+    out,
+    release() {
+      if (owned) out.release();
+      disposeDispatches(dispatches);
+    },
+  };
+}
