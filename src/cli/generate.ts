@@ -1,0 +1,148 @@
+// deno task generate --label 7 --steps 28 --seed 1 --guidance 1.5 --out seven.png [--grid] [--model DIR]
+// Writes a PNG, prints JSON stats on stdout and a progress bar on stderr. Bad input: one line, exit code 2,
+// no file written. No GPU adapter: one line, exit code 1.
+// @ts-types="@types/cli-progress"
+import cliProgress from "cli-progress";
+import { parseArgs } from "node:util";
+import { GpuContext } from "../gpu/context.ts";
+import { NoAdapterError } from "../gpu/device.ts";
+import { readConfig } from "../model/config.ts";
+import { Dit } from "../model/dit.ts";
+import { WeightsError } from "../model/safetensors.ts";
+import { generate } from "../pipeline/generate.ts";
+import { encodeImagesPng } from "../pipeline/image.ts";
+import {
+  formatIssues,
+  resolveClass,
+  type SamplingParams,
+  samplingSchema,
+} from "../pipeline/request_schema.ts";
+
+const USAGE = "usage: deno task generate (--label L | --grid) --out FILE.png [--steps 28] [--seed 0] " +
+  "[--guidance 1.5] [--sampler euler|ddim] [--shift 1] [--eta 0] [--model weights/mnist-dit]";
+
+class UsageError extends Error {}
+
+interface CliRequest {
+  labels: number[];
+  out: string;
+  model: string;
+  sampling: SamplingParams;
+}
+
+function parseCli(args: string[]): Promise<CliRequest> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        label: { type: "string" },
+        grid: { type: "boolean", default: false },
+        out: { type: "string" },
+        model: { type: "string", default: "weights/mnist-dit" },
+        steps: { type: "string" },
+        seed: { type: "string" },
+        guidance: { type: "string" },
+        sampler: { type: "string" },
+        shift: { type: "string" },
+        eta: { type: "string" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n${USAGE}`);
+  }
+  return resolveRequest(parsed.values);
+}
+
+async function resolveRequest(v: Record<string, string | boolean | undefined>): Promise<CliRequest> {
+  const numbers: Record<string, number | string> = {};
+  for (const key of ["steps", "seed", "guidance", "shift", "eta"]) {
+    // Number("") is 0 and Number("1e400") is Infinity: both must be refused, so blanks become NaN.
+    if (typeof v[key] === "string") numbers[key] = (v[key] as string).trim() === "" ? NaN : Number(v[key]);
+  }
+  if (typeof v.sampler === "string") numbers.sampler = v.sampler;
+  const sampling = samplingSchema.safeParse(numbers);
+  if (!sampling.success) throw new UsageError(formatIssues(sampling.error));
+  if (typeof v.out !== "string" || !v.out.endsWith(".png")) {
+    throw new UsageError(`--out must name a .png file\n${USAGE}`);
+  }
+  if ((v.label === undefined) === !v.grid) {
+    throw new UsageError(`give exactly one of --label or --grid\n${USAGE}`);
+  }
+  const model = v.model as string;
+  const c = await readConfig(`${model}/config.json`);
+  let labels: number[];
+  if (v.grid) {
+    labels = c.class_names.map((_, i) => i);
+  } else {
+    const index = resolveClass(v.label as string, c.class_names, c.class_words);
+    if (index === null) {
+      throw new UsageError(
+        `label: unknown class "${v.label}"; valid: ${c.class_names.join(", ")}` +
+          (c.class_words ? ` (or ${c.class_words.join(", ")})` : ""),
+      );
+    }
+    labels = [index];
+  }
+  return { labels, out: v.out, model, sampling: sampling.data };
+}
+
+/** Temp file then rename: a failed or interrupted run never leaves a half-written PNG. */
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.${Deno.pid}.tmp`;
+  await Deno.writeFile(temp, bytes);
+  await Deno.rename(temp, path);
+}
+
+async function run(args: string[]): Promise<number> {
+  let request: CliRequest;
+  try {
+    request = await parseCli(args);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof WeightsError) {
+      console.error(e.message);
+      return 2;
+    }
+    throw e;
+  }
+  let ctx: GpuContext;
+  try {
+    ctx = await GpuContext.create();
+  } catch (e) {
+    if (!(e instanceof NoAdapterError)) throw e;
+    console.error(e.message);
+    return 1;
+  }
+  try {
+    const model = await Dit.load(ctx, request.model);
+    const bar = new cliProgress.SingleBar({ clearOnComplete: true }, cliProgress.Presets.shades_classic);
+    bar.start(request.sampling.steps, 0);
+    const result = await generate(ctx, model, { labels: request.labels, ...request.sampling }, {
+      onStep: () => bar.increment(),
+    });
+    bar.stop();
+    await writeAtomically(request.out, encodeImagesPng(result.images, result.shape));
+    console.log(JSON.stringify({
+      out: request.out,
+      images: request.labels.length,
+      labels: request.labels.map((i) => model.config.class_names[i]),
+      ...request.sampling,
+      seconds: Number(result.seconds.toFixed(3)),
+      secondsPerStep: Number((result.seconds / request.sampling.steps).toFixed(4)),
+      readbacks: result.readbacks,
+      adapter: ctx.gpu.info.adapter,
+    }));
+    model.release();
+    return 0;
+  } catch (e) {
+    if (!(e instanceof WeightsError)) throw e;
+    console.error(e.message);
+    return 2;
+  } finally {
+    ctx.destroy();
+  }
+}
+
+if (import.meta.main) Deno.exit(await run(Deno.args));

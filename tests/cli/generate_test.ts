@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { decode } from "fast-png";
+import { withTempDir } from "../support/temp.ts";
+
+async function generateCli(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "--allow-write", "src/cli/generate.ts", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr).trim() };
+}
+
+const BAD_INPUT: [string[], RegExp][] = [
+  [["--label", "11"], /^label: unknown class "11"; valid: 0, 1, .*9 \(or zero, .*nine\)$/],
+  [["--label", "seventeen"], /^label: unknown class "seventeen"/],
+  [["--label", "7", "--steps", "0"], /^steps: steps must be in 1\.\.1000$/],
+  [["--label", "7", "--steps", "1001"], /^steps: steps must be in 1\.\.1000$/],
+  [["--label", "7", "--guidance", "30.5"], /^guidance: guidance must be in 0\.\.30$/],
+  [["--label", "7", "--guidance=-1"], /^guidance: guidance must be in 0\.\.30$/],
+  [["--label", "7", "--seed", "1.5"], /^seed: seed must be an integer in 0\.\.4294967295$/],
+  [["--label", "7", "--seed", "abc"], /^seed: seed must be an integer in 0\.\.4294967295$/],
+  [["--label", "7", "--sampler", "heun"], /^sampler: sampler must be "euler" or "ddim"$/],
+];
+
+for (const [args, message] of BAD_INPUT) {
+  Deno.test(`generate ${args.join(" ")}: one-line error, exit code 2, no image written`, () =>
+    withTempDir(async (dir) => {
+      const out = `${dir}/x.png`;
+      const result = await generateCli([...args, "--out", out]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, message);
+      assert.equal(result.stderr.split("\n").length, 1);
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing written");
+    }));
+}
+
+Deno.test("generate: a missing weights directory is named, exit code 2", () =>
+  withTempDir(async (dir) => {
+    const result = await generateCli(["--label", "7", "--model", `${dir}/none`, "--out", `${dir}/x.png`]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /none\/config\.json: file not found/);
+  }));
+
+Deno.test("generate --grid writes one PNG with every class side by side and prints JSON stats", () =>
+  withTempDir(async (dir) => {
+    const out = `${dir}/grid.png`;
+    const result = await generateCli([
+      "--grid",
+      "--steps",
+      "2",
+      "--seed",
+      "5",
+      "--guidance",
+      "1",
+      "--out",
+      out,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const stats = JSON.parse(result.stdout);
+    assert.equal(stats.steps, 2);
+    assert.equal(stats.images, 10);
+    assert.ok(stats.seconds > 0 && typeof stats.adapter === "string");
+    const png = decode(await Deno.readFile(out));
+    assert.deepEqual([png.width, png.height, png.channels], [280, 28, 1]);
+  }));
