@@ -14,7 +14,7 @@ import {
 } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
 import { flashAttentionShader, type FlashAttentionTiling } from "./flash_attention_wgsl.ts";
-import type { RowView } from "./rope.ts";
+import { checkRowView, type RowView } from "./row_view.ts";
 
 const FLASH = "flash_attention";
 const NAIVE = "attention_naive";
@@ -112,30 +112,14 @@ function checkStream(kernel: string, stream: string, views: QkvViews, dims: Atte
   if (!isPositiveInteger(views.tokens)) {
     throw new KernelError(kernel, `${stream}tokens ${views.tokens} must be a positive integer`);
   }
-  const rowLength = heads * headDim;
+  const extent = {
+    rows: batch * views.tokens,
+    rowLength: heads * headDim,
+    align: 4,
+    reason: "heads are read as vec4",
+  };
   for (const name of ["q", "k", "v"] as const) {
-    const { tensor, offset, rowStride } = views[name];
-    const shape = formatShape(tensor.shape);
-    const what =
-      `${stream}${name} view (offset ${offset}, rowStride ${rowStride}) of ${tensor.dtype} tensor ${shape}`;
-    if (tensor.dtype !== "f32") throw new KernelError(kernel, `${what} must be f32`);
-    if (!Number.isInteger(offset) || offset < 0 || offset % 4 !== 0) {
-      throw new KernelError(kernel, `${what}: offset must be a multiple of 4 >= 0 (heads are read as vec4)`);
-    }
-    if (!Number.isInteger(rowStride) || rowStride < rowLength || rowStride % 4 !== 0) {
-      throw new KernelError(
-        kernel,
-        `${what}: rowStride must be a multiple of 4 >= heads*headDim = ${rowLength} (${describeDims(dims)})`,
-      );
-    }
-    const end = offset + (batch * views.tokens - 1) * rowStride + rowLength;
-    if (end > tensor.size) {
-      throw new KernelError(
-        kernel,
-        `${what}: [batch ${batch}, tokens ${views.tokens}, heads ${heads}, headDim ${headDim}] reaches ` +
-          `element ${end}, past its ${tensor.size} elements`,
-      );
-    }
+    checkRowView(kernel, `${stream}${name} view`, views[name], extent);
   }
 }
 

@@ -5,6 +5,7 @@ import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform 
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
 import { flatGrid } from "./grid.ts";
 import { checkModulation, type ModulationLayout } from "./modulate.ts";
+import { checkRowView, type RowView } from "./row_view.ts";
 
 const SHADER = "norm";
 const WG = 256;
@@ -40,13 +41,6 @@ export interface LayerNormModulateOptions extends Tuning {
   /** Chunk indices of shift and scale in mod [B, k*C]. */
   shift: number;
   scale: number;
-}
-
-/** Head rows inside a tensor: element (token r, head h, d) at offset + r*rowStride + h*headDim + d. */
-export interface HeadRowsView {
-  tensor: Tensor;
-  offset: number;
-  rowStride: number;
 }
 
 export interface HeadRowsDims {
@@ -235,35 +229,15 @@ export function rmsNorm(ctx: GpuContext, x: Tensor, options: RmsNormOptions = {}
   });
 }
 
-function checkView(kernel: string, view: HeadRowsView, dims: HeadRowsDims): void {
-  const { tensor, offset, rowStride } = view;
+function checkHeadRows(kernel: string, view: RowView, dims: HeadRowsDims): void {
   const { tokens, heads, headDim } = dims;
-  const what = `view (offset ${offset}, rowStride ${rowStride}) of tensor ${formatShape(tensor.shape)}`;
-  if (tensor.dtype !== "f32") throw new KernelError(kernel, `${what} is ${tensor.dtype}, expected f32`);
   if (![tokens, heads, headDim].every((n) => Number.isInteger(n) && n > 0)) {
     throw new KernelError(
       kernel,
       `tokens ${tokens}, heads ${heads}, headDim ${headDim} must be positive integers`,
     );
   }
-  if (!Number.isInteger(offset) || offset < 0) {
-    throw new KernelError(kernel, `${what}: offset must be an integer >= 0`);
-  }
-  // Overlapping rows would be normalised by two workgroups at once.
-  if (!Number.isInteger(rowStride) || rowStride < heads * headDim) {
-    throw new KernelError(
-      kernel,
-      `${what}: rowStride must be an integer >= heads*headDim = ${heads * headDim}`,
-    );
-  }
-  const end = offset + (tokens - 1) * rowStride + heads * headDim;
-  if (end > tensor.size) {
-    throw new KernelError(
-      kernel,
-      `${what} with tokens ${tokens}, heads ${heads}, headDim ${headDim} reaches element ${end}; allowed: ` +
-        `offset + (tokens-1)*rowStride + heads*headDim <= ${tensor.size}`,
-    );
-  }
+  checkRowView(kernel, "view", view, { rows: tokens, rowLength: heads * headDim, align: 1 });
 }
 
 /**
@@ -272,12 +246,12 @@ function checkView(kernel: string, view: HeadRowsView, dims: HeadRowsDims): void
  */
 export function rmsNormInPlace(
   ctx: GpuContext,
-  view: HeadRowsView,
+  view: RowView,
   dims: HeadRowsDims,
   options: RmsNormOptions = {},
 ): NormOp {
   const kernel = "rms_norm_in_place";
-  checkView(kernel, view, dims);
+  checkHeadRows(kernel, view, dims);
   checkParameter(kernel, "weight", options.weight, dims.headDim, view.tensor);
   return launch(ctx, {
     kernel,

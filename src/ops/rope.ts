@@ -11,6 +11,7 @@ import {
   packUniform,
 } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
+import { checkRowView, type RowView } from "./row_view.ts";
 
 const KERNEL = "rope";
 const WG = 64;
@@ -29,13 +30,6 @@ export interface RopeTable {
   headDim: number;
   axes: RopeAxes;
   release(): void;
-}
-
-/** q or k inside any tensor: element (b, n, h, d) at offset + (b*tokens + n)*rowStride + h*headDim + d. */
-export interface RowView {
-  tensor: Tensor;
-  offset: number;
-  rowStride: number;
 }
 
 export interface RopeDims {
@@ -120,32 +114,6 @@ export function ropeTable(
   return { cosSin: tensor, tokens, headDim, axes, release: () => tensor.release() };
 }
 
-function checkView(view: RowView, index: number, tokens: number, dims: RopeDims): void {
-  const { tensor, offset, rowStride } = view;
-  const what = `view ${index} (offset ${offset}, rowStride ${rowStride}) of tensor ${
-    formatShape(tensor.shape)
-  }`;
-  if (tensor.dtype !== "f32") throw new KernelError(KERNEL, `${what} is ${tensor.dtype}, expected f32`);
-  const rowLength = dims.heads * dims.headDim;
-  if (!Number.isInteger(offset) || offset < 0 || offset % 2 !== 0) {
-    throw new KernelError(KERNEL, `${what}: offset must be an even integer >= 0 (pairs are read as vec2)`);
-  }
-  if (!Number.isInteger(rowStride) || rowStride < rowLength || rowStride % 2 !== 0) {
-    throw new KernelError(
-      KERNEL,
-      `${what}: rowStride must be an even integer >= heads*headDim = ${rowLength} (rows must not overlap)`,
-    );
-  }
-  const end = offset + (dims.batch * tokens - 1) * rowStride + rowLength;
-  if (end > tensor.size) {
-    throw new KernelError(
-      KERNEL,
-      `${what}: [batch ${dims.batch}, tokens ${tokens}, heads ${dims.heads}, headDim ${dims.headDim}] ` +
-        `reaches element ${end}, past its ${tensor.size} elements`,
-    );
-  }
-}
-
 /** Rotates q and k (or any list of views) in place by the table's angles. */
 export function rope(ctx: GpuContext, views: readonly RowView[], table: RopeTable, dims: RopeDims): Rope {
   const { batch, heads, headDim } = dims;
@@ -158,7 +126,14 @@ export function rope(ctx: GpuContext, views: readonly RowView[], table: RopeTabl
       `head dim ${headDim} must equal sum(axes_dim ${formatShape(table.axes.axesDim)}) = ${table.headDim}`,
     );
   }
-  views.forEach((view, i) => checkView(view, i, table.tokens, dims));
+  // q or k: element (b, n, h, d) at row b*tokens + n of the view.
+  const extent = {
+    rows: batch * table.tokens,
+    rowLength: heads * headDim,
+    align: 2,
+    reason: "pairs are read as vec2",
+  };
+  views.forEach((view, i) => checkRowView(KERNEL, `view ${i}`, view, extent));
   const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS, constants: { WG } });
   const half = headDim / 2;
   const workgroups = [groups(table.tokens * half, WG), batch, 1] as const;

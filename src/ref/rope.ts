@@ -1,6 +1,7 @@
 // CPU reference of src/ops/rope.ts: FLUX-style N-D rotary embedding with every angle computed in float64
 // straight from the position ids (no table), so it checks the op's table as well as its kernel.
-import type { RopeAxes, RopeDims, RowView } from "../ops/rope.ts";
+import type { RopeAxes, RopeDims } from "../ops/rope.ts";
+import type { RowView } from "../ops/row_view.ts";
 
 /**
  * Returns a copy of `data` with q (or k) rotated, element (b, n, h, d) at

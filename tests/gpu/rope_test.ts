@@ -143,7 +143,7 @@ gpuTest(
     assert.throws(
       () => rope(ctx, [{ tensor: qkv, offset: 2 * 256 + 2, rowStride }], table, dims),
       isRopeError(
-        /view 0 \(offset 514, rowStride 768\) of tensor \[2, 5, 768\]: .* reaches element 7682, past its 7680/,
+        /view 0 \(offset 514, rowStride 768\) of f32 tensor \[2, 5, 768\]: 10 rows of heads\*headDim = 256 reach element 7682; allowed: .* <= 7680/,
       ),
     );
     assert.throws(
@@ -154,11 +154,11 @@ gpuTest(
           table,
           dims,
         ),
-      isRopeError(/view 1 .*offset must be an even integer >= 0/),
+      isRopeError(/view 1 .*offset must be a multiple of 2 >= 0 \(pairs are read as vec2\)/),
     );
     assert.throws(
       () => rope(ctx, [{ tensor: qkv, offset: 0, rowStride: 200 }], table, dims),
-      isRopeError(/rowStride must be an even integer >= heads\*headDim = 256/),
+      isRopeError(/rowStride must be a multiple of 2 >= heads\*headDim = 256/),
     );
     assert.throws(
       () => rope(ctx, [{ tensor: qkv, offset: 0, rowStride }], table, { ...dims, batch: 0 }),

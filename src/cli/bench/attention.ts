@@ -15,12 +15,7 @@ import {
   type QkvViews,
 } from "../../ops/attention.ts";
 import { flashAttention as attentionRef, type HostQkv } from "../../ref/attention.ts";
-import { type BenchRow, type BenchSuite, gflops, timeDispatches } from "./harness.ts";
-
-/** Deterministic O(1) values without a generator: enough for timing and error checks. */
-function wave(size: number, seed: number): Float32Array<ArrayBuffer> {
-  return Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.61803 + seed) * (1 + (i % 7) / 7));
-}
+import { benchInput, type BenchRow, type BenchSuite, gflops, maxAbsDiff, timeDispatches } from "./harness.ts";
 
 interface Qkv {
   gpu: QkvViews;
@@ -31,7 +26,7 @@ interface Qkv {
 /** A fused qkv [B, N, 3*H*D] and its q, k, v views. */
 function fusedQkv(ctx: GpuContext, tokens: number, dims: AttentionDims, seed: number): Qkv {
   const width = dims.heads * dims.headDim;
-  const data = wave(dims.batch * tokens * 3 * width, seed);
+  const data = benchInput(dims.batch * tokens * 3 * width, seed);
   const tensor = ctx.pool.upload(data, [dims.batch, tokens, 3 * width]);
   const at = (i: number) => ({ offset: i * width, rowStride: 3 * width });
   return {
@@ -52,7 +47,7 @@ async function measure(
   await ctx.kernels.ready();
   submitDispatches(ctx.gpu, op.dispatches);
   const got = await readFloats(ctx.gpu, op.out);
-  const maxAbsErr = got.reduce((m, value, i) => Math.max(m, Math.abs(value - want[i])), 0);
+  const maxAbsErr = maxAbsDiff(got, want);
   const ms = await timeDispatches(ctx, op.dispatches);
   report({
     kernel: row.kernel,

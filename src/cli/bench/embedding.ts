@@ -14,9 +14,10 @@ import {
 } from "../../gpu/kernel.ts";
 import { readFloats } from "../../gpu/readback.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
-import { rope, type RopeAxes, ropeTable, type RowView } from "../../ops/rope.ts";
+import { rope, type RopeAxes, ropeTable } from "../../ops/rope.ts";
+import type { RowView } from "../../ops/row_view.ts";
 import { rope as ropeRef } from "../../ref/rope.ts";
-import { type BenchSuite, timeDispatches } from "./harness.ts";
+import { benchInput, type BenchSuite, maxAbsDiff, timeDispatches } from "./harness.ts";
 
 const AXES: RopeAxes = { axesDim: [16, 56, 56], theta: 10000 };
 const [TEXT_TOKENS, GRID, HEADS, HEAD_DIM] = [512, 64, 24, 128];
@@ -30,20 +31,6 @@ function fluxIds(): Float32Array {
     ids[n * 3 + 2] = (n - TEXT_TOKENS) % GRID;
   }
   return ids;
-}
-
-function pseudoRandom(size: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: size }, () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 function naiveRope(ctx: GpuContext, view: RowView, ids: Tensor, tokens: number): Dispatch {
@@ -78,7 +65,7 @@ export const embeddingBench: BenchSuite = {
     const tokens = ids.length / 3;
     const rowLength = HEADS * HEAD_DIM;
     const shape = `[1,${tokens},${HEADS},${HEAD_DIM}] q+k`;
-    const inputs = [pseudoRandom(tokens * rowLength, 1), pseudoRandom(tokens * rowLength, 2)];
+    const inputs = [benchInput(tokens * rowLength, 1), benchInput(tokens * rowLength, 2)];
     const rows = { offset: 0, rowStride: rowLength };
     const views: RowView[] = inputs.map((data) => ({
       tensor: ctx.pool.upload(data, [1, tokens, rowLength]),

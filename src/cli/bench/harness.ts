@@ -3,6 +3,9 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import { type Dispatch, encodeDispatches } from "../../gpu/kernel.ts";
 
+/** Seeded inputs in [-1, 1) and the error measure of every suite: the ones the start-up self-check uses. */
+export { deterministicInput as benchInput, maxAbsDiff } from "../../gpu/deterministic_input.ts";
+
 export interface BenchRow {
   kernel: string;
   shape: string;

@@ -12,7 +12,15 @@ import type { Tensor } from "../../gpu/tensor.ts";
 import { linear, linearTiling } from "../../ops/linear.ts";
 import { formatTiling, type LinearTiling } from "../../ops/linear_wgsl.ts";
 import { linear as linearRef } from "../../ref/linear.ts";
-import { type BenchRow, type BenchSuite, gflops, timeDispatches, type TimingOptions } from "./harness.ts";
+import {
+  benchInput,
+  type BenchRow,
+  type BenchSuite,
+  gflops,
+  maxAbsDiff,
+  timeDispatches,
+  type TimingOptions,
+} from "./harness.ts";
 import { loadTfjsMatMul, type TfjsMatMul } from "./tfjs_matmul.ts";
 
 interface Problem {
@@ -38,14 +46,6 @@ const MAX_RUN_MS = 20_000;
 const SLOW_RUN_MS = 2_000;
 const SAMPLED_ROWS = 8;
 
-function pseudoRandom(size: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: size }, () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
-
 /** Rows the error is measured on, and the reference values of those rows. */
 function referenceRows(x: Float32Array, w: Float32Array, p: Problem): { rows: number[]; want: Float32Array } {
   const count = p.m <= 128 ? p.m : SAMPLED_ROWS;
@@ -56,11 +56,8 @@ function referenceRows(x: Float32Array, w: Float32Array, p: Problem): { rows: nu
 }
 
 function maxRowError(got: Float32Array, p: Problem, ref: { rows: number[]; want: Float32Array }): number {
-  let err = 0;
-  ref.rows.forEach((r, i) => {
-    for (let c = 0; c < p.n; c++) err = Math.max(err, Math.abs(got[r * p.n + c] - ref.want[i * p.n + c]));
-  });
-  return err;
+  const row = (values: Float32Array, r: number) => values.subarray(r * p.n, (r + 1) * p.n);
+  return ref.rows.reduce((err, r, i) => Math.max(err, maxAbsDiff(row(got, r), row(ref.want, i))), 0);
 }
 
 function naiveLinear(ctx: GpuContext, x: Tensor, w: Tensor, y: Tensor, p: Problem): Dispatch {
@@ -174,8 +171,8 @@ async function benchProblem(
 ): Promise<void> {
   const shape = `[${p.m},${p.k}]x[${p.n},${p.k}]`;
   const flops = 2 * p.m * p.n * p.k;
-  const x = pseudoRandom(p.m * p.k, 1);
-  const w = pseudoRandom(p.n * p.k, 2);
+  const x = benchInput(p.m * p.k, 1);
+  const w = benchInput(p.n * p.k, 2);
   const ref = referenceRows(x, w, p);
   const inputs = { x, w, tx: ctx.pool.upload(x, [p.m, p.k]), tw: ctx.pool.upload(w, [p.n, p.k]) };
   for (const variant of variants(ctx, p, inputs, tfjs)) {

@@ -10,12 +10,7 @@ import { gatedResidual, modulate, silu } from "../../ops/modulate.ts";
 import { layerNorm, layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
 import * as modulateRef from "../../ref/modulate.ts";
 import * as normRef from "../../ref/norm.ts";
-import { type BenchRow, type BenchSuite, timeDispatches } from "./harness.ts";
-
-/** Deterministic O(1) values without a generator: enough for timing and error checks. */
-function wave(size: number, seed: number): Float32Array<ArrayBuffer> {
-  return Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.61803 + seed) * (1 + (i % 7) / 7));
-}
+import { benchInput, type BenchRow, type BenchSuite, maxAbsDiff, timeDispatches } from "./harness.ts";
 
 interface Variant {
   kernel: string;
@@ -43,7 +38,7 @@ async function compare(
     await ctx.kernels.ready();
     submitDispatches(ctx.gpu, v.dispatches);
     const got = await readFloats(ctx.gpu, v.out);
-    const err = got.reduce((m, value, i) => Math.max(m, Math.abs(value - want[i])), 0);
+    const err = maxAbsDiff(got, want);
     const ms = await timeDispatches(ctx, v.dispatches);
     first ||= ms;
     const relative = ms === first ? "" : `, ${(ms / first).toFixed(2)}x the time of ${variants[0].kernel}`;
@@ -60,9 +55,9 @@ async function compare(
 
 async function layerNormRows(ctx: GpuContext, report: (row: BenchRow) => void): Promise<void> {
   for (const [rows, channels] of [[1024, 3072], [8192, 128]]) {
-    const x = wave(rows * channels, 1);
-    const weight = wave(channels, 2);
-    const bias = wave(channels, 3);
+    const x = benchInput(rows * channels, 1);
+    const weight = benchInput(channels, 2);
+    const bias = benchInput(channels, 3);
     const [tx, tw, tb] = [
       ctx.pool.upload(x, [rows, channels]),
       ctx.pool.upload(weight, [channels]),
@@ -89,8 +84,8 @@ async function layerNormRows(ctx: GpuContext, report: (row: BenchRow) => void): 
 async function qkNormRows(ctx: GpuContext, report: (row: BenchRow) => void): Promise<void> {
   const [tokens, heads, headDim] = [1024, 24, 128];
   const width = 3 * heads * headDim;
-  const qkv = wave(tokens * width, 4);
-  const weight = wave(headDim, 5);
+  const qkv = benchInput(tokens * width, 4);
+  const weight = benchInput(headDim, 5);
   const tqkv = ctx.pool.upload(qkv, [1, tokens, width]);
   const tw = ctx.pool.upload(weight, [headDim]);
   const dims = { tokens, heads, headDim };
@@ -119,8 +114,8 @@ async function qkNormRows(ctx: GpuContext, report: (row: BenchRow) => void): Pro
 async function adaLnRows(ctx: GpuContext, report: (row: BenchRow) => void): Promise<void> {
   const [batch, tokens, channels, chunks] = [2, 512, 3072, 6];
   const shape = [batch, tokens, channels] as const;
-  const x = wave(batch * tokens * channels, 6);
-  const mod = wave(batch * chunks * channels, 7);
+  const x = benchInput(batch * tokens * channels, 6);
+  const mod = benchInput(batch * chunks * channels, 7);
   const tx = ctx.pool.upload(x, [...shape]);
   const tm = ctx.pool.upload(mod, [batch, chunks * channels]);
   const chunkSet = { shift: 0, scale: 1 };
@@ -138,7 +133,7 @@ async function adaLnRows(ctx: GpuContext, report: (row: BenchRow) => void): Prom
   ]);
 
   // Elementwise ops alone on the same tensors; gated_residual updates x, so it goes last.
-  const y = wave(x.length, 8);
+  const y = benchInput(x.length, 8);
   const ty = ctx.pool.upload(y, [...shape]);
   const modulated = modulate(ctx, tx, tm, chunkSet);
   const activated = silu(ctx, tx);

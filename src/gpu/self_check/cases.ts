@@ -1,0 +1,204 @@
+// One tiny case per kernel family (every shader in shaders/ but the bench's *_naive baselines), each against
+// its CPU reference in src/ref/. Sizes are a few hundred values, odd where the kernel tiles, and use the
+// embedded DiT's head dim (32) and hidden size (128) where a pipeline's code depends on them, so that most
+// pipelines compiled here are the ones the model needs anyway. Inputs lie in [-1, 1).
+import { disposeDispatches } from "../kernel.ts";
+import { flashAttention } from "../../ops/attention.ts";
+import { axpy } from "../../ops/axpy.ts";
+import { embeddingLookup, uploadLabels } from "../../ops/embedding_lookup.ts";
+import { linear } from "../../ops/linear.ts";
+import { gatedResidual } from "../../ops/modulate.ts";
+import { layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
+import { im2col, type Im2colGeometry } from "../../ops/patch.ts";
+import { residualDiff } from "../../ops/residual_diff.ts";
+import { rope, type RopeAxes, ropeTable } from "../../ops/rope.ts";
+import { samplerUpdate, type SamplerUpdateOptions } from "../../ops/sampler_step.ts";
+import { timestepEmbedding, type TimestepEmbeddingOptions } from "../../ops/timestep_embedding.ts";
+import * as attentionRef from "../../ref/attention.ts";
+import * as axpyRef from "../../ref/axpy.ts";
+import * as embeddingLookupRef from "../../ref/embedding_lookup.ts";
+import * as linearRef from "../../ref/linear.ts";
+import * as modulateRef from "../../ref/modulate.ts";
+import * as normRef from "../../ref/norm.ts";
+import * as patchRef from "../../ref/patch.ts";
+import * as residualDiffRef from "../../ref/residual_diff.ts";
+import * as ropeRef from "../../ref/rope.ts";
+import * as samplerRef from "../../ref/sampler_step.ts";
+import * as timestepRef from "../../ref/timestep_embedding.ts";
+import { type SelfCheckCase, selfCheckCase } from "./case.ts";
+
+/** q, k, v of a fused qkv [1, 7, 3*H*D] at head dim 32 (7 tokens: not a multiple of any tile). */
+const ATTENTION = { batch: 1, heads: 2, headDim: 32 };
+const QKV_WIDTH = 3 * ATTENTION.heads * ATTENTION.headDim;
+const qkvViews = (offsets: number[]) =>
+  offsets.map((i) => ({ offset: i * QKV_WIDTH / 3, rowStride: QKV_WIDTH }));
+
+const ROPE_AXES: RopeAxes = { axesDim: [4, 6, 6], theta: 10000 };
+/** 5 tokens x 3 axes: distinct positions on every axis, angles up to 14 rad. */
+const ROPE_IDS = Float32Array.from({ length: 15 }, (_, i) => i);
+const ROPE_DIMS = { batch: 1, heads: 2, headDim: 16 };
+
+const TIMESTEP: TimestepEmbeddingOptions = {
+  dim: 32,
+  flipSinToCos: true,
+  downscaleFreqShift: 0,
+  scale: 1000,
+  maxPeriod: 10000,
+};
+
+const LABELS = [3, 10, 0];
+const IM2COL: Im2colGeometry = {
+  batch: 2,
+  channels: 3,
+  height: 7,
+  width: 6,
+  kernel: 3,
+  stride: 2,
+  padding: 1,
+  layout: "nchw",
+};
+const SAMPLER = { a: 0.9, b: -0.1, c: 0.3, guidance: 3.5 };
+
+export const SELF_CHECK_CASES: SelfCheckCase[] = [
+  // Sums of ~3000 values of O(1) in an fp32 tree: relative error ~1e-6 on ratios of O(1).
+  selfCheckCase({
+    kernel: "residual_diff",
+    inputs: { a: [2, 49, 32], b: [2, 49, 32] },
+    build: (ctx, t) => {
+      const op = residualDiff(ctx, t.a, t.b, { samples: 2 });
+      return { ...op, out: op.result };
+    },
+    reference: (v) => residualDiffRef.residualDiff(v.a, v.b, 32, { samples: 2 }),
+    tolerance: 1e-5,
+  }),
+  // x [2, 5, 16] W [24, 16], out += gate * gelu_tanh(x W^T + b): 16 products of |.| < 1 per output round by
+  // ~16 * 2^-24 * 4, tanh by a few ulp; a dropped term, gate or bias is off by > 1e-2.
+  selfCheckCase({
+    kernel: "linear gelu_tanh, gated accumulate",
+    inputs: { x: [2, 5, 16], w: [24, 16], bias: [24], out: [2, 5, 24], mod: [2, 3 * 24] },
+    build: (ctx, t) =>
+      linear(ctx, t.x, t.w, {
+        bias: t.bias,
+        activation: "gelu_tanh",
+        out: { tensor: t.out },
+        gate: { tensor: t.mod, offset: 2 * 24, stride: 3 * 24, rowsPerGate: 5 },
+      }),
+    reference: (v) =>
+      linearRef.linear(v.x, v.w, { rows: 10, cols: 24, depth: 16 }, {
+        bias: v.bias,
+        activation: "gelu_tanh",
+        accumulateOnto: v.out,
+        gate: { values: v.mod, offset: 2 * 24, stride: 3 * 24, rowsPerGate: 5 },
+      }),
+    tolerance: 2e-5,
+  }),
+  // Online against two-pass softmax over 7 keys of |score| < 6: a few ulp of outputs |.| < 1.
+  selfCheckCase({
+    kernel: "flash_attention",
+    inputs: { qkv: [1, 7, QKV_WIDTH] },
+    build: (ctx, t) => {
+      const [q, k, v] = qkvViews([0, 1, 2]).map((view) => ({ tensor: t.qkv, ...view }));
+      return flashAttention(ctx, { q, k, v, tokens: 7 }, ATTENTION);
+    },
+    reference: (v) => {
+      const [q, k, vv] = qkvViews([0, 1, 2]).map((view) => ({ data: v.qkv, ...view }));
+      return attentionRef.flashAttention({ q, k, v: vv, tokens: 7 }, ATTENTION);
+    },
+    tolerance: 1e-5,
+  }),
+  // Rows of 128: mean and variance to ~1e-6 relative, outputs |.| < ~5 after (1 + scale) and shift.
+  selfCheckCase({
+    kernel: "layer_norm_modulate",
+    inputs: { x: [2, 5, 128], mod: [2, 6 * 128] },
+    build: (ctx, t) => layerNormModulate(ctx, t.x, t.mod, { shift: 0, scale: 1 }),
+    reference: (v) => normRef.layerNormModulate(v.x, [2, 5, 128], v.mod, { shift: 0, scale: 1 }),
+    tolerance: 3e-5,
+  }),
+  // k of a fused qkv, in place: rows of 32, outputs |.| < ~2; q and v must come back untouched.
+  selfCheckCase({
+    kernel: "rms_norm_in_place",
+    inputs: { qkv: [2, 5, QKV_WIDTH], weight: [ATTENTION.headDim] },
+    build: (ctx, t) => {
+      const [k] = qkvViews([1]);
+      return rmsNormInPlace(ctx, { tensor: t.qkv, ...k }, { tokens: 10, ...ATTENTION }, { weight: t.weight });
+    },
+    reference: (v) =>
+      normRef.rmsNormInPlace(v.qkv, qkvViews([1])[0], { tokens: 10, ...ATTENTION }, { weight: v.weight }),
+    tolerance: 1e-5,
+  }),
+  // Two products and a sum per output of |x| < 1, with cos/sin rounded once to f32: ~4e-7.
+  selfCheckCase({
+    kernel: "rope",
+    inputs: { qkv: [1, 5, 3 * 2 * 16] },
+    build: (ctx, t) => {
+      const table = ropeTable(ctx, ROPE_IDS, [5, 3], ROPE_AXES);
+      const op = rope(ctx, [{ tensor: t.qkv, offset: 32, rowStride: 96 }], table, ROPE_DIMS);
+      const release = () => {
+        op.release();
+        table.release();
+      };
+      return { dispatches: op.dispatches, out: t.qkv, release };
+    },
+    reference: (v) => ropeRef.rope(v.qkv, { offset: 32, rowStride: 96 }, ROPE_IDS, ROPE_AXES, ROPE_DIMS),
+    tolerance: 2e-6,
+  }),
+  // Arguments up to 1000 rad carry two f32 roundings: |d arg| <= 1.2e-4 (see tests/gpu/embedding_test.ts).
+  selfCheckCase({
+    kernel: "timestep_embedding",
+    inputs: { t: [3] },
+    build: (ctx, t) => timestepEmbedding(ctx, t.t, TIMESTEP),
+    reference: (v) => timestepRef.timestepEmbedding(v.t, TIMESTEP),
+    tolerance: 2e-4,
+  }),
+  // A gather added onto out with one f32 rounding, as the reference rounds: exact.
+  selfCheckCase({
+    kernel: "embedding_lookup",
+    inputs: { table: [11, 16], out: [3, 16] },
+    build: (ctx, t) => {
+      const labels = uploadLabels(ctx, LABELS, 11);
+      const dispatch = embeddingLookup(ctx, t.table, labels, t.out, { accumulate: true });
+      const release = () => {
+        disposeDispatches([dispatch]);
+        labels.release();
+      };
+      return { dispatches: [dispatch], out: t.out, release };
+    },
+    reference: (v) => embeddingLookupRef.embeddingLookup(v.table, 16, LABELS, v.out),
+    tolerance: 0,
+  }),
+  // A gather with zero padding: exact.
+  selfCheckCase({
+    kernel: "im2col",
+    inputs: { x: [2, 3, 7, 6] },
+    build: (ctx, t) => im2col(ctx, t.x, IM2COL),
+    reference: (v) => patchRef.im2col(v.x, IM2COL),
+    tolerance: 0,
+  }),
+  // Guided: |g (v_c - v_u)| < 7, a few roundings of it (~4e-7 each) against one of the float64 reference.
+  selfCheckCase({
+    kernel: "sampler_update",
+    inputs: { x: [2, 1, 4, 5], v: [4, 1, 4, 5], noise: [2, 1, 4, 5] },
+    build: (ctx, t) => {
+      const options: SamplerUpdateOptions = { ...SAMPLER, noise: t.noise };
+      return { ...samplerUpdate(ctx, t.x, t.v, options), out: t.x };
+    },
+    reference: (v) => samplerRef.samplerUpdate(v.x, v.v, { ...SAMPLER, noise: v.noise }),
+    tolerance: 1e-5,
+  }),
+  // y - x of |.| < 1: the sum rounds once, like the reference.
+  selfCheckCase({
+    kernel: "axpy",
+    inputs: { x: [3, 5, 8], y: [3, 5, 8] },
+    build: (ctx, t) => axpy(ctx, t.x, t.y, { alpha: -1 }),
+    reference: (v) => axpyRef.axpy(v.x, v.y, -1),
+    tolerance: 1e-6,
+  }),
+  // x + gate * y in place, |.| < 2: one or two roundings.
+  selfCheckCase({
+    kernel: "gated_residual",
+    inputs: { x: [2, 5, 16], y: [2, 5, 16], mod: [2, 3 * 16] },
+    build: (ctx, t) => gatedResidual(ctx, t.x, t.y, t.mod, { gate: 2 }),
+    reference: (v) => modulateRef.gatedResidual(v.x, v.y, [2, 5, 16], v.mod, { gate: 2 }),
+    tolerance: 1e-6,
+  }),
+];
