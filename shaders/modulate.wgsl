@@ -33,11 +33,6 @@ fn load(i: u32) -> f32 {
   return src[i];
 }
 
-// Element `item` of this invocation; the grid may be 2-D when one dimension cannot hold every workgroup.
-fn element(wid: vec3<u32>, grid: vec3<u32>, lid: u32, item: u32) -> u32 {
-  return ((wid.y * grid.x + wid.x) * ITEMS + item) * WG + lid;
-}
-
 // Index into mod of channel c of chunk 0 for element e; chunk i is i*C further.
 fn chunk_base(e: u32) -> u32 {
   return (e / p.sample_elements) * p.mod_stride + e % p.channels;
@@ -50,7 +45,7 @@ fn modulate(
   @builtin(local_invocation_index) lid: u32,
 ) {
   for (var item = 0u; item < ITEMS; item++) {
-    let e = element(wid, grid, lid, item);
+    let e = grid_element(wid, grid, lid, item, ITEMS, WG); // common.wgsl
     if (e < p.count) {
       let base = chunk_base(e);
       dst[e] = load(e) * (1.0 + modulation[base + p.second_offset]) + modulation[base + p.first_offset];
@@ -65,7 +60,7 @@ fn gated_residual(
   @builtin(local_invocation_index) lid: u32,
 ) {
   for (var item = 0u; item < ITEMS; item++) {
-    let e = element(wid, grid, lid, item);
+    let e = grid_element(wid, grid, lid, item, ITEMS, WG); // common.wgsl
     if (e < p.count) {
       dst[e] += modulation[chunk_base(e) + p.first_offset] * src[e];
     }
@@ -79,7 +74,7 @@ fn silu_elementwise(
   @builtin(local_invocation_index) lid: u32,
 ) {
   for (var item = 0u; item < ITEMS; item++) {
-    let e = element(wid, grid, lid, item);
+    let e = grid_element(wid, grid, lid, item, ITEMS, WG); // common.wgsl
     if (e < p.count) {
       dst[e] = silu(load(e)); // common.wgsl
     }

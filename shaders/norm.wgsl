@@ -73,7 +73,7 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let lane = lid % LANES;
-  let row = (wid.y * grid.x + wid.x) * (WG / LANES) + lid / LANES;
+  let row = grid_element(wid, grid, lid / LANES, 0u, 1u, WG / LANES); // common.wgsl: WG / LANES rows each
   // Invocations past the last row visit no channel but still reach every barrier.
   let length = select(0u, p.channels, row < p.rows);
   let token = row / p.heads;

@@ -27,18 +27,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;  // im2col: patch rows; unpatchify: [B, C, H, W]
 @group(0) @binding(2) var<uniform> p: Params;
 
-// The grid may be 2-D when one dimension cannot hold every workgroup (src/ops/grid.ts).
-fn element(wid: vec3<u32>, grid: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * grid.x + wid.x) * WG + lid;
-}
-
 @compute @workgroup_size(WG)
 fn im2col(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) grid: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let e = element(wid, grid, lid);
+  let e = grid_element(wid, grid, lid, 0u, 1u, WG); // common.wgsl
   if (e >= p.count) {
     return;
   }
@@ -71,7 +66,7 @@ fn unpatchify(
   @builtin(num_workgroups) grid: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let e = element(wid, grid, lid);
+  let e = grid_element(wid, grid, lid, 0u, 1u, WG); // common.wgsl
   if (e >= p.count) {
     return;
   }

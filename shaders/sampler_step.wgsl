@@ -30,10 +30,8 @@ fn main(
   @builtin(num_workgroups) grid: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  // The grid may be 2-D when one dimension cannot hold every workgroup (src/ops/grid.ts).
-  let first = (wid.y * grid.x + wid.x) * ITEMS * WG + lid;
   for (var item = 0u; item < ITEMS; item++) {
-    let e = first + item * WG;
+    let e = grid_element(wid, grid, lid, item, ITEMS, WG); // common.wgsl
     if (e < p.count) {
       var velocity = v[e];
       if (p.guided != 0u) {
