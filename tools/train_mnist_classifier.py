@@ -8,7 +8,7 @@ so the layer names, shapes and the channels-last flatten order here are the spec
   flatten channels-last (permute(0,2,3,1)) -> [B,3136]; fc1 Linear(3136,128)+ReLU = features; fc2 -> logits [B,10]
 
 Command (repo root; torch lives only in /usr/bin/python3; trains on the training split of
-tools/mnist_data.py, evaluates on its held-out split, writes weights + both test fixtures):
+tools/mnist_data.py, evaluates on its held-out split, writes weights, held-out feature statistics and the test fixture):
   nice -n 5 /usr/bin/python3 tools/train_mnist_classifier.py --digits /work/mnist/package/src/digits
 Dry run without touching the repo:
   ... --out-dir /tmp/cls --fixtures-out /tmp/cls-fixtures
@@ -90,7 +90,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default="weights/mnist-classifier")
-    p.add_argument("--fixtures-out", default="tests/fixtures", help="folder for the two fixture files")
+    p.add_argument("--fixtures-out", default="tests/fixtures", help="folder for the engine test fixture")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
