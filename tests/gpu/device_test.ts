@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Gpu } from "../../src/gpu/device.ts";
 import { bindKernel, KernelError } from "../../src/gpu/kernel.ts";
 import { readbackCount } from "../../src/gpu/readback.ts";
 import { residualDiff } from "../../src/ops/residual_diff.ts";
@@ -76,4 +77,37 @@ Deno.test("no adapter: a one-line message naming the fix and a non-zero exit, no
   assert.equal(out.code, 1);
   assert.match(stderr, /^no WebGPU adapter: install Mesa .*or a GPU driver$/);
   assert.doesNotMatch(stderr, /\bat \w|Stack/);
+});
+
+gpuTest("pipelines are compiled once per (kernel, constants)", (ctx) => {
+  const spec = (WG: number) => ({
+    name: "residual_diff",
+    entry: "finish",
+    bindings: ["read", "read", "read_write", "read_write", "uniform"] as const,
+    constants: { WG },
+  });
+  const first = ctx.kernels.get(spec(256));
+  const size = ctx.kernels.size;
+  assert.equal(ctx.kernels.get(spec(256)), first);
+  assert.equal(ctx.kernels.size, size);
+  assert.notEqual(ctx.kernels.get(spec(128)), first);
+  assert.equal(ctx.kernels.size, size + 1);
+});
+
+Deno.test({
+  name: "a lost device marks the GPU unhealthy and a new one can be acquired",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const gpu = await Gpu.acquire();
+    assert.ok(gpu.healthy);
+    gpu.destroy();
+    await gpu.device.lost;
+    await Promise.resolve(); // the lost handler runs in the promise's own continuation
+    assert.equal(gpu.healthy, false);
+    assert.match(gpu.lostReason ?? "", /^destroyed/);
+    const again = await Gpu.acquire();
+    assert.ok(again.healthy);
+    again.destroy();
+  },
 });
