@@ -1,20 +1,11 @@
 // deno task serve. Until the HTTP server lands this acquires the GPU, compiles and self-checks the kernels
 // and prints what it found; it is the only file that reads the environment and sets the exit code.
-import { GpuContext } from "./gpu/context.ts";
-import { NoAdapterError } from "./gpu/device.ts";
+import { acquireGpuOrExplain } from "./cli/acquire_gpu.ts";
 import { selfCheck } from "./gpu/self_check.ts";
 
 async function main(): Promise<number> {
-  let ctx: GpuContext;
-  try {
-    ctx = await GpuContext.create();
-  } catch (e) {
-    if (e instanceof NoAdapterError) {
-      console.error(e.message);
-      return 1;
-    }
-    throw e;
-  }
+  const ctx = await acquireGpuOrExplain();
+  if (!ctx) return 1;
   console.log(
     JSON.stringify({
       adapter: ctx.gpu.info.adapter,

@@ -1,7 +1,6 @@
 // deno task bench:kernels [--json] [--only name,name]: every kernel family against its naive variant (and
 // matmul against tfjs-backend-webgpu) on the adapter at hand, one run.
-import { GpuContext } from "../gpu/context.ts";
-import { NoAdapterError } from "../gpu/device.ts";
+import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import type { BenchRow, BenchSuite } from "./bench/harness.ts";
 import { attentionBench } from "./bench/attention.ts";
 import { embeddingBench } from "./bench/embedding.ts";
@@ -41,16 +40,8 @@ function formatRow(row: BenchRow & { adapter: string }): string {
 
 async function main(): Promise<void> {
   const { json, only } = parseArgs(Deno.args);
-  let ctx: GpuContext;
-  try {
-    ctx = await GpuContext.create();
-  } catch (e) {
-    if (e instanceof NoAdapterError) {
-      console.error(e.message);
-      Deno.exit(1);
-    }
-    throw e;
-  }
+  const ctx = await acquireGpuOrExplain();
+  if (!ctx) Deno.exit(1);
   const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
   if (!json) console.log(`adapter: ${adapter}`);
   for (const suite of SUITES) {

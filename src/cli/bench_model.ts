@@ -3,8 +3,8 @@
 // distance of classifier features against held-out real digits, seconds per step, the model's effective
 // GFLOP/s next to the matmul kernel's and next to the same model in PyTorch on this CPU.
 import { parseArgs } from "node:util";
-import { GpuContext } from "../gpu/context.ts";
-import { NoAdapterError } from "../gpu/device.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { deterministicInput } from "../gpu/deterministic_input.ts";
 import { fitGaussian, frechetDistance, type Gaussian } from "../metrics/frechet.ts";
 import { CLASSIFIER_DIR, DigitClassifier } from "../model/classifier.ts";
@@ -73,14 +73,8 @@ async function main(): Promise<number> {
     console.error("--per-digit, --steps and --batch must be positive integers, --guidance a number >= 0");
     return 2;
   }
-  let ctx: GpuContext;
-  try {
-    ctx = await GpuContext.create();
-  } catch (e) {
-    if (!(e instanceof NoAdapterError)) throw e;
-    console.error(e.message);
-    return 1;
-  }
+  const ctx = await acquireGpuOrExplain();
+  if (!ctx) return 1;
   const model = await Dit.load(ctx, "weights/mnist-dit");
   const classifier = await DigitClassifier.load(ctx);
   const labels = Array.from({ length: 10 * perDigit }, (_, i) => i % 10);

@@ -4,8 +4,7 @@
 // @ts-types="@types/cli-progress"
 import cliProgress from "cli-progress";
 import { parseArgs } from "node:util";
-import { GpuContext } from "../gpu/context.ts";
-import { NoAdapterError } from "../gpu/device.ts";
+import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { readConfig } from "../model/config.ts";
 import { Dit } from "../model/dit.ts";
 import { WeightsError } from "../model/safetensors.ts";
@@ -107,14 +106,8 @@ async function run(args: string[]): Promise<number> {
     }
     throw e;
   }
-  let ctx: GpuContext;
-  try {
-    ctx = await GpuContext.create();
-  } catch (e) {
-    if (!(e instanceof NoAdapterError)) throw e;
-    console.error(e.message);
-    return 1;
-  }
+  const ctx = await acquireGpuOrExplain();
+  if (!ctx) return 1;
   try {
     const model = await Dit.load(ctx, request.model);
     const bar = new cliProgress.SingleBar({ clearOnComplete: true }, cliProgress.Presets.shades_classic);
