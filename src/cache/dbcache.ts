@@ -1,0 +1,227 @@
+// DBCache and FBCache (cache-strategies.md): F = blocks[0, Fn) always runs and its residual R_F is compared
+// with R_F* from the last computed step; a cached step replays M's stored residual instead of running M;
+// B = the last Bn blocks runs every step (or, with Bn_compute_blocks_ids, only the listed ones and the
+// others whose input barely moved). One counted readback per step for the decision's diff, none when a gate
+// before the threshold decides; each unlisted B block costs one more on cached steps.
+import type { GpuContext } from "../gpu/context.ts";
+import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { axpy } from "../ops/axpy.ts";
+import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
+import type { ElementwiseOp } from "../ops/modulate.ts";
+import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import { CacheDecision, type Gate, similar } from "./decision.ts";
+import type { ResolvedDbCache } from "./options.ts";
+import type { BlockList, CacheStrategy, ForwardInfo, ForwardReport } from "./strategy.ts";
+
+export interface CacheStats {
+  strategy: string;
+  /** Steps forwarded so far. */
+  steps: number;
+  cachedSteps: number[];
+  computedSteps: number[];
+  /** The decision's residual diff per step; null where a gate decided without one. */
+  diffs: (number | null)[];
+  /** The gate that decided each step. */
+  gates: Gate[];
+  blocksExecuted: number;
+  /** Blocks a plain forward would have run over the same steps. */
+  blocksTotal: number;
+  /** GPU memory the cache holds (bytes). */
+  memoryBytes: number;
+  /** Readbacks the strategy made (each a GPU sync). */
+  readbacks: number;
+  /** What option resolution changed (preset clamps). */
+  notes: string[];
+}
+
+/** An unlisted B block: its input and residual at the last computed step. */
+interface StoredBlock {
+  input: Tensor;
+  residual: Tensor;
+  snapshot: Command;
+  store: ElementwiseOp;
+  diff: ResidualDiff;
+  replay: ElementwiseOp;
+}
+
+interface Buffers {
+  hidden: Tensor;
+  tensors: Tensor[];
+  snapshotIn: Command;
+  residualF: ElementwiseOp;
+  diff: ResidualDiff;
+  keepReference: Command;
+  snapshotM: Command;
+  storeM: ElementwiseOp;
+  replayM: ElementwiseOp;
+  /** Per B block, null where it always runs. */
+  stored: (StoredBlock | null)[];
+}
+
+export class DbCache implements CacheStrategy {
+  readonly name: string;
+  readonly #decision: CacheDecision;
+  #buffers: Buffers | null = null;
+  readonly #stats: CacheStats;
+
+  constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbCache) {
+    if (options.taylorseer) {
+      throw new Error(`${options.strategy}: the TaylorSeer calibrator is not available yet`);
+    }
+    this.name = options.strategy;
+    this.#decision = new CacheDecision(options);
+    this.#stats = {
+      strategy: `${options.strategy} F${options.Fn}B${options.Bn}`,
+      steps: 0,
+      cachedSteps: [],
+      computedSteps: [],
+      diffs: [],
+      gates: [],
+      blocksExecuted: 0,
+      blocksTotal: 0,
+      memoryBytes: 0,
+      readbacks: 0,
+      notes: [...options.notes],
+    };
+  }
+
+  async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
+    const b = this.#prepare(list);
+    const { Fn, Bn } = this.options;
+    const L = list.blocks.length;
+    recorder.encode([b.snapshotIn]);
+    for (const block of list.blocks.slice(0, Fn)) recorder.encode(block);
+    recorder.encode(b.residualF.dispatches);
+    let diff: number | null = null;
+    if (this.#decision.needsDiff(info.step)) {
+      recorder.encode(b.diff.dispatches);
+      diff = await this.#read(recorder, b.diff.result);
+    }
+    const decision = this.#decision.decide(info.step, diff);
+    let blocksRun = Fn;
+    if (decision.cached) {
+      recorder.encode(b.replayM.dispatches);
+    } else {
+      recorder.encode([b.keepReference, b.snapshotM]);
+      for (const block of list.blocks.slice(Fn, L - Bn)) recorder.encode(block);
+      recorder.encode(b.storeM.dispatches);
+      blocksRun += L - Fn - Bn;
+    }
+    blocksRun += await this.#runB(list.blocks.slice(L - Bn), decision.cached, recorder);
+
+    const s = this.#stats;
+    s.steps++;
+    (decision.cached ? s.cachedSteps : s.computedSteps).push(info.step);
+    s.diffs.push(diff);
+    s.gates.push(decision.gate);
+    s.blocksExecuted += blocksRun;
+    s.blocksTotal += L;
+    return { blocksRun, cached: decision.cached, ...(diff === null ? {} : { diff }) };
+  }
+
+  stats(): CacheStats {
+    return { ...this.#stats, memoryBytes: this.memoryBytes() };
+  }
+
+  memoryBytes(): number {
+    return this.#buffers?.tensors.reduce((sum, t) => sum + t.byteLength, 0) ?? 0;
+  }
+
+  release(): void {
+    const b = this.#buffers;
+    if (!b) return;
+    this.#buffers = null;
+    for (const op of [b.residualF, b.diff, b.storeM, b.replayM]) op.release();
+    for (const s of b.stored) for (const op of [s?.store, s?.diff, s?.replay]) op?.release();
+    disposeDispatches([
+      b.snapshotIn,
+      b.keepReference,
+      b.snapshotM,
+      ...b.stored.flatMap((s) => s ? [s.snapshot] : []),
+    ]);
+    for (const t of b.tensors) t.release();
+  }
+
+  /** B blocks; returns how many ran. On computed steps the unlisted ones also store input and residual. */
+  async #runB(blocks: readonly Command[][], cached: boolean, recorder: StepRecorder): Promise<number> {
+    const stored = this.#buffers!.stored;
+    let run = 0;
+    for (const [j, block] of blocks.entries()) {
+      const s = stored[j];
+      if (cached && s) {
+        recorder.encode(s.diff.dispatches);
+        const diff = await this.#read(recorder, s.diff.result);
+        if (similar(diff, this.options.non_compute_blocks_diff_threshold)) {
+          recorder.encode(s.replay.dispatches);
+          continue;
+        }
+      }
+      const storing = !cached && s;
+      if (storing) recorder.encode([s.snapshot]);
+      recorder.encode(block);
+      if (storing) recorder.encode(s.store.dispatches);
+      run++;
+    }
+    return run;
+  }
+
+  async #read(recorder: StepRecorder, result: Tensor): Promise<number> {
+    this.#stats.readbacks++;
+    return (await recorder.read(result))[0];
+  }
+
+  /** Buffers and dispatches are built once, on the first forward, for the request's `hidden`. */
+  #prepare(list: BlockList): Buffers {
+    const { blocks, Bn, strategy } = this.options;
+    if (list.blocks.length !== blocks) {
+      throw new Error(
+        `${strategy}: options were resolved for ${blocks} blocks, the model has ${list.blocks.length}`,
+      );
+    }
+    if (this.#buffers) {
+      if (this.#buffers.hidden !== list.hidden) {
+        throw new Error(`${strategy}: hidden changed within a request`);
+      }
+      return this.#buffers;
+    }
+    const { ctx } = this;
+    const hidden = list.hidden;
+    const tensors: Tensor[] = [];
+    const tensor = () => {
+      const t = ctx.pool.tensor(hidden.shape);
+      tensors.push(t);
+      return t;
+    };
+    const downsample = this.options.downsample_factor;
+    // scratch holds F's input, then M's input: each is consumed by the axpy right after its span.
+    const [scratch, residualF, referenceF, residualM] = [tensor(), tensor(), tensor(), tensor()];
+    const listed = this.options.Bn_compute_blocks_ids;
+    const stored = Array.from({ length: Bn }, (_, j): StoredBlock | null => {
+      if (listed === null || listed.includes(j)) return null;
+      const input = tensor();
+      const residual = tensor();
+      return {
+        input,
+        residual,
+        snapshot: copyCommand(`${strategy}: B block ${j} input`, hidden, input),
+        store: axpy(ctx, input, hidden, { alpha: -1, out: residual }),
+        diff: residualDiff(ctx, input, hidden, { downsample }),
+        replay: axpy(ctx, residual, hidden, { alpha: 1, inPlace: true }),
+      };
+    });
+    this.#buffers = {
+      hidden,
+      tensors,
+      snapshotIn: copyCommand(`${strategy}: F input`, hidden, scratch),
+      residualF: axpy(ctx, scratch, hidden, { alpha: -1, out: residualF }),
+      diff: residualDiff(ctx, referenceF, residualF, { downsample }),
+      keepReference: copyCommand(`${strategy}: keep R_F`, residualF, referenceF),
+      snapshotM: copyCommand(`${strategy}: M input`, hidden, scratch),
+      storeM: axpy(ctx, scratch, hidden, { alpha: -1, out: residualM }),
+      replayM: axpy(ctx, residualM, hidden, { alpha: 1, inPlace: true }),
+      stored,
+    };
+    return this.#buffers;
+  }
+}

@@ -1,0 +1,116 @@
+// canCache (cache-strategies.md, DBCache): the gates in the doc's order, first that applies wins, with the
+// per-request counters they read. The measured diff comes in as a plain number so that this unit can later
+// move onto the GPU (a decision buffer driving indirect dispatch) without changing its rules.
+
+export type Gate =
+  | "warmup"
+  | "no_reference"
+  | "mask_compute"
+  | "mask_static"
+  | "max_cached_steps"
+  | "max_continuous_cached_steps"
+  | "max_accumulated_residual_diff"
+  | "threshold_off"
+  | "similar"
+  | "not_similar";
+
+export interface DecisionOptions {
+  residual_diff_threshold: number;
+  max_warmup_steps: number;
+  warmup_interval: number;
+  /** < 0: no limit. */
+  max_cached_steps: number;
+  /** < 0: no limit. */
+  max_continuous_cached_steps: number;
+  /** null: gate off. */
+  max_accumulated_residual_diff: number | null;
+  /** One entry per step (1 = compute), or null for no mask. */
+  mask: readonly (0 | 1)[] | null;
+  steps_computation_policy: "static" | "dynamic";
+}
+
+export interface Decision {
+  cached: boolean;
+  gate: Gate;
+}
+
+/** "Similar" in every cache rule: a threshold <= 0 never caches. */
+export function similar(diff: number, threshold: number): boolean {
+  return threshold > 0 && diff < threshold;
+}
+
+export function isWarmupStep(step: number, maxWarmupSteps: number, interval: number): boolean {
+  return step < maxWarmupSteps && step % interval === 0;
+}
+
+export class CacheDecision {
+  #cachedSteps = 0;
+  #consecutiveCached = 0;
+  #accumulatedDiff = 0;
+  #computedSteps = 0;
+
+  constructor(private readonly options: DecisionOptions) {}
+
+  get cachedSteps(): number {
+    return this.#cachedSteps;
+  }
+
+  get consecutiveCached(): number {
+    return this.#consecutiveCached;
+  }
+
+  get accumulatedDiff(): number {
+    return this.#accumulatedDiff;
+  }
+
+  /** False when a gate before the threshold decides `step`, so no diff (and no readback) is needed. */
+  needsDiff(step: number): boolean {
+    return this.#gateBeforeDiff(step) === null;
+  }
+
+  /** Decides `step` and updates the counters; `diff` is required exactly when needsDiff(step). */
+  decide(step: number, diff: number | null): Decision {
+    const early = this.#gateBeforeDiff(step);
+    let decision: Decision;
+    if (early) {
+      decision = early;
+    } else {
+      if (diff === null) throw new Error(`cache decision at step ${step} needs the measured residual diff`);
+      this.#accumulatedDiff += diff;
+      const cached = similar(diff, this.options.residual_diff_threshold);
+      decision = { cached, gate: cached ? "similar" : "not_similar" };
+    }
+    if (decision.cached) {
+      this.#cachedSteps++;
+      this.#consecutiveCached++;
+    } else {
+      this.#computedSteps++;
+      this.#consecutiveCached = 0;
+    }
+    return decision;
+  }
+
+  #gateBeforeDiff(step: number): Decision | null {
+    const o = this.options;
+    const compute = (gate: Gate): Decision => ({ cached: false, gate });
+    if (isWarmupStep(step, o.max_warmup_steps, o.warmup_interval)) return compute("warmup");
+    // Nothing is stored before the first computed step (the doc's warmup normally covers this).
+    if (this.#computedSteps === 0) return compute("no_reference");
+    if (o.mask) {
+      if (o.mask[step] === 1) return compute("mask_compute");
+      if (o.steps_computation_policy === "static") return { cached: true, gate: "mask_static" };
+    }
+    if (o.max_cached_steps >= 0 && this.#cachedSteps >= o.max_cached_steps) {
+      return compute("max_cached_steps");
+    }
+    if (o.max_continuous_cached_steps >= 0 && this.#consecutiveCached >= o.max_continuous_cached_steps) {
+      return compute("max_continuous_cached_steps");
+    }
+    const maxAccumulated = o.max_accumulated_residual_diff;
+    if (maxAccumulated !== null && this.#accumulatedDiff >= maxAccumulated) {
+      return compute("max_accumulated_residual_diff");
+    }
+    if (o.residual_diff_threshold <= 0) return compute("threshold_off");
+    return null;
+  }
+}

@@ -1,0 +1,299 @@
+// The cache request every front end accepts (cache-strategies.md, option by option with the reference's
+// names), validated in two passes: parseCacheOptions needs nothing but the request, resolveCacheOptions also
+// checks what needs the model and the step count. Both fail before any GPU work with a message naming the
+// option and its allowed range.
+import { z } from "zod";
+import { formatIssues } from "../pipeline/request_schema.ts";
+import type { DecisionOptions } from "./decision.ts";
+import { SCM_PRESET_NAMES, scmMask } from "./scm.ts";
+
+export class CacheOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CacheOptionsError";
+  }
+}
+
+const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`;
+  const error = `${name} must be an integer ${range}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+const nonNegative = (name: string) => {
+  const error = `${name} must be a number >= 0`;
+  return z.number({ error }).min(0, { error });
+};
+const flag = (name: string) => z.boolean({ error: `${name} must be true or false` }).default(false);
+const blockIds = (name: string) =>
+  z.array(int(`each of ${name}`, 0), { error: `${name} must be a list of block indices` });
+const PRESET = /^F(\d+)B(\d+)$/;
+const preset = z.string().regex(PRESET, { error: 'preset must look like "F8B0" (F<Fn>B<Bn>)' });
+
+const warmupAndTaylorSeer = {
+  residual_diff_threshold: nonNegative("residual_diff_threshold").default(0.08),
+  max_warmup_steps: int("max_warmup_steps", 0).default(8),
+  warmup_interval: int("warmup_interval", 1).default(1),
+  /** 0.2.x name: max_warmup_steps with interval 1. */
+  warmup_steps: int("warmup_steps", 0).optional(),
+  enable_taylorseer: flag("enable_taylorseer"),
+  enable_encoder_taylorseer: flag("enable_encoder_taylorseer"),
+  taylorseer_cache_type: z.enum(["residual", "hidden_states"], {
+    error: 'taylorseer_cache_type must be "residual" or "hidden_states"',
+  }).default("residual"),
+  n_derivatives: int("n_derivatives", 0, 8).default(1),
+};
+
+const dbcacheFamily = {
+  ...warmupAndTaylorSeer,
+  max_cached_steps: int("max_cached_steps (-1 = no limit)", -1).default(-1),
+  max_continuous_cached_steps: int("max_continuous_cached_steps (-1 = no limit)", -1).default(-1),
+  max_accumulated_residual_diff: nonNegative("max_accumulated_residual_diff").nullable().default(null),
+  Bn_compute_blocks_ids: blockIds("Bn_compute_blocks_ids").optional(),
+  non_compute_blocks_diff_threshold: nonNegative("non_compute_blocks_diff_threshold").default(0.08),
+  downsample_factor: int("downsample_factor", 1).default(1),
+  steps_computation_mask: z.union([
+    z.enum(SCM_PRESET_NAMES),
+    z.array(z.union([z.literal(0), z.literal(1)])),
+  ], { error: `steps_computation_mask must be one of ${SCM_PRESET_NAMES.join(", ")} or a list of 0/1` })
+    .optional(),
+  steps_computation_policy: z.enum(["static", "dynamic"], {
+    error: 'steps_computation_policy must be "static" or "dynamic"',
+  }).default("dynamic"),
+};
+
+const SCHEMAS = {
+  none: z.strictObject({ strategy: z.literal("none") }),
+  fbcache: z.strictObject({
+    strategy: z.literal("fbcache"),
+    ...dbcacheFamily,
+    max_cached_steps: int("max_cached_steps (-1 = no limit)", -1).default(8),
+  }),
+  dbcache: z.strictObject({
+    strategy: z.literal("dbcache"),
+    preset: preset.optional(),
+    Fn: int("Fn", 1).optional(),
+    Bn: int("Bn", 0).optional(),
+    ...dbcacheFamily,
+  }),
+  dbprune: z.strictObject({
+    strategy: z.literal("dbprune"),
+    preset: preset.optional(),
+    Fn: int("Fn", 0).optional(),
+    Bn: int("Bn", 0).optional(),
+    ...warmupAndTaylorSeer,
+    non_prune_blocks_ids: blockIds("non_prune_blocks_ids").optional(),
+    max_pruned_steps: int("max_pruned_steps (-1 = no limit)", -1).default(-1),
+    enable_dynamic_prune_threshold: flag("enable_dynamic_prune_threshold"),
+    dynamic_prune_threshold_relax_ratio: nonNegative("dynamic_prune_threshold_relax_ratio").default(1.25),
+    /** Default 2 * residual_diff_threshold. */
+    max_dynamic_prune_threshold: nonNegative("max_dynamic_prune_threshold").optional(),
+    residual_cache_update_interval: int("residual_cache_update_interval", 1).default(1),
+  }),
+};
+
+export type CacheStrategyName = keyof typeof SCHEMAS;
+export const CACHE_STRATEGIES = Object.keys(SCHEMAS) as CacheStrategyName[];
+
+/** Where Fn/Bn come from when not given: 1.x DBCache default, the F1B0 of FBCache, DBPrune's preset. */
+const DEFAULT_SPLIT: Record<Exclude<CacheStrategyName, "none">, [number, number]> = {
+  dbcache: [8, 0],
+  fbcache: [1, 0],
+  dbprune: [8, 8],
+};
+
+export type ParsedCacheOptions = {
+  [K in CacheStrategyName]: z.infer<(typeof SCHEMAS)[K]>;
+}[CacheStrategyName];
+
+/** Option names a strategy accepts, in the order the doc lists them. */
+export function cacheOptionNames(strategy: CacheStrategyName): string[] {
+  return Object.keys(SCHEMAS[strategy].shape);
+}
+
+export function parseCacheOptions(input: unknown): ParsedCacheOptions {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new CacheOptionsError("cache options must be an object with a strategy");
+  }
+  const strategy = (input as Record<string, unknown>).strategy ?? "none";
+  if (typeof strategy !== "string" || !(CACHE_STRATEGIES as string[]).includes(strategy)) {
+    throw new CacheOptionsError(
+      `cache strategy ${JSON.stringify(strategy)} is unknown; valid strategies: ${
+        CACHE_STRATEGIES.join(", ")
+      }`,
+    );
+  }
+  const name = strategy as CacheStrategyName;
+  const valid = cacheOptionNames(name);
+  const unknown = Object.keys(input).filter((k) => !valid.includes(k));
+  if (unknown.length > 0) {
+    throw new CacheOptionsError(
+      `unknown ${name} option${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}; ` +
+        `valid options for ${name}: ${valid.join(", ")}`,
+    );
+  }
+  const parsed = SCHEMAS[name].safeParse({ ...input, strategy: name });
+  if (!parsed.success) throw new CacheOptionsError(`${name}: ${formatIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+export interface TaylorSeerOptions {
+  cache_type: "residual" | "hidden_states";
+  n_derivatives: number;
+  encoder: boolean;
+}
+
+interface ResolvedCommon {
+  /** Block count and step count the options were resolved against. */
+  blocks: number;
+  steps: number;
+  Fn: number;
+  Bn: number;
+  residual_diff_threshold: number;
+  max_warmup_steps: number;
+  warmup_interval: number;
+  taylorseer: TaylorSeerOptions | null;
+  /** What resolution changed and why (preset clamps); reported in the stats. */
+  notes: string[];
+}
+
+export interface ResolvedDbCache extends ResolvedCommon, DecisionOptions {
+  strategy: "dbcache" | "fbcache";
+  /** Indices into the B span (0..Bn-1) always run on cached steps; null: all of B runs. */
+  Bn_compute_blocks_ids: number[] | null;
+  non_compute_blocks_diff_threshold: number;
+  downsample_factor: number;
+}
+
+export interface ResolvedDbPrune extends ResolvedCommon {
+  strategy: "dbprune";
+  /** Absolute block indices that always run (besides the first Fn and last Bn). */
+  non_prune_blocks_ids: number[];
+  max_pruned_steps: number;
+  enable_dynamic_prune_threshold: boolean;
+  dynamic_prune_threshold_relax_ratio: number;
+  max_dynamic_prune_threshold: number;
+  residual_cache_update_interval: number;
+}
+
+export type ResolvedCacheOptions = { strategy: "none"; notes: string[] } | ResolvedDbCache | ResolvedDbPrune;
+
+export interface CacheContext {
+  /** Transformer blocks of the model. */
+  blocks: number;
+  /** Sampler steps of the request. */
+  steps: number;
+}
+
+/** Parses `input` and checks it against the model's block count and the request's step count. */
+export function resolveCacheOptions(input: unknown, context: CacheContext): ResolvedCacheOptions {
+  const o = parseCacheOptions(input);
+  if (o.strategy === "none") return { strategy: "none", notes: [] };
+  const { blocks, steps } = context;
+  const notes: string[] = [];
+  const [Fn, Bn] = resolveSplit(o, blocks, notes);
+  if (o.warmup_steps !== undefined && ("max_warmup_steps" in (input as object))) {
+    throw new CacheOptionsError(
+      `${o.strategy}: give warmup_steps (0.2.x) or max_warmup_steps + warmup_interval, not both`,
+    );
+  }
+  const common: ResolvedCommon = {
+    blocks,
+    steps,
+    Fn,
+    Bn,
+    residual_diff_threshold: o.residual_diff_threshold,
+    max_warmup_steps: o.warmup_steps ?? o.max_warmup_steps,
+    warmup_interval: o.warmup_steps !== undefined ? 1 : o.warmup_interval,
+    taylorseer: o.enable_taylorseer
+      ? {
+        cache_type: o.taylorseer_cache_type,
+        n_derivatives: o.n_derivatives,
+        encoder: o.enable_encoder_taylorseer,
+      }
+      : null,
+    notes,
+  };
+  if (o.strategy === "dbprune") {
+    const ids = o.non_prune_blocks_ids ?? [];
+    checkIds("non_prune_blocks_ids", ids, blocks, "block indices of the model");
+    return {
+      ...common,
+      strategy: "dbprune",
+      non_prune_blocks_ids: ids,
+      max_pruned_steps: o.max_pruned_steps,
+      enable_dynamic_prune_threshold: o.enable_dynamic_prune_threshold,
+      dynamic_prune_threshold_relax_ratio: o.dynamic_prune_threshold_relax_ratio,
+      max_dynamic_prune_threshold: o.max_dynamic_prune_threshold ?? 2 * o.residual_diff_threshold,
+      residual_cache_update_interval: o.residual_cache_update_interval,
+    };
+  }
+  const ids = o.Bn_compute_blocks_ids ?? null;
+  if (ids) checkIds("Bn_compute_blocks_ids", ids, Bn, `indices into the last Bn = ${Bn} blocks`);
+  return {
+    ...common,
+    strategy: o.strategy,
+    max_cached_steps: o.max_cached_steps,
+    max_continuous_cached_steps: o.max_continuous_cached_steps,
+    max_accumulated_residual_diff: o.max_accumulated_residual_diff,
+    mask: resolveMask(o.steps_computation_mask, steps),
+    steps_computation_policy: o.steps_computation_policy,
+    Bn_compute_blocks_ids: ids,
+    non_compute_blocks_diff_threshold: o.non_compute_blocks_diff_threshold,
+    downsample_factor: o.downsample_factor,
+  };
+}
+
+type Split = Extract<ParsedCacheOptions, { strategy: "dbcache" | "fbcache" | "dbprune" }>;
+
+/**
+ * Explicit Fn/Bn must fit the model (an error otherwise); a preset or default split that does not fit is
+ * clamped, keeping at least one block between F and B and the preset's F:B proportion, and noted.
+ */
+function resolveSplit(o: Split, blocks: number, notes: string[]): [number, number] {
+  const explicit = o.strategy === "fbcache" ? {} : { Fn: o.Fn, Bn: o.Bn };
+  const presetName = "preset" in o ? o.preset : undefined;
+  const match = presetName ? PRESET.exec(presetName) : null;
+  const [presetFn, presetBn] = match ? [Number(match[1]), Number(match[2])] : DEFAULT_SPLIT[o.strategy];
+  const minFn = o.strategy === "dbprune" ? 0 : 1;
+  if (match && presetFn < minFn) {
+    throw new CacheOptionsError(`${o.strategy}: preset ${presetName} needs Fn >= ${minFn}`);
+  }
+  const Fn = explicit.Fn ?? presetFn;
+  const Bn = explicit.Bn ?? presetBn;
+  if (Fn + Bn <= blocks) return [Fn, Bn];
+  if (explicit.Fn !== undefined || explicit.Bn !== undefined) {
+    throw new CacheOptionsError(
+      `${o.strategy}: Fn ${Fn} + Bn ${Bn} = ${Fn + Bn} is more than the model's ${blocks} blocks; ` +
+        `Fn + Bn must be in ${minFn}..${blocks}`,
+    );
+  }
+  const budget = Math.max(blocks - 1, minFn);
+  const Fc = Math.min(budget, Math.max(minFn, Math.round((Fn * budget) / (Fn + Bn))));
+  const Bc = budget - Fc;
+  const source = match ? `preset ${presetName}` : `default F${Fn}B${Bn}`;
+  notes.push(`${source} asks for ${Fn + Bn} blocks but the model has ${blocks}: clamped to F${Fc}B${Bc}`);
+  return [Fc, Bc];
+}
+
+function checkIds(name: string, ids: readonly number[], count: number, what: string): void {
+  const bad = ids.filter((id) => id >= count);
+  if (bad.length > 0) {
+    const range = count > 0 ? `0..${count - 1}` : "empty (there are none)";
+    throw new CacheOptionsError(`${name} [${bad.join(", ")}] out of range: ${what}, allowed ${range}`);
+  }
+}
+
+function resolveMask(
+  mask: (typeof SCM_PRESET_NAMES)[number] | (0 | 1)[] | undefined,
+  steps: number,
+): (0 | 1)[] | null {
+  if (mask === undefined) return null;
+  if (typeof mask === "string") return scmMask(mask, steps);
+  if (mask.length !== steps) {
+    throw new CacheOptionsError(
+      `steps_computation_mask has ${mask.length} entries but the request has ${steps} steps; ` +
+        `give exactly ${steps} (or a preset: ${SCM_PRESET_NAMES.join(", ")}, scaled to any step count)`,
+    );
+  }
+  return mask;
+}

@@ -1,0 +1,118 @@
+// Properties every cache strategy must have, run on the scripted fake block list: a strategy file's test
+// calls conformanceSuite with a factory for its strategy at a given threshold and warmup.
+import assert from "node:assert/strict";
+import type { CacheStats } from "../../src/cache/dbcache.ts";
+import { type CacheStrategy, type ForwardReport, NoCache } from "../../src/cache/strategy.ts";
+import type { GpuContext } from "../../src/gpu/context.ts";
+import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
+import { dyadic, type FakeBlocks, fakeBlocks } from "../support/fake_blocks.ts";
+import { gpuTest } from "../support/gpu.ts";
+import { randn } from "../support/random.ts";
+
+export const SHAPE = [2, 5, 12]; // CFG halves batched, odd token count
+export const SIZE = 2 * 5 * 12;
+
+export interface StepScript {
+  hidden: Float32Array;
+  residuals: Float32Array[];
+}
+
+export interface StrategyUnderTest extends CacheStrategy {
+  stats(): CacheStats;
+}
+
+export type StrategyFactory = (
+  ctx: GpuContext,
+  setup: { threshold: number; warmup: number; blocks: number; steps: number },
+) => StrategyUnderTest;
+
+/** Runs `scripts` (one per step) through `strategy`; returns each forward's report and `hidden` after it. */
+export async function drive(
+  ctx: GpuContext,
+  strategy: CacheStrategy,
+  fake: FakeBlocks,
+  scripts: readonly StepScript[],
+): Promise<{ reports: ForwardReport[]; outputs: Float32Array[] }> {
+  const recorder = new StepRecorder(ctx.gpu);
+  const reports: ForwardReport[] = [];
+  const outputs: Float32Array[] = [];
+  for (const [step, s] of scripts.entries()) {
+    fake.script(s.hidden, s.residuals);
+    reports.push(await strategy.forward({ step, steps: scripts.length }, fake.list, recorder));
+    await ctx.kernels.ready();
+    outputs.push(await recorder.read(fake.list.hidden));
+  }
+  return { reports, outputs };
+}
+
+/** Random (not exactly representable) residuals that change every step. */
+export function randomScripts(blocks: number, steps: number, seed: number): StepScript[] {
+  return Array.from({ length: steps }, (_, s) => ({
+    hidden: randn(SIZE, seed + 1000 * s),
+    residuals: Array.from({ length: blocks }, (_, i) => randn(SIZE, seed + 1000 * s + i + 1, 0.1)),
+  }));
+}
+
+/** The same dyadic hidden and residuals every step: every diff is exactly 0. */
+export function constantScripts(blocks: number, steps: number, seed: number): StepScript[] {
+  const hidden = dyadic(SIZE, seed);
+  const residuals = Array.from({ length: blocks }, (_, i) => dyadic(SIZE, seed + i + 1));
+  return Array.from({ length: steps }, () => ({ hidden, residuals }));
+}
+
+export function conformanceSuite(name: string, make: StrategyFactory): void {
+  const blocks = 5;
+  const steps = 6;
+
+  gpuTest(`${name} conformance: threshold 0 equals none, bit for bit, at every step`, async (ctx) => {
+    const scripts = randomScripts(blocks, steps, 11);
+    const plain = fakeBlocks(ctx, blocks, SHAPE);
+    const expected = await drive(ctx, new NoCache(), plain, scripts);
+    plain.release();
+    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const strategy = make(ctx, { threshold: 0, warmup: 1, blocks, steps });
+    const got = await drive(ctx, strategy, fake, scripts);
+    got.outputs.forEach((o, s) => assert.deepEqual(o, expected.outputs[s], `step ${s}`));
+    assert.deepEqual(got.reports.map((r) => r.cached), new Array(steps).fill(false));
+    assert.equal(strategy.stats().readbacks, 0, "threshold 0 decides without reading a diff");
+    strategy.release();
+    fake.release();
+  });
+
+  gpuTest(`${name} conformance: warmup steps always compute, even when nothing changes`, async (ctx) => {
+    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const strategy = make(ctx, { threshold: 10, warmup: 3, blocks, steps });
+    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 5));
+    assert.deepEqual(reports.map((r) => r.cached), [false, false, false, true, true, true]);
+    assert.deepEqual(reports.slice(0, 3).map((r) => r.blocksRun), [blocks, blocks, blocks]);
+    strategy.release();
+    fake.release();
+  });
+
+  gpuTest(`${name} conformance: stats agree with the reports; release frees the cache`, async (ctx) => {
+    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const strategy = make(ctx, { threshold: 10, warmup: 2, blocks, steps });
+    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 7));
+    const stats = strategy.stats();
+    const cached = reports.flatMap((r, s) => r.cached ? [s] : []);
+    assert.deepEqual(stats.cachedSteps, cached);
+    assert.deepEqual([...stats.cachedSteps, ...stats.computedSteps].sort((a, b) => a - b), [
+      0,
+      1,
+      2,
+      3,
+      4,
+      5,
+    ]);
+    assert.equal(stats.steps, steps);
+    assert.equal(stats.blocksExecuted, reports.reduce((sum, r) => sum + r.blocksRun, 0));
+    assert.equal(stats.blocksTotal, blocks * steps);
+    assert.ok(stats.blocksExecuted < stats.blocksTotal, "a threshold of 10 on unchanging residuals caches");
+    assert.deepEqual(stats.diffs, reports.map((r) => r.diff ?? null));
+    assert.equal(stats.memoryBytes, strategy.memoryBytes());
+    assert.ok(stats.memoryBytes > 0);
+    strategy.release();
+    assert.equal(strategy.memoryBytes(), 0);
+    fake.release();
+  });
+}
