@@ -10,30 +10,9 @@ import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { ElementwiseOp } from "../ops/modulate.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
-import { CacheDecision, type Gate, similar } from "./decision.ts";
+import { CacheDecision, similar } from "./decision.ts";
 import type { ResolvedDbCache } from "./options.ts";
-import type { BlockList, CacheStrategy, ForwardInfo, ForwardReport } from "./strategy.ts";
-
-export interface CacheStats {
-  strategy: string;
-  /** Steps forwarded so far. */
-  steps: number;
-  cachedSteps: number[];
-  computedSteps: number[];
-  /** The decision's residual diff per step; null where a gate decided without one. */
-  diffs: (number | null)[];
-  /** The gate that decided each step. */
-  gates: Gate[];
-  blocksExecuted: number;
-  /** Blocks a plain forward would have run over the same steps. */
-  blocksTotal: number;
-  /** GPU memory the cache holds (bytes). */
-  memoryBytes: number;
-  /** Readbacks the strategy made (each a GPU sync). */
-  readbacks: number;
-  /** What option resolution changed (preset clamps). */
-  notes: string[];
-}
+import type { BlockList, CacheStats, CacheStrategy, ForwardInfo, ForwardReport } from "./strategy.ts";
 
 /** An unlisted B block: its input and residual at the last computed step. */
 interface StoredBlock {

@@ -2,6 +2,7 @@
 // blocks run. It sees only the graph's block commands and its `hidden` stream, never model internals, and
 // it lives for one request (its state is per request, never module-global).
 import type { Command } from "../gpu/kernel.ts";
+import type { Gate } from "./decision.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 
@@ -27,21 +28,64 @@ export interface ForwardReport {
   diff?: number;
 }
 
+export interface CacheStats {
+  strategy: string;
+  /** Steps forwarded so far. */
+  steps: number;
+  cachedSteps: number[];
+  computedSteps: number[];
+  /** The decision's residual diff per step; null where a gate decided without one. */
+  diffs: (number | null)[];
+  /** The gate that decided each step. */
+  gates: Gate[];
+  blocksExecuted: number;
+  /** Blocks a plain forward would have run over the same steps. */
+  blocksTotal: number;
+  /** GPU memory the cache holds (bytes). */
+  memoryBytes: number;
+  /** Readbacks the strategy made (each a GPU sync). */
+  readbacks: number;
+  /** What option resolution changed (preset clamps). */
+  notes: string[];
+}
+
 export interface CacheStrategy {
   readonly name: string;
   forward(info: ForwardInfo, blocks: BlockList, recorder: StepRecorder): Promise<ForwardReport>;
   /** Bytes of GPU memory the strategy holds for its caches. */
   memoryBytes(): number;
+  /** What the strategy did so far in this request (returned with every image). */
+  stats(): CacheStats;
   release(): void;
 }
 
 /** Every block, every step: the reference the others are measured against. */
 export class NoCache implements CacheStrategy {
   readonly name = "none";
+  readonly #computed: number[] = [];
+  #blocks = 0;
 
-  forward(_info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
+  forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
     for (const block of list.blocks) recorder.encode(block);
+    this.#computed.push(info.step);
+    this.#blocks += list.blocks.length;
     return Promise.resolve({ blocksRun: list.blocks.length, cached: false });
+  }
+
+  stats(): CacheStats {
+    return {
+      strategy: "none",
+      steps: this.#computed.length,
+      cachedSteps: [],
+      computedSteps: [...this.#computed],
+      diffs: this.#computed.map(() => null),
+      gates: [],
+      blocksExecuted: this.#blocks,
+      blocksTotal: this.#blocks,
+      memoryBytes: 0,
+      readbacks: 0,
+      notes: [],
+    };
   }
 
   memoryBytes(): number {

@@ -8,6 +8,8 @@ import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { readConfig } from "../model/config.ts";
 import { Dit } from "../model/dit.ts";
 import { WeightsError } from "../model/safetensors.ts";
+import { createStrategy } from "../cache/create.ts";
+import { CacheOptionsError, resolveCacheOptions, type ResolvedCacheOptions } from "../cache/options.ts";
 import { generate } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import {
@@ -18,7 +20,8 @@ import {
 } from "../pipeline/request_schema.ts";
 
 const USAGE = "usage: deno task generate (--label L | --grid) --out FILE.png [--steps 28] [--seed 0] " +
-  "[--guidance 1.5] [--sampler euler|ddim] [--shift 1] [--eta 0] [--model weights/mnist-dit]";
+  "[--guidance 1.5] [--sampler euler|ddim] [--shift 1] [--eta 0] [--model weights/mnist-dit] " +
+  '[--cache fbcache|dbcache|\'{"strategy":"dbcache","Fn":1,...}\']';
 
 class UsageError extends Error {}
 
@@ -27,6 +30,7 @@ interface CliRequest {
   out: string;
   model: string;
   sampling: SamplingParams;
+  cache: ResolvedCacheOptions;
 }
 
 function parseCli(args: string[]): Promise<CliRequest> {
@@ -45,6 +49,7 @@ function parseCli(args: string[]): Promise<CliRequest> {
         sampler: { type: "string" },
         shift: { type: "string" },
         eta: { type: "string" },
+        cache: { type: "string", default: "none" },
       },
       strict: true,
       allowPositionals: false,
@@ -85,7 +90,31 @@ async function resolveRequest(v: Record<string, string | boolean | undefined>): 
     }
     labels = [index];
   }
-  return { labels, out: v.out, model, sampling: sampling.data };
+  return {
+    labels,
+    out: v.out,
+    model,
+    sampling: sampling.data,
+    cache: resolveCache(v.cache as string, c.depth, sampling.data.steps),
+  };
+}
+
+/** `--cache fbcache` or a JSON object of cache options (../shared/design/cache-strategies.md names). */
+function resolveCache(value: string, blocks: number, steps: number): ResolvedCacheOptions {
+  let input: unknown = { strategy: value };
+  if (value.trim().startsWith("{")) {
+    try {
+      input = JSON.parse(value);
+    } catch (e) {
+      throw new UsageError(`cache: not a JSON object (${(e as Error).message})`);
+    }
+  }
+  try {
+    return resolveCacheOptions(input, { blocks, steps });
+  } catch (e) {
+    if (e instanceof CacheOptionsError) throw new UsageError(`cache: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Temp file then rename: a failed or interrupted run never leaves a half-written PNG. */
@@ -109,12 +138,15 @@ async function run(args: string[]): Promise<number> {
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
   try {
+    const strategy = createStrategy(ctx, request.cache);
     const model = await Dit.load(ctx, request.model);
     const bar = new cliProgress.SingleBar({ clearOnComplete: true }, cliProgress.Presets.shades_classic);
     bar.start(request.sampling.steps, 0);
     const result = await generate(ctx, model, { labels: request.labels, ...request.sampling }, {
+      strategy,
       onStep: () => bar.increment(),
     });
+    strategy.release();
     bar.stop();
     await writeAtomically(request.out, encodeImagesPng(result.images, result.shape));
     console.log(JSON.stringify({
@@ -125,12 +157,13 @@ async function run(args: string[]): Promise<number> {
       seconds: Number(result.seconds.toFixed(3)),
       secondsPerStep: Number((result.seconds / request.sampling.steps).toFixed(4)),
       readbacks: result.readbacks,
+      cache: result.cache,
       adapter: ctx.gpu.info.adapter,
     }));
     model.release();
     return 0;
   } catch (e) {
-    if (!(e instanceof WeightsError)) throw e;
+    if (!(e instanceof WeightsError || e instanceof CacheOptionsError)) throw e;
     console.error(e.message);
     return 2;
   } finally {

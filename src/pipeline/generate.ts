@@ -5,7 +5,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import { readbackCount } from "../gpu/readback.ts";
-import { type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
+import { type CacheStats, type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
 import type { Dit, DitGraph } from "../model/dit.ts";
 import { samplerUpdate } from "../ops/sampler_step.ts";
 import { batchNoise } from "./noise.ts";
@@ -51,6 +51,8 @@ export interface GenerateResult {
   /** Readbacks this run made (the final image and any cache decisions). */
   readbacks: number;
   submits: number;
+  /** The cache strategy's account of the run. */
+  cache: CacheStats;
 }
 
 /** Independent noise per (seed, step): DDIM's fresh noise must not repeat the starting noise. */
@@ -126,6 +128,7 @@ export async function generate(
       seconds: (performance.now() - started) / 1000,
       readbacks: readbackCount() - readbacksBefore,
       submits: recorder.submits,
+      cache: strategy.stats(),
     };
   } finally {
     recorder.submit();

@@ -1,7 +1,6 @@
 // Properties every cache strategy must have, run on the scripted fake block list: a strategy file's test
 // calls conformanceSuite with a factory for its strategy at a given threshold and warmup.
 import assert from "node:assert/strict";
-import type { CacheStats } from "../../src/cache/dbcache.ts";
 import { type CacheStrategy, type ForwardReport, NoCache } from "../../src/cache/strategy.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
@@ -17,14 +16,10 @@ export interface StepScript {
   residuals: Float32Array[];
 }
 
-export interface StrategyUnderTest extends CacheStrategy {
-  stats(): CacheStats;
-}
-
 export type StrategyFactory = (
   ctx: GpuContext,
   setup: { threshold: number; warmup: number; blocks: number; steps: number },
-) => StrategyUnderTest;
+) => CacheStrategy;
 
 /** Runs `scripts` (one per step) through `strategy`; returns each forward's report and `hidden` after it. */
 export async function drive(

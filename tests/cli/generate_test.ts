@@ -22,6 +22,16 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["--label", "7", "--seed", "1.5"], /^seed: seed must be an integer in 0\.\.4294967295$/],
   [["--label", "7", "--seed", "abc"], /^seed: seed must be an integer in 0\.\.4294967295$/],
   [["--label", "7", "--sampler", "heun"], /^sampler: sampler must be "euler" or "ddim"$/],
+  [["--label", "7", "--cache", "warp"], /^cache: cache strategy "warp" is unknown; valid strategies: none, /],
+  [
+    ["--label", "7", "--cache", '{"strategy":"dbcache","Fn":10,"Bn":5}'],
+    /^cache: dbcache: Fn 10 \+ Bn 5 = 15 .*1\.\.12$/,
+  ],
+  [
+    ["--label", "7", "--cache", '{"strategy":"fbcache","thresh":1}'],
+    /^cache: unknown fbcache option "thresh"; valid/,
+  ],
+  [["--label", "7", "--cache", "{oops"], /^cache: not a JSON object/],
 ];
 
 for (const [args, message] of BAD_INPUT) {
@@ -41,6 +51,25 @@ Deno.test("generate: a missing weights directory is named, exit code 2", () =>
     const result = await generateCli(["--label", "7", "--model", `${dir}/none`, "--out", `${dir}/x.png`]);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /none\/config\.json: file not found/);
+  }));
+
+Deno.test("generate --cache fbcache: cached steps and block savings are in the JSON stats", () =>
+  withTempDir(async (dir) => {
+    const cache = {
+      strategy: "fbcache",
+      residual_diff_threshold: 10,
+      max_warmup_steps: 1,
+      max_cached_steps: -1,
+    };
+    const args = ["--label", "1", "--steps", "4", "--guidance", "1", "--cache", JSON.stringify(cache)];
+    const result = await generateCli([...args, "--out", `${dir}/one.png`]);
+    assert.equal(result.code, 0, result.stderr);
+    const stats = JSON.parse(result.stdout).cache;
+    assert.deepEqual(stats.cachedSteps, [1, 2, 3]);
+    assert.deepEqual(stats.computedSteps, [0]);
+    assert.equal(stats.blocksExecuted, 12 + 3 * 1);
+    assert.equal(stats.blocksTotal, 4 * 12);
+    assert.ok(stats.memoryBytes > 0);
   }));
 
 Deno.test("generate --grid writes one PNG with every class side by side and prints JSON stats", () =>
