@@ -1,0 +1,47 @@
+// Cache strategies on the real model: threshold 0 is the uncached run bit for bit, and a cached run of F1B0
+// skips steps and still draws the asked digit.
+import assert from "node:assert/strict";
+import { createStrategy } from "../../src/cache/create.ts";
+import { resolveCacheOptions } from "../../src/cache/options.ts";
+import { DigitClassifier } from "../../src/model/classifier.ts";
+import { Dit } from "../../src/model/dit.ts";
+import { generate } from "../../src/pipeline/generate.ts";
+import { gpuTest } from "../support/gpu.ts";
+
+gpuTest("dbcache F8B0 with threshold 0 equals the uncached model bit for bit", async (ctx) => {
+  const model = await Dit.load(ctx, "weights/mnist-dit");
+  const request = { labels: [5], steps: 6, seed: 3, guidance: 2 };
+  const plain = await generate(ctx, model, request);
+  const options = resolveCacheOptions({
+    strategy: "dbcache",
+    residual_diff_threshold: 0,
+    max_warmup_steps: 0,
+  }, {
+    blocks: model.depth,
+    steps: request.steps,
+  });
+  const strategy = createStrategy(ctx, options);
+  const cached = await generate(ctx, model, request, { strategy });
+  assert.deepEqual(cached.cache.cachedSteps, []);
+  assert.deepEqual(cached.images, plain.images);
+  strategy.release();
+  model.release();
+});
+
+gpuTest("fbcache (F1B0) at threshold 0.2 caches steps and still yields all ten asked digits", async (ctx) => {
+  const model = await Dit.load(ctx, "weights/mnist-dit");
+  const classifier = await DigitClassifier.load(ctx);
+  const request = { labels: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], steps: 28, seed: 7, guidance: 3 };
+  const options = resolveCacheOptions({ strategy: "fbcache", residual_diff_threshold: 0.2 }, {
+    blocks: model.depth,
+    steps: request.steps,
+  });
+  const strategy = createStrategy(ctx, options);
+  const result = await generate(ctx, model, request, { strategy });
+  assert.ok(result.cache.cachedSteps.length >= 4, `cached steps ${result.cache.cachedSteps}`);
+  assert.ok(result.cache.blocksExecuted < result.cache.blocksTotal);
+  assert.deepEqual((await classifier.classify(result.images)).predicted, request.labels);
+  strategy.release();
+  classifier.release();
+  model.release();
+});
