@@ -1,5 +1,5 @@
-// algorithm: out = y + alpha * x, one streaming pass over equal-size x and y (BLAS axpy, out of place or
-// into y). Cache strategies run it every step: residual = output - input (alpha -1), hidden += residual
+// algorithm: out = beta * y + alpha * x, one streaming pass over equal-size x and y (BLAS axpby, out of
+// place or into y). Cache strategies run it every step: residual = output - input (alpha -1), hidden += residual
 // (alpha 1). `Elem` is vec4<f32> when the size is a multiple of 4 (a quarter of the loads and stores, each
 // one bounds-checked per SIMD lane on llvmpipe) and f32 otherwise; src/ops/axpy.ts appends the alias.
 // Each invocation handles ITEMS elements WG apart, so a workgroup streams ITEMS*WG consecutive ones.
@@ -12,6 +12,7 @@ override IN_PLACE: bool = false;
 struct Params {
   count: u32, // Elems of x, y and out
   alpha: f32,
+  beta: f32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<Elem>;         // [count]
@@ -34,7 +35,7 @@ fn main(
       } else {
         base = y[e];
       }
-      out[e] = base + p.alpha * x[e];
+      out[e] = p.beta * base + p.alpha * x[e];
     }
   }
 }

@@ -1,7 +1,8 @@
 // DBCache and FBCache (cache-strategies.md): F = blocks[0, Fn) always runs and its residual R_F is compared
 // with R_F* from the last computed step; a cached step replays M's stored residual instead of running M;
 // B = the last Bn blocks runs every step (or, with Bn_compute_blocks_ids, only the listed ones and the
-// others whose input barely moved). One counted readback per step for the decision's diff, none when a gate
+// others whose input barely moved). With the TaylorSeer calibrator a cached step extrapolates M's residual
+// (or the hidden state after M) from the computed steps instead of replaying the last one. One counted readback per step for the decision's diff, none when a gate
 // before the threshold decides; each unlisted B block costs one more on cached steps.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
@@ -10,6 +11,7 @@ import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { ElementwiseOp } from "../ops/modulate.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import { TaylorSeer } from "./calibrators/taylor_seer.ts";
 import { CacheDecision, similar } from "./decision.ts";
 import type { ResolvedDbCache } from "./options.ts";
 import type { BlockList, CacheStats, CacheStrategy, ForwardInfo, ForwardReport } from "./strategy.ts";
@@ -36,7 +38,11 @@ interface Buffers {
   replayM: ElementwiseOp;
   /** Per B block, null where it always runs. */
   stored: (StoredBlock | null)[];
+  seer: TaylorSeer | null;
 }
+
+export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +
+  "encoder calibrator has nothing to predict";
 
 export class DbCache implements CacheStrategy {
   readonly name: string;
@@ -45,13 +51,12 @@ export class DbCache implements CacheStrategy {
   readonly #stats: CacheStats;
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbCache) {
-    if (options.taylorseer) {
-      throw new Error(`${options.strategy}: the TaylorSeer calibrator is not available yet`);
-    }
     this.name = options.strategy;
+    const seer = options.taylorseer;
     this.#decision = new CacheDecision(options);
     this.#stats = {
-      strategy: `${options.strategy} F${options.Fn}B${options.Bn}`,
+      strategy: `${options.strategy} F${options.Fn}B${options.Bn}` +
+        (seer ? ` + TaylorSeer (${seer.cache_type}, ${seer.n_derivatives} derivatives)` : ""),
       steps: 0,
       cachedSteps: [],
       computedSteps: [],
@@ -61,7 +66,7 @@ export class DbCache implements CacheStrategy {
       blocksTotal: 0,
       memoryBytes: 0,
       readbacks: 0,
-      notes: [...options.notes],
+      notes: [...options.notes, ...(seer?.encoder ? [ENCODER_NOTE] : [])],
     };
   }
 
@@ -79,12 +84,15 @@ export class DbCache implements CacheStrategy {
     }
     const decision = this.#decision.decide(info.step, diff);
     let blocksRun = Fn;
-    if (decision.cached) {
+    if (decision.cached && b.seer?.ready) {
+      b.seer.approximate(info.step, recorder);
+    } else if (decision.cached) {
       recorder.encode(b.replayM.dispatches);
     } else {
       recorder.encode([b.keepReference, b.snapshotM]);
       for (const block of list.blocks.slice(Fn, L - Bn)) recorder.encode(block);
       recorder.encode(b.storeM.dispatches);
+      b.seer?.update(info.step, recorder);
       blocksRun += L - Fn - Bn;
     }
     blocksRun += await this.#runB(list.blocks.slice(L - Bn), decision.cached, recorder);
@@ -104,7 +112,9 @@ export class DbCache implements CacheStrategy {
   }
 
   memoryBytes(): number {
-    return this.#buffers?.tensors.reduce((sum, t) => sum + t.byteLength, 0) ?? 0;
+    const b = this.#buffers;
+    if (!b) return 0;
+    return b.tensors.reduce((sum, t) => sum + t.byteLength, 0) + (b.seer?.memoryBytes() ?? 0);
   }
 
   release(): void {
@@ -112,6 +122,7 @@ export class DbCache implements CacheStrategy {
     if (!b) return;
     this.#buffers = null;
     for (const op of [b.residualF, b.diff, b.storeM, b.replayM]) op.release();
+    b.seer?.release();
     for (const s of b.stored) for (const op of [s?.store, s?.diff, s?.replay]) op?.release();
     disposeDispatches([
       b.snapshotIn,
@@ -175,6 +186,8 @@ export class DbCache implements CacheStrategy {
     const downsample = this.options.downsample_factor;
     // scratch holds F's input, then M's input: each is consumed by the axpy right after its span.
     const [scratch, residualF, referenceF, residualM] = [tensor(), tensor(), tensor(), tensor()];
+    const calibrator = this.options.taylorseer;
+    const residual = calibrator?.cache_type === "residual";
     const listed = this.options.Bn_compute_blocks_ids;
     const stored = Array.from({ length: Bn }, (_, j): StoredBlock | null => {
       if (listed === null || listed.includes(j)) return null;
@@ -200,6 +213,12 @@ export class DbCache implements CacheStrategy {
       storeM: axpy(ctx, scratch, hidden, { alpha: -1, out: residualM }),
       replayM: axpy(ctx, residualM, hidden, { alpha: 1, inPlace: true }),
       stored,
+      seer: calibrator && new TaylorSeer(ctx, {
+        source: residual ? residualM : hidden,
+        target: hidden,
+        mode: residual ? "add" : "replace",
+        nDerivatives: calibrator.n_derivatives,
+      }),
     };
     return this.#buffers;
   }

@@ -1,5 +1,7 @@
-// out = y + alpha * x (shaders/axpy.wgsl): a single cheap dispatch that cache strategies run every step, for
-// residual = output - input (alpha -1) and hidden = hidden + residual (alpha 1).
+// out = beta * y + alpha * x (shaders/axpy.wgsl, BLAS axpby): a single cheap dispatch that cache strategies
+// run every step, for residual = output - input (alpha -1) and hidden = hidden + residual (alpha 1). The
+// coefficients live in the dispatch's uniform and can be rewritten between submits, so TaylorSeer's
+// step-dependent weights reuse one pipeline and bind group.
 import type { GpuContext } from "../gpu/context.ts";
 import {
   bindKernel,
@@ -38,6 +40,8 @@ export function elementwiseSource(name: string, size: number): ElementwiseSource
 
 export interface AxpyOptions {
   alpha: number;
+  /** Weight of y (default 1). */
+  beta?: number;
   /** Write into this tensor (shape of y) instead of a new one. */
   out?: Tensor;
   /** y = y + alpha * x, y bound once read_write (default false). */
@@ -46,9 +50,7 @@ export interface AxpyOptions {
 
 function checkOperands(x: Tensor, y: Tensor, options: AxpyOptions): void {
   const shapes = `x ${formatShape(x.shape)}, y ${formatShape(y.shape)}`;
-  if (!Number.isFinite(options.alpha)) {
-    throw new KernelError(KERNEL, `${shapes}: alpha ${options.alpha} must be a finite number`);
-  }
+  checkCoefficients(shapes, options.alpha, options.beta ?? 1);
   const out = options.out;
   for (const [name, t] of [["x", x], ["y", y], ["out", out]] as const) {
     if (t && t.dtype !== "f32") {
@@ -75,11 +77,30 @@ function checkOperands(x: Tensor, y: Tensor, options: AxpyOptions): void {
   }
 }
 
+function checkCoefficients(shapes: string, alpha: number, beta: number): void {
+  for (const [name, value] of [["alpha", alpha], ["beta", beta]] as const) {
+    if (!Number.isFinite(value)) {
+      throw new KernelError(KERNEL, `${shapes}: ${name} ${value} must be a finite number`);
+    }
+  }
+}
+
+export interface AxpyOp extends ElementwiseOp {
+  /**
+   * New coefficients for the next submit that runs this op (a queue write: it applies to every submit after
+   * this call, so each op must be encoded once per submit at most).
+   */
+  setCoefficients(alpha: number, beta?: number): void;
+}
+
+const uniformOf = (count: number, alpha: number, beta: number) =>
+  packUniform([["u32", count], ["f32", alpha], ["f32", beta]]);
+
 /**
- * out = y + alpha * x elementwise over equal-shape f32 tensors: into a new tensor, into options.out, or into
+ * out = beta * y + alpha * x elementwise over equal-shape f32 tensors: into a new tensor, into options.out, or into
  * y (inPlace). Checks everything before allocating.
  */
-export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions): ElementwiseOp {
+export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions): AxpyOp {
   checkOperands(x, y, options);
   const inPlace = options.inPlace ?? false;
   const { source, width } = elementwiseSource(KERNEL, y.size);
@@ -97,13 +118,18 @@ export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions
       kernel,
       [x, inPlace ? x : y, out], // in place, x stands in for the unread y binding
       flatGrid(ctx.gpu, groups(count, WG * ITEMS)),
-      packUniform([["u32", count], ["f32", options.alpha]]),
+      uniformOf(count, options.alpha, options.beta ?? 1),
     ),
   ];
+  const uniform = dispatches[0].uniform!;
   const owned = out !== y && out !== options.out;
   return {
     dispatches,
     out,
+    setCoefficients(alpha: number, beta = 1) {
+      checkCoefficients(`x ${formatShape(x.shape)}, y ${formatShape(y.shape)}`, alpha, beta);
+      ctx.gpu.device.queue.writeBuffer(uniform, 0, uniformOf(count, alpha, beta));
+    },
     release() {
       if (owned) out.release();
       disposeDispatches(dispatches);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DbCache } from "../../src/cache/dbcache.ts";
+import { DbCache, ENCODER_NOTE } from "../../src/cache/dbcache.ts";
 import { resolveCacheOptions, type ResolvedDbCache } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { dyadic, fakeBlocks } from "../support/fake_blocks.ts";
@@ -49,6 +49,25 @@ conformanceSuite(
         Fn: 2,
         Bn: 2,
         Bn_compute_blocks_ids: [1],
+        residual_diff_threshold: threshold,
+        max_warmup_steps: warmup,
+      },
+      blocks,
+      steps,
+    ),
+);
+
+conformanceSuite(
+  "dbcache F1B0 + TaylorSeer",
+  (ctx, { threshold, warmup, blocks, steps }) =>
+    dbcache(
+      ctx,
+      {
+        strategy: "dbcache",
+        Fn: 1,
+        Bn: 0,
+        enable_taylorseer: true,
+        n_derivatives: 2,
         residual_diff_threshold: threshold,
         max_warmup_steps: warmup,
       },
@@ -231,7 +250,35 @@ gpuTest(
   },
 );
 
-gpuTest("dbcache: clamp notes reach the stats; wrong block count and TaylorSeer are refused", async (ctx) => {
+for (const cacheType of ["residual", "hidden_states"]) {
+  gpuTest(
+    `dbcache + TaylorSeer (${cacheType}): a cached step extrapolates M instead of replaying it`,
+    async (ctx) => {
+      // M's residual grows linearly, (s + 1) * m, with F's residual, B's and the input fixed: a first-order
+      // TaylorSeer predicts it exactly (3m, 4m at steps 2, 3) where a replay repeats 2m. Dyadic: bit exact.
+      const [hidden, r0, r3, m] = [500, 501, 502, 503].map((seed) => dyadic(SIZE, seed));
+      const half = m.map((v) => v / 2);
+      const scripts = [0, 1, 2, 3].map((s) => ({
+        hidden,
+        residuals: [r0, half.map((v) => v * (s + 1)), half.map((v) => v * (s + 1)), r3],
+      }));
+      const add = (...xs: Float32Array[]) => xs.reduce((a, b) => a.map((v, i) => v + b[i]));
+      const options = { residual_diff_threshold: 10, max_warmup_steps: 2, enable_taylorseer: true };
+      const r = await cachedSteps(ctx, { ...options, taylorseer_cache_type: cacheType }, scripts);
+      assert.deepEqual(r.cached, [2, 3]);
+      for (const s of [2, 3]) {
+        assert.deepEqual(r.outputs[s], add(hidden, r0, m.map((v) => v * (s + 1)), r3), `step ${s}`);
+      }
+      assert.match(r.stats.strategy, new RegExp(`TaylorSeer \\(${cacheType}, 1 derivatives\\)`));
+      // 4 DBCache tensors + d_cur and d_prev of orders 0 and 1.
+      assert.equal(r.stats.memoryBytes, 8 * SIZE * 4);
+      const replay = await cachedSteps(ctx, { ...options, enable_taylorseer: false }, scripts);
+      assert.deepEqual(replay.outputs[3], add(hidden, r0, m.map((v) => v * 2), r3), "without: 2m replayed");
+    },
+  );
+}
+
+gpuTest("dbcache: clamp notes reach the stats; a wrong block count is refused", async (ctx) => {
   const clamped = dbcache(ctx, { strategy: "dbcache", preset: "F8B8" }, BLOCKS, 4);
   assert.deepEqual(clamped.stats().notes, [
     "preset F8B8 asks for 16 blocks but the model has 4: clamped to F2B1",
@@ -243,8 +290,8 @@ gpuTest("dbcache: clamp notes reach the stats; wrong block count and TaylorSeer 
   );
   fake.release();
   clamped.release();
-  assert.throws(
-    () => dbcache(ctx, { strategy: "dbcache", enable_taylorseer: true }, 12, 28),
-    /TaylorSeer calibrator is not available yet/,
-  );
+  const encoder = dbcache(ctx, { strategy: "dbcache", enable_encoder_taylorseer: true }, 12, 28);
+  assert.deepEqual(encoder.stats().notes, [], "the encoder calibrator needs enable_taylorseer");
+  const both = { strategy: "dbcache", enable_taylorseer: true, enable_encoder_taylorseer: true };
+  assert.deepEqual(dbcache(ctx, both, 12, 28).stats().notes, [ENCODER_NOTE]);
 });

@@ -53,6 +53,29 @@ function formatCase(shape: number[], mode: string): string {
   return `[${shape}] (${size % 4 === 0 ? "vec4" : "scalar"}) ${mode}`;
 }
 
+gpuTest("axpy with beta, and setCoefficients rewriting both weights between submits", async (ctx) => {
+  const shape = [3, 1111];
+  const x = randn(3333, 30);
+  const y = randn(3333, 31);
+  const [tx, ty] = [ctx.pool.upload(x, shape), ctx.pool.upload(y, shape)];
+  const op = axpy(ctx, tx, ty, { alpha: 0.5, beta: -2 });
+  assertClose(await runAndRead(ctx, op.dispatches, op.out), ref.axpy(x, y, 0.5, -2), TOL, "built with beta");
+  // TaylorSeer's weights: 1/w and k^i/i! change per step on the same op.
+  for (const [alpha, beta] of [[1 / 3, -1 / 3], [4.5, 1], [0, 0.25]]) {
+    op.setCoefficients(alpha, beta);
+    assertClose(
+      await runAndRead(ctx, op.dispatches, op.out),
+      ref.axpy(x, y, alpha, beta),
+      TOL,
+      `alpha ${alpha}, beta ${beta}`,
+    );
+  }
+  assert.throws(() => op.setCoefficients(1, Infinity), /beta Infinity must be a finite number/);
+  op.release();
+  tx.release();
+  ty.release();
+});
+
 gpuTest("axpy residual round trip: residual = out - in, then in + residual restores out", async (ctx) => {
   const shape = [2, 49, 33];
   const before = randn(2 * 49 * 33, 20);
