@@ -1,7 +1,8 @@
 // Request options -> the strategy object that runs one request's block list.
 import type { GpuContext } from "../gpu/context.ts";
 import { DbCache } from "./dbcache.ts";
-import { CacheOptionsError, type ResolvedCacheOptions } from "./options.ts";
+import { DbPrune } from "./dbprune.ts";
+import type { ResolvedCacheOptions } from "./options.ts";
 import { type CacheStrategy, NoCache } from "./strategy.ts";
 
 export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): CacheStrategy {
@@ -12,8 +13,6 @@ export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): 
     case "fbcache":
       return new DbCache(ctx, options);
     case "dbprune":
-      throw new CacheOptionsError(
-        "dbprune: this strategy is not available yet (valid now: none, fbcache, dbcache)",
-      );
+      return new DbPrune(ctx, options);
   }
 }

@@ -11,10 +11,17 @@ import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { ElementwiseOp } from "../ops/modulate.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
-import { TaylorSeer } from "./calibrators/taylor_seer.ts";
+import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
 import { CacheDecision, similar } from "./decision.ts";
 import type { ResolvedDbCache } from "./options.ts";
-import type { BlockList, CacheStats, CacheStrategy, ForwardInfo, ForwardReport } from "./strategy.ts";
+import {
+  type BlockList,
+  type CacheStats,
+  type CacheStrategy,
+  emptyStats,
+  type ForwardInfo,
+  type ForwardReport,
+} from "./strategy.ts";
 
 /** An unlisted B block: its input and residual at the last computed step. */
 interface StoredBlock {
@@ -41,9 +48,6 @@ interface Buffers {
   seer: TaylorSeer | null;
 }
 
-export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +
-  "encoder calibrator has nothing to predict";
-
 export class DbCache implements CacheStrategy {
   readonly name: string;
   readonly #decision: CacheDecision;
@@ -52,22 +56,11 @@ export class DbCache implements CacheStrategy {
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbCache) {
     this.name = options.strategy;
-    const seer = options.taylorseer;
     this.#decision = new CacheDecision(options);
-    this.#stats = {
-      strategy: `${options.strategy} F${options.Fn}B${options.Bn}` +
-        (seer ? ` + TaylorSeer (${seer.cache_type}, ${seer.n_derivatives} derivatives)` : ""),
-      steps: 0,
-      cachedSteps: [],
-      computedSteps: [],
-      diffs: [],
-      gates: [],
-      blocksExecuted: 0,
-      blocksTotal: 0,
-      memoryBytes: 0,
-      readbacks: 0,
-      notes: [...options.notes, ...(seer?.encoder ? [ENCODER_NOTE] : [])],
-    };
+    this.#stats = emptyStats(
+      `${options.strategy} F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`,
+      [...options.notes, ...calibratorNotes(options.taylorseer)],
+    );
   }
 
   async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {

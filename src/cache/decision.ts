@@ -10,6 +10,7 @@ export type Gate =
   | "max_cached_steps"
   | "max_continuous_cached_steps"
   | "max_accumulated_residual_diff"
+  | "max_pruned_steps"
   | "threshold_off"
   | "similar"
   | "not_similar";

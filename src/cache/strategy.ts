@@ -45,8 +45,29 @@ export interface CacheStats {
   memoryBytes: number;
   /** Readbacks the strategy made (each a GPU sync). */
   readbacks: number;
+  /** DBPrune: blocks pruned in each step. */
+  prunedBlocks?: number[];
+  /** DBPrune: each block's input diff per step; null where the block was not judged. */
+  blockDiffs?: (number | null)[][];
   /** What option resolution changed (preset clamps). */
   notes: string[];
+}
+
+/** Stats before the first step; strategies fill them in as they forward. */
+export function emptyStats(strategy: string, notes: readonly string[]): CacheStats {
+  return {
+    strategy,
+    steps: 0,
+    cachedSteps: [],
+    computedSteps: [],
+    diffs: [],
+    gates: [],
+    blocksExecuted: 0,
+    blocksTotal: 0,
+    memoryBytes: 0,
+    readbacks: 0,
+    notes: [...notes],
+  };
 }
 
 export interface CacheStrategy {

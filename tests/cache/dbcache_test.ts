@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DbCache, ENCODER_NOTE } from "../../src/cache/dbcache.ts";
+import { ENCODER_NOTE } from "../../src/cache/calibrators/taylor_seer.ts";
+import { DbCache } from "../../src/cache/dbcache.ts";
 import { resolveCacheOptions, type ResolvedDbCache } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { dyadic, fakeBlocks } from "../support/fake_blocks.ts";

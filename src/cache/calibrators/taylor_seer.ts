@@ -9,6 +9,19 @@ import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../../ops/axpy.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
 import type { StepRecorder } from "../../pipeline/step_recorder.ts";
+import type { TaylorSeerOptions } from "../options.ts";
+
+export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +
+  "encoder calibrator has nothing to predict";
+
+/** " + TaylorSeer (residual, 1 derivatives)" for a strategy's stats name; "" without a calibrator. */
+export function calibratorLabel(o: TaylorSeerOptions | null): string {
+  return o ? ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)` : "";
+}
+
+export function calibratorNotes(o: TaylorSeerOptions | null): string[] {
+  return o?.encoder ? [ENCODER_NOTE] : [];
+}
 
 export interface TaylorSeerBinding {
   /** Read on update: Y at a computed step. */
