@@ -1,0 +1,119 @@
+// One generation from the HTTP side: queue it (bounded FIFO), run it on the GPU worker, enforce the request
+// timeout, and turn every way it can end into an ApiError with the status the API promises.
+import type { ResolvedCacheOptions } from "../cache/options.ts";
+import type { SamplingParams } from "../pipeline/request_schema.ts";
+import { ApiError } from "./api_error.ts";
+import {
+  type GpuWorker,
+  JobFailedError,
+  WorkerCrashedError,
+  WorkerUnavailableError,
+} from "./gpu_worker_client.ts";
+import { type JobQueue, QueueFullError } from "./job_queue.ts";
+import type { ServerMetrics } from "./metrics.ts";
+import type { ModelEntry } from "./model_catalog.ts";
+import type { GenerationJob, JobOutput, StepProgress } from "./worker_protocol.ts";
+
+export interface GenerationRequest {
+  model: ModelEntry;
+  labels: number[];
+  sampling: SamplingParams;
+  cache: ResolvedCacheOptions;
+  layout: GenerationJob["layout"];
+}
+
+export interface GenerationOutcome {
+  output: JobOutput;
+  adapter: string;
+  timings: { queue_seconds: number; generate_seconds: number; total_seconds: number };
+}
+
+export interface SubmitOptions {
+  /** The client's signal: aborting it (disconnect) cancels the job, queued or running. */
+  signal: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+}
+
+const seconds = (ms: number) => Number((ms / 1000).toFixed(4));
+
+export class GenerationService {
+  readonly #shutdown = new AbortController();
+
+  constructor(
+    private readonly worker: GpuWorker,
+    private readonly queue: JobQueue,
+    private readonly metrics: ServerMetrics,
+    private readonly timeoutSeconds: number,
+  ) {}
+
+  /** Throws ApiError 429 synchronously when the queue is full, so a stream is never opened for it. */
+  submit(request: GenerationRequest, options: SubmitOptions): Promise<GenerationOutcome> {
+    const received = performance.now();
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () =>
+        timeout.abort(
+          new ApiError(504, `request timed out after ${this.timeoutSeconds} s (REQUEST_TIMEOUT_S)`),
+        ),
+      this.timeoutSeconds * 1000,
+    );
+    const signal = AbortSignal.any([options.signal, timeout.signal, this.#shutdown.signal]);
+    let started = received;
+    const job: GenerationJob = {
+      modelDir: request.model.dir,
+      labels: request.labels,
+      sampling: request.sampling,
+      cache: request.cache,
+      progress: options.onStep !== undefined,
+      layout: request.layout,
+    };
+    const task = (s: AbortSignal) => {
+      started = performance.now();
+      return this.worker.run(job, { signal: s, onStep: options.onStep });
+    };
+    let pending: Promise<JobOutput>;
+    try {
+      pending = this.queue.enqueue(task, signal);
+    } catch (e) {
+      clearTimeout(timer);
+      throw this.#explain(e, signal);
+    }
+    return pending.then((output) => {
+      this.metrics.generation(output.seconds, output.cache);
+      const finished = performance.now();
+      return {
+        output,
+        adapter: this.worker.status().info?.adapter ?? "unknown",
+        timings: {
+          queue_seconds: seconds(started - received),
+          generate_seconds: Number(output.seconds.toFixed(4)),
+          total_seconds: seconds(finished - received),
+        },
+      };
+    }, (e) => {
+      throw this.#explain(e, signal);
+    }).finally(() => clearTimeout(timer));
+  }
+
+  /** Cancels every queued and running job (they answer 503) and refuses new ones. */
+  shutdown(): void {
+    this.#shutdown.abort(new ApiError(503, "server is shutting down"));
+  }
+
+  #explain(e: unknown, signal: AbortSignal): ApiError {
+    if (e instanceof ApiError) return e;
+    if (e instanceof QueueFullError) {
+      return new ApiError(429, e.message, undefined, { "Retry-After": String(e.retryAfterSeconds) });
+    }
+    if (e instanceof WorkerCrashedError || e instanceof WorkerUnavailableError) {
+      return new ApiError(503, e.message);
+    }
+    if (e instanceof JobFailedError && e.kind === "bad_request") return new ApiError(400, e.message, "cache");
+    if (signal.aborted) {
+      return signal.reason instanceof ApiError
+        ? signal.reason
+        : new ApiError(408, "request cancelled: the client went away");
+    }
+    return new ApiError(500, `generation failed: ${(e as Error).message}`);
+  }
+}

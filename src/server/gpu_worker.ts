@@ -1,0 +1,136 @@
+// The GPU worker: owns the WebGPU device, the loaded models and every generate() call, so that waiting on
+// the GPU (mapAsync blocks the event loop for >= 11 ms) never stalls HTTP. Jobs arrive fully validated.
+import { CacheOptionsError } from "../cache/options.ts";
+import { createStrategy } from "../cache/create.ts";
+import type { CacheStrategy } from "../cache/strategy.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { Dit } from "../model/dit.ts";
+import { generate, type GenerateResult, type StepEvent } from "../pipeline/generate.ts";
+import { encodeImagesPng } from "../pipeline/image.ts";
+import type { FromWorker, GenerationJob, JobFailureKind, ToWorker } from "./worker_protocol.ts";
+
+const scope = self as unknown as {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+};
+
+let ctx: GpuContext | null = null;
+const models = new Map<string, Promise<Dit>>();
+const running = new Map<number, AbortController>();
+
+function loadModel(gpu: GpuContext, dir: string): Promise<Dit> {
+  let model = models.get(dir);
+  if (!model) {
+    model = Dit.load(gpu, dir);
+    models.set(dir, model);
+    model.catch(() => models.delete(dir));
+  }
+  return model;
+}
+
+async function init(preload: string[]): Promise<void> {
+  try {
+    const gpu = await GpuContext.create();
+    ctx = gpu;
+    gpu.gpu.device.lost.then((info) => {
+      if (info.reason !== "destroyed") {
+        scope.postMessage({ type: "lost", reason: info.message || info.reason });
+      }
+    });
+    for (const dir of preload) await loadModel(gpu, dir);
+    scope.postMessage({
+      type: "ready",
+      adapter: gpu.gpu.info.adapter,
+      backend: gpu.gpu.info.backend,
+      pool: gpu.pool.stats(),
+    });
+  } catch (e) {
+    scope.postMessage({ type: "fatal", message: (e as Error).message });
+  }
+}
+
+function encode(result: GenerateResult, layout: GenerationJob["layout"]): Uint8Array[] {
+  if (layout === "grid") return [encodeImagesPng(result.images, result.shape)];
+  const [n, c, h, w] = result.shape;
+  const per = c * h * w;
+  return Array.from(
+    { length: n },
+    (_, i) => encodeImagesPng(result.images.subarray(i * per, (i + 1) * per), [1, c, h, w]),
+  );
+}
+
+function failureKind(gpu: GpuContext, e: unknown, signal: AbortSignal): JobFailureKind {
+  if (e instanceof CacheOptionsError) return "bad_request";
+  if (signal.aborted) return "aborted";
+  return gpu.gpu.healthy ? "internal" : "gpu_lost";
+}
+
+async function run(gpu: GpuContext, id: number, job: GenerationJob): Promise<void> {
+  const controller = new AbortController();
+  running.set(id, controller);
+  let strategy: CacheStrategy | null = null;
+  // Always given: generate() then waits for each step's GPU work, which lets this worker's event loop take
+  // an abort message between steps (without a wait the loop never yields and runs to the end).
+  const onStep = (e: StepEvent) => {
+    if (!job.progress) return;
+    scope.postMessage({
+      type: "step",
+      id,
+      progress: {
+        step: e.step,
+        steps: e.steps,
+        cached: e.cached,
+        diff: e.diff ?? null,
+        blocks_run: e.blocksRun,
+      },
+    });
+  };
+  try {
+    const model = await loadModel(gpu, job.modelDir);
+    strategy = createStrategy(gpu, job.cache);
+    const result = await generate(gpu, model, { labels: job.labels, ...job.sampling }, {
+      strategy,
+      signal: controller.signal,
+      onStep,
+    });
+    const pngs = encode(result, job.layout);
+    scope.postMessage(
+      {
+        type: "done",
+        id,
+        output: { pngs, seconds: result.seconds, cache: result.cache },
+        pool: gpu.pool.stats(),
+      },
+      pngs.map((p) => p.buffer as ArrayBuffer),
+    );
+  } catch (e) {
+    const kind = failureKind(gpu, e, controller.signal);
+    scope.postMessage({ type: "failed", id, kind, message: (e as Error).message, pool: gpu.pool.stats() });
+  } finally {
+    strategy?.release();
+    running.delete(id);
+  }
+}
+
+scope.onmessage = (event) => {
+  const message = event.data;
+  switch (message.type) {
+    case "init":
+      init(message.preload);
+      break;
+    case "generate":
+      if (!ctx) {
+        scope.postMessage({
+          type: "failed",
+          id: message.id,
+          kind: "gpu_lost",
+          message: "GPU not acquired",
+          pool: null,
+        });
+      } else run(ctx, message.id, message.job);
+      break;
+    case "abort":
+      running.get(message.id)?.abort();
+      break;
+  }
+};

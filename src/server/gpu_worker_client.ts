@@ -1,0 +1,183 @@
+// The HTTP thread's handle on the GPU worker: starts it, runs one job at a time on it, forwards aborts, and
+// replaces it when it crashes or loses its device (the job in flight fails with WorkerCrashedError, later
+// jobs run on the new worker).
+import type { PoolStats } from "../gpu/pool.ts";
+import type {
+  FromWorker,
+  GenerationJob,
+  JobFailureKind,
+  JobOutput,
+  StepProgress,
+  ToWorker,
+} from "./worker_protocol.ts";
+
+export type WorkerFactory = () => Worker;
+
+export const spawnGpuWorker: WorkerFactory = () =>
+  new Worker(new URL("./gpu_worker.ts", import.meta.url).href, { type: "module" });
+
+/** The worker died (uncaught error, device lost) while a job was running; it is being replaced. */
+export class WorkerCrashedError extends Error {}
+/** No worker can take jobs: it failed to start, or the server is shutting down. */
+export class WorkerUnavailableError extends Error {}
+export class JobFailedError extends Error {
+  constructor(readonly kind: JobFailureKind, message: string) {
+    super(message);
+  }
+}
+
+export interface WorkerInfo {
+  adapter: string;
+  backend: string;
+}
+
+export interface WorkerStatus {
+  state: "starting" | "ready" | "failed" | "closed";
+  info: WorkerInfo | null;
+  error: string | null;
+}
+
+export interface GpuWorkerEvents {
+  onPoolStats?(stats: PoolStats): void;
+  onRestart?(reason: string): void;
+}
+
+export interface RunOptions {
+  signal: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+}
+
+interface InFlight {
+  id: number;
+  onStep?: (progress: StepProgress) => void;
+  resolve(output: JobOutput): void;
+  reject(error: Error): void;
+}
+
+export class GpuWorker {
+  #worker!: Worker;
+  #status: WorkerStatus = { state: "starting", info: null, error: null };
+  #ready!: Promise<WorkerInfo>;
+  #settleReady!: { resolve(info: WorkerInfo): void; reject(error: Error): void };
+  #current: InFlight | null = null;
+  #nextId = 1;
+
+  /** `preload`: model directories loaded before the worker reports ready. */
+  constructor(
+    private readonly spawn: WorkerFactory,
+    private readonly preload: string[],
+    private readonly events: GpuWorkerEvents = {},
+  ) {
+    this.#start();
+  }
+
+  status(): WorkerStatus {
+    return { ...this.#status };
+  }
+
+  /** Resolves once the worker can take jobs; rejects with WorkerUnavailableError if it cannot start. */
+  ready(): Promise<WorkerInfo> {
+    return this.#ready;
+  }
+
+  async run(job: GenerationJob, options: RunOptions): Promise<JobOutput> {
+    await this.#ready;
+    options.signal.throwIfAborted();
+    if (this.#current) {
+      throw new Error("GpuWorker.run: a job is already running (the queue runs one at a time)");
+    }
+    const worker = this.#worker;
+    const id = this.#nextId++;
+    const abort = () => this.#send(worker, { type: "abort", id });
+    options.signal.addEventListener("abort", abort, { once: true });
+    try {
+      return await new Promise<JobOutput>((resolve, reject) => {
+        this.#current = { id, onStep: options.onStep, resolve, reject };
+        this.#send(worker, { type: "generate", id, job });
+      });
+    } finally {
+      options.signal.removeEventListener("abort", abort);
+    }
+  }
+
+  /** Terminates the worker; a job in flight fails with WorkerUnavailableError. */
+  close(): void {
+    if (this.#status.state === "closed") return;
+    this.#worker.terminate();
+    this.#status = { ...this.#status, state: "closed", error: "server is shutting down" };
+    this.#settleReady.reject(new WorkerUnavailableError("server is shutting down"));
+    this.#finish()?.reject(new WorkerUnavailableError("server is shutting down"));
+  }
+
+  #start(): void {
+    const worker = this.spawn();
+    this.#worker = worker;
+    this.#status = { state: "starting", info: null, error: null };
+    this.#ready = new Promise((resolve, reject) => (this.#settleReady = { resolve, reject }));
+    this.#ready.catch(() => {}); // callers see the rejection through ready()/run()
+    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(worker, e.data);
+    worker.onerror = (e) => {
+      e.preventDefault(); // handled here: an uncaught worker error must not take the server down
+      this.#crash(worker, `GPU worker crashed: ${e.message}`);
+    };
+    worker.onmessageerror = () => this.#crash(worker, "GPU worker sent an unreadable message");
+    this.#send(worker, { type: "init", preload: this.preload });
+  }
+
+  #send(worker: Worker, message: ToWorker): void {
+    if (worker === this.#worker && this.#status.state !== "closed") worker.postMessage(message);
+  }
+
+  #finish(): InFlight | null {
+    const current = this.#current;
+    this.#current = null;
+    return current;
+  }
+
+  #receive(worker: Worker, m: FromWorker): void {
+    if (worker !== this.#worker || this.#status.state === "closed") return;
+    switch (m.type) {
+      case "ready":
+        this.#status = { state: "ready", info: { adapter: m.adapter, backend: m.backend }, error: null };
+        this.events.onPoolStats?.(m.pool);
+        this.#settleReady.resolve(this.#status.info!);
+        break;
+      case "fatal":
+        this.#fail(worker, m.message);
+        break;
+      case "step":
+        if (this.#current?.id === m.id) this.#current.onStep?.(m.progress);
+        break;
+      case "done":
+        this.events.onPoolStats?.(m.pool);
+        if (this.#current?.id === m.id) this.#finish()!.resolve(m.output);
+        break;
+      case "failed":
+        if (m.pool) this.events.onPoolStats?.(m.pool);
+        if (m.kind === "gpu_lost") return this.#crash(worker, `GPU device lost: ${m.message}`);
+        if (this.#current?.id === m.id) this.#finish()!.reject(new JobFailedError(m.kind, m.message));
+        break;
+      case "lost":
+        this.#crash(worker, `GPU device lost: ${m.reason}`);
+        break;
+    }
+  }
+
+  /** A worker that never became ready is not restarted (that would loop); a ready one is replaced. */
+  #crash(worker: Worker, reason: string): void {
+    if (worker !== this.#worker || this.#status.state === "closed") return;
+    const wasReady = this.#status.state === "ready";
+    worker.terminate();
+    this.#finish()?.reject(new WorkerCrashedError(reason));
+    this.events.onRestart?.(reason);
+    if (wasReady) this.#start();
+    else this.#fail(worker, reason);
+  }
+
+  #fail(worker: Worker, message: string): void {
+    worker.terminate();
+    this.#status = { state: "failed", info: null, error: message };
+    this.#settleReady.reject(new WorkerUnavailableError(message));
+    this.#finish()?.reject(new WorkerUnavailableError(message));
+  }
+}

@@ -1,0 +1,80 @@
+// Server settings from the environment and command-line flags (flags win), validated in one schema so a bad
+// value stops start-up with a message naming the setting and its range.
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { formatIssues } from "../pipeline/request_schema.ts";
+
+export interface ServerOptions {
+  port: number;
+  host: string;
+  modelsDir: string;
+  /** Model loaded at start-up and used when a request names none. */
+  defaultModel: string;
+  apiKey?: string;
+  /** Jobs that may wait behind the running one before requests get 429. */
+  maxQueue: number;
+  requestTimeoutS: number;
+  corsOrigin?: string;
+}
+
+export class ServerOptionsError extends Error {}
+
+const int = (name: string, min: number, max: number, fallback: number) => {
+  const error = `${name} must be an integer in ${min}..${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).default(fallback);
+};
+const text = (name: string) => z.string().trim().min(1, { error: `${name} must not be empty` });
+
+const settingsSchema = z.object({
+  PORT: int("PORT", 0, 65535, 8000),
+  HOST: text("HOST").default("127.0.0.1"),
+  MODELS_DIR: text("MODELS_DIR").default("weights"),
+  MODEL: text("MODEL").default("mnist-dit"),
+  API_KEY: text("API_KEY").optional(),
+  MAX_QUEUE: int("MAX_QUEUE", 0, 10_000, 16),
+  REQUEST_TIMEOUT_S: int("REQUEST_TIMEOUT_S", 1, 86_400, 300),
+  CORS_ORIGIN: text("CORS_ORIGIN").optional(),
+});
+
+type SettingName = keyof z.infer<typeof settingsSchema>;
+const SETTINGS = Object.keys(settingsSchema.shape) as SettingName[];
+
+/** --port, --models-dir, ... for PORT, MODELS_DIR, ... */
+const flagName = (setting: string) => setting.toLowerCase().replaceAll("_", "-");
+
+export const USAGE = `usage: deno task serve [${SETTINGS.map((s) => `--${flagName(s)} V`).join("] [")}]` +
+  ` (or the environment variables ${SETTINGS.join(", ")})`;
+
+export function parseServerOptions(env: Record<string, string | undefined>, args: string[]): ServerOptions {
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({
+      args,
+      options: Object.fromEntries(SETTINGS.map((s) => [flagName(s), { type: "string" as const }])),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new ServerOptionsError(`${(e as Error).message}\n${USAGE}`);
+  }
+  const merged: Record<string, string | undefined> = {};
+  for (const s of SETTINGS) {
+    const value = flags[flagName(s)] ?? env[s];
+    if (typeof value === "string" && value !== "") merged[s] = value;
+  }
+  const parsed = settingsSchema.safeParse(merged);
+  if (!parsed.success) throw new ServerOptionsError(formatIssues(parsed.error));
+  const v = parsed.data;
+  return {
+    port: v.PORT,
+    host: v.HOST,
+    modelsDir: v.MODELS_DIR,
+    defaultModel: v.MODEL,
+    apiKey: v.API_KEY,
+    maxQueue: v.MAX_QUEUE,
+    requestTimeoutS: v.REQUEST_TIMEOUT_S,
+    corsOrigin: v.CORS_ORIGIN,
+  };
+}
+
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = parseServerOptions({}, []);

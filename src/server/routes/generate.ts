@@ -1,0 +1,172 @@
+// POST /v1/generate (PNG, JSON, or Server-Sent Events with one event per step) and the OpenAI-shaped
+// POST /v1/images/generations. Validation happens before anything is queued: body shape (zod), then the
+// model, the class and the cache options.
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { type SSEMessage, type SSEStreamingApi, streamSSE } from "hono/streaming";
+import { Buffer } from "node:buffer";
+import { z } from "zod";
+import { samplingSchema } from "../../pipeline/request_schema.ts";
+import { ApiError, errorBody } from "../api_error.ts";
+import type { AppDeps } from "../app.ts";
+import { resolveCache, resolveLabel } from "../resolve_request.ts";
+import type { GenerationOutcome, GenerationRequest } from "../generation_service.ts";
+import {
+  errorSchema,
+  type GenerateBody,
+  generateBodySchema,
+  generateQuerySchema,
+  type GenerateResult,
+  generateResultSchema,
+  imagesBodySchema,
+  imagesResultSchema,
+  stepEventSchema,
+} from "../schemas.ts";
+
+const ERRORS = {
+  400: { content: { "application/json": { schema: errorSchema } }, description: "invalid input" },
+  401: { content: { "application/json": { schema: errorSchema } }, description: "missing or wrong API key" },
+  404: { content: { "application/json": { schema: errorSchema } }, description: "unknown model" },
+  413: { content: { "application/json": { schema: errorSchema } }, description: "body over 64 KiB" },
+  429: { content: { "application/json": { schema: errorSchema } }, description: "queue full (Retry-After)" },
+  503: {
+    content: { "application/json": { schema: errorSchema } },
+    description: "GPU worker crashed or not ready",
+  },
+  504: { content: { "application/json": { schema: errorSchema } }, description: "request timed out" },
+};
+
+const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
+});
+
+const base64 = (png: Uint8Array) => Buffer.from(png).toString("base64");
+
+function resultBody(
+  body: GenerateBody,
+  request: GenerationRequest,
+  outcome: GenerationOutcome,
+): GenerateResult {
+  return {
+    model: request.model.id,
+    label: request.model.config.class_names[request.labels[0]],
+    n: body.n,
+    seed: body.seed,
+    steps: body.steps,
+    images: outcome.output.pngs.map(base64),
+    cache: outcome.output.cache,
+    timings: outcome.timings,
+    adapter: outcome.adapter,
+  };
+}
+
+async function toRequest(deps: AppDeps, body: GenerateBody, layout: GenerationRequest["layout"]) {
+  const model = await deps.catalog.get(body.model ?? deps.settings.defaultModel);
+  const label = resolveLabel(model, body.label, "label");
+  const { model: _m, label: _l, n, cache, ...sampling } = body;
+  return {
+    model,
+    labels: new Array<number>(n).fill(label),
+    sampling,
+    cache: resolveCache(cache, model, body.steps),
+    layout,
+  } satisfies GenerationRequest;
+}
+
+/** Steps and the result are written in order; 429 and other early refusals happen before the stream opens. */
+function streamGeneration(c: Context, deps: AppDeps, body: GenerateBody, request: GenerationRequest) {
+  const closed = new AbortController();
+  const opened = Promise.withResolvers<SSEStreamingApi>();
+  let written: Promise<unknown> = opened.promise;
+  const send = (
+    message: SSEMessage,
+  ) => (written = written.then(() => opened.promise).then((stream) => stream.writeSSE(message)));
+  const pending = deps.generator.submit(request, {
+    signal: AbortSignal.any([c.req.raw.signal, closed.signal]),
+    onStep: (progress) => send({ event: "step", data: JSON.stringify(progress) }),
+  });
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => closed.abort());
+    opened.resolve(stream);
+    send(
+      await pending.then(
+        (outcome) => ({ event: "result", data: JSON.stringify(resultBody(body, request, outcome)) }),
+        (e) => ({ event: "error", data: JSON.stringify(errorBody(ApiError.from(e))) }),
+      ),
+    );
+    await written;
+  }, async () => {
+    // The client went away mid-stream: its job was cancelled through the signal; nothing left to tell.
+  });
+}
+
+export function registerGenerateRoutes(app: OpenAPIHono, deps: AppDeps): void {
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/generate",
+      summary: "Generate images of one class",
+      description: "Accept: image/png answers the PNG (images side by side, X-Seconds and X-Cached-Steps " +
+        "headers); ?stream=true answers Server-Sent Events: `step` per step, then `result` (or `error`).",
+      request: { body: jsonBody(generateBodySchema), query: generateQuerySchema },
+      responses: {
+        200: {
+          content: {
+            "application/json": { schema: generateResultSchema },
+            "image/png": { schema: z.string().describe("binary PNG") },
+            "text/event-stream": { schema: stepEventSchema.describe("data of each `step` event") },
+          },
+          description: "the images",
+        },
+        ...ERRORS,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const wantsPng = (c.req.header("accept") ?? "").includes("image/png");
+      const request = await toRequest(deps, body, wantsPng ? "grid" : "each");
+      if (c.req.valid("query").stream === "true") return streamGeneration(c, deps, body, request);
+      const outcome = await deps.generator.submit(request, { signal: c.req.raw.signal });
+      if (!wantsPng) return c.json(resultBody(body, request, outcome), 200);
+      return c.body(outcome.output.pngs[0].slice(), 200, {
+        "content-type": "image/png",
+        "x-seconds": String(outcome.timings.generate_seconds),
+        "x-cached-steps": String(outcome.output.cache.cachedSteps.length),
+      });
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/images/generations",
+      summary: "OpenAI images API shape: the prompt names a class of the model",
+      request: { body: jsonBody(imagesBodySchema) },
+      responses: {
+        200: { content: { "application/json": { schema: imagesResultSchema } }, description: "the images" },
+        ...ERRORS,
+      },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const model = await deps.catalog.get(body.model ?? deps.settings.defaultModel);
+      const size = `${model.config.sample_size}x${model.config.sample_size}`;
+      if (body.size !== undefined && body.size !== size) {
+        throw new ApiError(400, `size: model ${model.id} draws ${size} images only`, "size");
+      }
+      const label = resolveLabel(model, body.prompt, "prompt");
+      const outcome = await deps.generator.submit({
+        model,
+        labels: new Array<number>(body.n).fill(label),
+        sampling: samplingSchema.parse({}),
+        cache: resolveCache("none", model, 1),
+        layout: "each",
+      }, { signal: c.req.raw.signal });
+      return c.json({
+        created: Math.floor(Date.now() / 1000),
+        data: outcome.output.pngs.map((png) => ({ b64_json: base64(png) })),
+      }, 200);
+    },
+  );
+}

@@ -1,0 +1,91 @@
+// Routes that never wait for the GPU: liveness, readiness, metrics, the model list, the playground page.
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
+import { z } from "zod";
+import { CACHE_STRATEGIES } from "../../cache/options.ts";
+import { SCM_PRESET_NAMES } from "../../cache/scm.ts";
+import { LIMITS } from "../../pipeline/request_schema.ts";
+import type { AppDeps } from "../app.ts";
+import { errorSchema, MAX_IMAGES, modelsSchema } from "../schemas.ts";
+
+/** Fn/Bn splits named by the cache doc (0.2.x and 1.x defaults, FBCache); any F<n>B<n> is accepted. */
+const SPLIT_PRESETS = ["F1B0", "F8B0", "F8B8"];
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { "application/json": { schema } },
+  description,
+});
+
+export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/health",
+      summary: "Process alive",
+      responses: { 200: json(z.object({ status: z.literal("ok") }), "alive") },
+    }),
+    (c) => c.json({ status: "ok" as const }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/ready",
+      summary: "Model loaded and GPU device healthy",
+      responses: {
+        200: json(z.object({ status: z.literal("ready"), model: z.string(), adapter: z.string() }), "ready"),
+        503: json(errorSchema, "not ready (starting, restarting after a crash, or no GPU)"),
+      },
+    }),
+    (c) => {
+      const status = deps.worker.status();
+      if (status.state === "ready" && status.info) {
+        return c.json({
+          status: "ready" as const,
+          model: deps.settings.defaultModel,
+          adapter: status.info.adapter,
+        }, 200);
+      }
+      return c.json({ error: status.error ?? `GPU worker is ${status.state}` }, 503);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/metrics",
+      summary: "Prometheus metrics",
+      responses: {
+        200: { content: { "text/plain": { schema: z.string() } }, description: "Prometheus text" },
+      },
+    }),
+    async (c) => c.text(await deps.metrics.text(), 200, { "content-type": deps.metrics.contentType }),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/models",
+      summary: "Models, their classes, block count, cache strategies and limits",
+      responses: { 200: json(modelsSchema, "models under MODELS_DIR") },
+    }),
+    async (c) => {
+      const models = (await deps.catalog.list()).map(({ id, config }) => ({
+        id,
+        classes: config.class_names,
+        class_words: config.class_words ?? [],
+        blocks: config.depth,
+        sample_size: config.sample_size,
+        strategies: CACHE_STRATEGIES,
+        presets: SPLIT_PRESETS,
+        scm_presets: SCM_PRESET_NAMES,
+        limits: { ...LIMITS, n: { min: 1, max: MAX_IMAGES } },
+      }));
+      return c.json({ models }, 200);
+    },
+  );
+
+  app.get("/", (c) => {
+    if (deps.playground === null) return c.json({ error: "the playground page is not installed" }, 404);
+    return c.html(deps.playground);
+  });
+}

@@ -1,0 +1,51 @@
+// Messages between the HTTP thread and the GPU worker. The HTTP thread never touches WebGPU: it sends fully
+// validated jobs and receives PNG bytes, step events and pool statistics.
+import type { ResolvedCacheOptions } from "../cache/options.ts";
+import type { CacheStats } from "../cache/strategy.ts";
+import type { PoolStats } from "../gpu/pool.ts";
+import type { SamplingParams } from "../pipeline/request_schema.ts";
+
+export interface GenerationJob {
+  /** Model directory, already checked to lie inside MODELS_DIR. */
+  modelDir: string;
+  /** Class index per image. */
+  labels: number[];
+  sampling: SamplingParams;
+  cache: ResolvedCacheOptions;
+  /** Send a `step` message after each step (for Server-Sent Events). */
+  progress: boolean;
+  /** "grid": one PNG with the images side by side; "each": one PNG per image. */
+  layout: "grid" | "each";
+}
+
+export interface StepProgress {
+  step: number;
+  steps: number;
+  cached: boolean;
+  diff: number | null;
+  blocks_run: number;
+}
+
+export interface JobOutput {
+  pngs: Uint8Array[];
+  seconds: number;
+  cache: CacheStats;
+}
+
+/** Why a job failed inside the worker; the HTTP thread maps each kind to a status. */
+export type JobFailureKind = "bad_request" | "aborted" | "gpu_lost" | "internal";
+
+export type ToWorker =
+  | { type: "init"; preload: string[] }
+  | { type: "generate"; id: number; job: GenerationJob }
+  | { type: "abort"; id: number };
+
+export type FromWorker =
+  | { type: "ready"; adapter: string; backend: string; pool: PoolStats }
+  /** The worker cannot serve at all (no adapter, model failed to load); it is not restarted. */
+  | { type: "fatal"; message: string }
+  | { type: "step"; id: number; progress: StepProgress }
+  | { type: "done"; id: number; output: JobOutput; pool: PoolStats }
+  | { type: "failed"; id: number; kind: JobFailureKind; message: string; pool: PoolStats | null }
+  /** The device was lost: the worker is unusable and must be replaced. */
+  | { type: "lost"; reason: string };
