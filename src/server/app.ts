@@ -43,14 +43,19 @@ export interface AppDeps {
 function rejectInvalid(result: { success: boolean; error?: z.ZodError }): void {
   if (result.success || !result.error) return;
   const first = result.error.issues[0];
-  const field = first?.path.length ? String(first.path[0]) : (first as { keys?: string[] })?.keys?.[0];
+  const field = first?.path.length
+    ? String(first.path[0])
+    : (first as { keys?: string[] })?.keys?.[0] ?? "body";
   throw new ApiError(400, formatIssues(result.error), field);
 }
 
 function answerError(e: Error, c: Context): Response {
   if (e instanceof HTTPException) {
     if (e.res) return e.res;
-    return errorResponse(c, new ApiError(e.status as ApiError["status"], e.message, "body"));
+    const message = e.status === 415
+      ? "request body must be JSON: send Content-Type: application/json"
+      : e.message;
+    return errorResponse(c, new ApiError(e.status as ApiError["status"], message, "body"));
   }
   const error = ApiError.from(e);
   if (error.status === 500) console.error(`${c.req.method} ${c.req.path}: ${e.stack ?? e.message}`);

@@ -40,14 +40,22 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
-  /** `depth` is read at scrape time. */
-  constructor(depth: () => number) {
+  /** The queue is read at scrape time. */
+  constructor(queue: { readonly depth: number; readonly busy: boolean }) {
     new client.Gauge({
       name: "ditserve_queue_depth",
       help: "Generation jobs waiting for the GPU (not counting the running one)",
       registers: [this.registry],
       collect() {
-        this.set(depth());
+        this.set(queue.depth);
+      },
+    });
+    new client.Gauge({
+      name: "ditserve_jobs_running",
+      help: "Generation jobs running on the GPU worker (0 or 1)",
+      registers: [this.registry],
+      collect() {
+        this.set(queue.busy ? 1 : 0);
       },
     });
   }

@@ -32,7 +32,7 @@ export async function createServices(
   const catalog = new ModelCatalog(options.modelsDir);
   const defaultModel = await catalog.get(options.defaultModel);
   const queue = new JobQueue(options.maxQueue);
-  const metrics = new ServerMetrics(() => queue.depth);
+  const metrics = new ServerMetrics(queue);
   const worker = new GpuWorker(spawn, [defaultModel.dir], {
     onPoolStats: (stats) => metrics.pool(stats),
     onRestart: (reason) => {

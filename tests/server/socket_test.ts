@@ -1,0 +1,93 @@
+// The server on a real socket (127.0.0.1, port 0) with MAX_QUEUE 1: a PNG read as the asked digit, SSE over
+// the wire, 429 when full, client disconnects freeing their slots (queued and running), a worker crash
+// answered with 503 and followed by recovery, and shutdown.
+import assert from "node:assert/strict";
+import { type RunningServer, startServer } from "../../src/server/start.ts";
+import { CRASH_SEED, spawnCrashingWorker } from "./support/crash.ts";
+import { jsonPost, parseSse, readDigits, serverTest } from "./support/http.ts";
+
+const server: RunningServer = await startServer({ port: 0, maxQueue: 1, spawnWorker: spawnCrashingWorker });
+const post = (body: unknown, init: RequestInit = {}, query = "") =>
+  fetch(`${server.url}/v1/generate${query}`, { ...jsonPost(body), ...init });
+
+async function gauge(name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)![1]);
+}
+const queueDepth = () => gauge("ditserve_queue_depth");
+
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`gave up waiting until ${what}`);
+}
+
+/** Starts a long streamed job and resolves once its first step arrived (so it is running, not queued). */
+async function startLongJob(controller: AbortController): Promise<void> {
+  const res = await post({ label: 0, steps: 1000 }, { signal: controller.signal }, "?stream=true");
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  assert.match(new TextDecoder().decode(first.value), /event: step/);
+  reader.read().catch(() => {}); // keep the stream open until the client aborts
+}
+
+serverTest("over the socket: a PNG read as the asked digit, and SSE steps then the result", async () => {
+  const png = await post({ label: "eight", steps: 8, guidance: 3, seed: 3 }, {
+    headers: { accept: "image/png", "content-type": "application/json" },
+  });
+  assert.equal(png.status, 200);
+  assert.deepEqual(await readDigits(new Uint8Array(await png.arrayBuffer())), [8]);
+  const sse = await post({ label: 2, steps: 3 }, {}, "?stream=true");
+  const events = parseSse(await sse.text());
+  assert.deepEqual(events.map((e) => e.event), ["step", "step", "step", "result"]);
+});
+
+serverTest("full queue gets 429 with Retry-After; disconnecting clients free their slots", async () => {
+  const running = new AbortController();
+  await startLongJob(running);
+  const queued = new AbortController();
+  const waiting = post({ label: 1, steps: 1000 }, { signal: queued.signal }).catch((e) => e);
+  await until("the second job waits", async () => (await queueDepth()) === 1);
+
+  const refused = await post({ label: 1, steps: 1 });
+  assert.equal(refused.status, 429);
+  assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+  assert.match((await refused.json()).error, /queue is full/);
+
+  queued.abort();
+  assert.equal((await waiting).name, "AbortError");
+  await until("the queued job left", async () => (await queueDepth()) === 0);
+  const next = post({ label: 6, steps: 2 });
+  await until("the new job waits in the freed slot", async () => (await queueDepth()) === 1);
+
+  running.abort(); // the running job stops between steps, and the waiting one runs
+  const served = await next;
+  assert.equal(served.status, 200);
+  assert.equal((await served.json()).steps, 2);
+});
+
+serverTest(
+  "a worker crash fails the job in flight with 503; the worker is replaced and serves again",
+  async () => {
+    const crashed = await post({ label: 3, steps: 4, seed: CRASH_SEED });
+    assert.equal(crashed.status, 503);
+    assert.match((await crashed.json()).error, /GPU worker crashed/);
+    const recovered = await post({ label: 3, steps: 2 });
+    assert.equal(recovered.status, 200);
+    assert.equal((await fetch(`${server.url}/ready`)).status, 200);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /^ditserve_worker_restarts_total 1$/m);
+  },
+);
+
+serverTest("shutdown answers the job in flight with 503 and closes the port", async () => {
+  const inFlight = post({ label: 9, steps: 1000 });
+  await until("the job runs", async () => (await gauge("ditserve_jobs_running")) === 1);
+  await server.shutdown();
+  const res = await inFlight;
+  assert.equal(res.status, 503);
+  assert.match((await res.json()).error, /shutting down/);
+  await assert.rejects(fetch(`${server.url}/health`));
+});

@@ -1,0 +1,8 @@
+// A GPU worker that can be made to crash: the real worker plus a listener that throws (uncaught) when a job
+// asks for CRASH_SEED. Injected through startServer's spawnWorker; the product has no crash route.
+import type { WorkerFactory } from "../../../src/server/gpu_worker_client.ts";
+
+export const CRASH_SEED = 4_040_404;
+
+export const spawnCrashingWorker: WorkerFactory = () =>
+  new Worker(new URL("./crashing_gpu_worker.ts", import.meta.url).href, { type: "module" });

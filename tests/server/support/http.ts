@@ -1,0 +1,63 @@
+// What the server tests share: a test wrapper for tests that hold the GPU worker across tests, JSON posts,
+// Server-Sent Events parsing, and reading returned PNGs with the digit classifier.
+import assert from "node:assert/strict";
+import { decode } from "fast-png";
+import { DigitClassifier } from "../../../src/model/classifier.ts";
+import { gpuContext } from "../../support/gpu.ts";
+
+/** One GPU worker serves every test of a file (starting one costs seconds), so sanitizers cannot pair it. */
+export function serverTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, sanitizeResources: false, sanitizeOps: false, fn });
+}
+
+export function jsonPost(body: unknown, headers: Record<string, string> = {}): RequestInit {
+  return {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  };
+}
+
+export interface SseEvent {
+  event: string;
+  data: unknown;
+}
+
+export function parseSse(text: string): SseEvent[] {
+  return text.split("\n\n").filter((block) => block.trim() !== "").map((block) => {
+    const fields = Object.fromEntries(
+      block.split("\n").map((line) => {
+        const colon = line.indexOf(":");
+        return [line.slice(0, colon), line.slice(colon + 1).trim()];
+      }),
+    );
+    return { event: fields.event, data: JSON.parse(fields.data) };
+  });
+}
+
+/** Gray PNG of `count` 28x28 digits side by side -> [count, 1, 28, 28] in [-1, 1] (the classifier's input). */
+export function pngDigits(png: Uint8Array, count: number): Float32Array {
+  const image = decode(png);
+  assert.equal(image.channels, 1);
+  assert.equal(image.height, 28);
+  assert.equal(image.width, 28 * count);
+  const out = new Float32Array(count * 28 * 28);
+  for (let n = 0; n < count; n++) {
+    for (let y = 0; y < 28; y++) {
+      for (let x = 0; x < 28; x++) {
+        out[(n * 28 + y) * 28 + x] = image.data[y * image.width + n * 28 + x] / 127.5 - 1;
+      }
+    }
+  }
+  return out;
+}
+
+let classifier: Promise<DigitClassifier> | undefined;
+
+/** Digits the classifier reads in a PNG of `count` side-by-side images. */
+export async function readDigits(png: Uint8Array, count = 1): Promise<number[]> {
+  classifier ??= gpuContext().then((ctx) => DigitClassifier.load(ctx));
+  return (await (await classifier).classify(pngDigits(png, count))).predicted;
+}
+
+export const fromBase64 = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
