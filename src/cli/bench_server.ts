@@ -17,6 +17,7 @@ const METRICS = {
   heapUsed: "nodejs_heap_size_used_bytes",
   gpuBuffers: "ditserve_gpu_pool_buffers",
   gpuBytes: "ditserve_gpu_pool_bytes",
+  queueDepth: "ditserve_queue_depth",
 };
 
 const intFlag = (name: string, min: number, max: number) => {
@@ -55,6 +56,7 @@ interface ResourceSample {
   heapUsed: number | null;
   gpuBuffers: number | null;
   gpuBytes: number | null;
+  queueDepth: number | null;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -181,6 +183,7 @@ async function sampleResources(target: Target, start: number, busy: () => boolea
       ...memory,
       gpuBuffers: metricValue(metrics.text, METRICS.gpuBuffers),
       gpuBytes: metricValue(metrics.text, METRICS.gpuBytes),
+      queueDepth: metricValue(metrics.text, METRICS.queueDepth),
     });
     await sleep(RESOURCE_INTERVAL_MS - (performance.now() - t0));
   }
@@ -206,7 +209,7 @@ function flatness(samples: ResourceSample[], durationMs: number) {
   const windowMs = durationMs >= 120_000 ? 60_000 : 0.2 * durationMs;
   const first = samples.filter((s) => s.at <= windowMs);
   const last = samples.filter((s) => s.at >= durationMs - windowMs);
-  const compare = (key: Exclude<keyof ResourceSample, "at">) => {
+  const compare = (key: "rss" | "heapUsed" | "gpuBuffers" | "gpuBytes") => {
     const [a, b] = [mean(first.map((s) => s[key])), mean(last.map((s) => s[key]))];
     return { first: a, last: b, change: a && b !== null ? (b - a) / a : null };
   };
@@ -216,6 +219,7 @@ function flatness(samples: ResourceSample[], durationMs: number) {
     heapUsed: compare("heapUsed"),
     gpuBuffers: compare("gpuBuffers"),
     gpuBytes: compare("gpuBytes"),
+    meanQueueDepth: mean(samples.map((s) => s.queueDepth)),
   };
 }
 
@@ -278,7 +282,8 @@ function summarize(
     health: {
       probes: health.length,
       ...healthLatency,
-      over50ms: health.filter((h) => h.ms > HEALTH_TARGET_MS).length,
+      /** Probes slower than the target: when (seconds into the run) and how slow. */
+      slow: health.filter((h) => h.ms > HEALTH_TARGET_MS).map((h) => ({ atSeconds: h.at / 1000, ms: h.ms })),
       failed: health.filter((h) => h.status !== 200).length,
     },
     resources: flatness(resources, elapsedMs),
@@ -291,6 +296,12 @@ const mb = (bytes: number | null) => (bytes === null ? "n/a" : `${(bytes / 2 ** 
 const pct = (change: number | null) => (change === null ? "n/a" : `${(100 * change).toFixed(1)}%`);
 const ms = (value: number) => `${value.toFixed(1)} ms`;
 const count = (value: number | null) => (value === null ? "n/a" : value.toFixed(1));
+
+function slowProbes(slow: { atSeconds: number; ms: number }[]): string {
+  if (slow.length === 0) return "0";
+  const shown = slow.slice(0, 5).map((p) => `${ms(p.ms)} at ${p.atSeconds.toFixed(1)} s`);
+  return `${slow.length} (${shown.join(", ")}${slow.length > shown.length ? ", ..." : ""})`;
+}
 
 function markdown(r: Report): string {
   const { rss, heapUsed, gpuBuffers, gpuBytes, windowSeconds } = r.resources;
@@ -306,7 +317,8 @@ function markdown(r: Report): string {
     ["5xx or failed connections", String(r.serverErrors)],
     ["/health probes", `${r.health.probes} (${r.health.failed} failed)`],
     ["/health p50 / p95 / max", `${ms(r.health.p50)} / ${ms(r.health.p95)} / ${ms(r.health.max)}`],
-    [`/health over ${HEALTH_TARGET_MS} ms`, String(r.health.over50ms)],
+    [`/health over ${HEALTH_TARGET_MS} ms`, slowProbes(r.health.slow)],
+    ["mean queue depth (waiting jobs)", count(r.resources.meanQueueDepth)],
     [`rss first / last ${window}`, `${mb(rss.first)} / ${mb(rss.last)} (${pct(rss.change)})`],
     [
       `heap used first / last ${window}`,
