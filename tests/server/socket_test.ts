@@ -1,9 +1,9 @@
 // The server on a real socket (127.0.0.1, port 0) with MAX_QUEUE 1: a PNG read as the asked digit, SSE over
 // the wire, 429 when full, client disconnects freeing their slots (queued and running), a worker crash
-// answered with 503 and followed by recovery, and shutdown.
+// or a lost device answered with 503 and followed by recovery, and shutdown.
 import assert from "node:assert/strict";
 import { type RunningServer, startServer } from "../../src/server/start.ts";
-import { CRASH_SEED, spawnCrashingWorker } from "./support/crash.ts";
+import { CRASH_SEED, LOST_SEED, spawnCrashingWorker } from "./support/crash.ts";
 import { jsonPost, parseSse, readDigits, serverTest } from "./support/http.ts";
 
 const server: RunningServer = await startServer({ port: 0, maxQueue: 1, spawnWorker: spawnCrashingWorker });
@@ -69,16 +69,19 @@ serverTest("full queue gets 429 with Retry-After; disconnecting clients free the
 });
 
 serverTest(
-  "a worker crash fails the job in flight with 503; the worker is replaced and serves again",
+  "a worker crash or a lost device fails the job with 503; a new worker serves the next",
   async () => {
-    const crashed = await post({ label: 3, steps: 4, seed: CRASH_SEED });
-    assert.equal(crashed.status, 503);
-    assert.match((await crashed.json()).error, /GPU worker crashed/);
-    const recovered = await post({ label: 3, steps: 2 });
-    assert.equal(recovered.status, 200);
-    assert.equal((await fetch(`${server.url}/ready`)).status, 200);
+    const failures: [number, RegExp][] = [[CRASH_SEED, /GPU worker crashed/], [LOST_SEED, /GPU device lost/]];
+    for (const [seed, message] of failures) {
+      const failed = await post({ label: 3, steps: 4, seed });
+      assert.equal(failed.status, 503);
+      assert.match((await failed.json()).error, message);
+      const recovered = await post({ label: 3, steps: 2 });
+      assert.equal(recovered.status, 200);
+      assert.equal((await fetch(`${server.url}/ready`)).status, 200);
+    }
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    assert.match(metrics, /^ditserve_worker_restarts_total 1$/m);
+    assert.match(metrics, /^ditserve_worker_restarts_total 2$/m);
   },
 );
 
