@@ -78,7 +78,12 @@ export class GenerationService {
       clearTimeout(timer);
       throw this.#explain(e, signal);
     }
-    return pending.then((output) => {
+    // Answer as soon as the request is cancelled or times out; the queue slot stays taken until the worker
+    // has actually stopped the job.
+    const abandoned = new Promise<never>((_, reject) =>
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+    );
+    return Promise.race([pending, abandoned]).then((output) => {
       this.metrics.generation(output.seconds, output.cache);
       const finished = performance.now();
       return {

@@ -37,9 +37,11 @@ export interface WorkerStatus {
   error: string | null;
 }
 
-export interface GpuWorkerEvents {
+export interface GpuWorkerOptions {
   onPoolStats?(stats: PoolStats): void;
   onRestart?(reason: string): void;
+  /** How long an aborted job may take to reach its next step before the worker is deemed hung (30 s). */
+  abortGraceMs?: number;
 }
 
 export interface RunOptions {
@@ -66,7 +68,7 @@ export class GpuWorker {
   constructor(
     private readonly spawn: WorkerFactory,
     private readonly preload: string[],
-    private readonly events: GpuWorkerEvents = {},
+    private readonly events: GpuWorkerOptions = {},
   ) {
     this.#start();
   }
@@ -88,7 +90,16 @@ export class GpuWorker {
     }
     const worker = this.#worker;
     const id = this.#nextId++;
-    const abort = () => this.#send(worker, { type: "abort", id });
+    let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const abort = () => {
+      this.#send(worker, { type: "abort", id });
+      // A worker that cannot reach its next step (a hung GPU) would hold the queue forever: replace it.
+      const grace = this.events.abortGraceMs ?? 30_000;
+      watchdog = setTimeout(
+        () => this.#crash(worker, `GPU worker did not stop within ${grace / 1000} s of an abort`),
+        grace,
+      );
+    };
     options.signal.addEventListener("abort", abort, { once: true });
     try {
       return await new Promise<JobOutput>((resolve, reject) => {
@@ -96,6 +107,7 @@ export class GpuWorker {
         this.#send(worker, { type: "generate", id, job });
       });
     } finally {
+      clearTimeout(watchdog);
       options.signal.removeEventListener("abort", abort);
     }
   }

@@ -13,15 +13,20 @@ export interface ModelEntry {
 }
 
 export class ModelCatalog {
-  readonly #entries = new Map<string, Promise<ModelEntry | null>>();
+  /** Found models only: caching misses would let clients grow the map with made-up names. */
+  readonly #entries = new Map<string, Promise<ModelEntry>>();
 
   constructor(readonly modelsDir: string) {}
 
   /** Every loadable model, by name. */
   async list(): Promise<ModelEntry[]> {
     const names: string[] = [];
-    for await (const entry of Deno.readDir(this.modelsDir)) {
-      if (MODEL_NAME.test(entry.name)) names.push(entry.name);
+    try {
+      for await (const entry of Deno.readDir(this.modelsDir)) {
+        if (MODEL_NAME.test(entry.name)) names.push(entry.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
     const entries = await Promise.all(names.sort().map((name) => this.#lookup(name)));
     return entries.filter((e): e is ModelEntry => e !== null);
@@ -42,12 +47,11 @@ export class ModelCatalog {
     throw new ApiError(404, `model "${name}" not found; available: ${known.join(", ") || "none"}`, "model");
   }
 
-  #lookup(name: string): Promise<ModelEntry | null> {
-    let entry = this.#entries.get(name);
-    if (!entry) {
-      entry = this.#read(name);
-      this.#entries.set(name, entry);
-    }
+  async #lookup(name: string): Promise<ModelEntry | null> {
+    const known = this.#entries.get(name);
+    if (known) return known;
+    const entry = await this.#read(name);
+    if (entry) this.#entries.set(name, Promise.resolve(entry));
     return entry;
   }
 
