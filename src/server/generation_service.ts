@@ -36,6 +36,18 @@ export interface SubmitOptions {
 
 const seconds = (ms: number) => Number((ms / 1000).toFixed(4));
 
+function toJob(request: GenerationRequest, progress: boolean): GenerationJob {
+  const { model, labels, sampling, cache, layout } = request;
+  return { modelDir: model.dir, labels, sampling, cache, progress, layout };
+}
+
+/** Rejects with the signal's reason when it aborts. */
+function abandoned(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) =>
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true })
+  );
+}
+
 export class GenerationService {
   readonly #shutdown = new AbortController();
 
@@ -49,60 +61,53 @@ export class GenerationService {
   /** Throws ApiError 429 synchronously when the queue is full, so a stream is never opened for it. */
   submit(request: GenerationRequest, options: SubmitOptions): Promise<GenerationOutcome> {
     const received = performance.now();
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () =>
-        timeout.abort(
-          new ApiError(504, `request timed out after ${this.timeoutSeconds} s (REQUEST_TIMEOUT_S)`),
-        ),
-      this.timeoutSeconds * 1000,
-    );
-    const signal = AbortSignal.any([options.signal, timeout.signal, this.#shutdown.signal]);
     let started = received;
-    const job: GenerationJob = {
-      modelDir: request.model.dir,
-      labels: request.labels,
-      sampling: request.sampling,
-      cache: request.cache,
-      progress: options.onStep !== undefined,
-      layout: request.layout,
-    };
-    const task = (s: AbortSignal) => {
-      started = performance.now();
-      return this.worker.run(job, { signal: s, onStep: options.onStep });
-    };
+    const deadline = this.#deadline();
+    const signal = AbortSignal.any([options.signal, deadline.signal, this.#shutdown.signal]);
+    const job = toJob(request, options.onStep !== undefined);
     let pending: Promise<JobOutput>;
     try {
-      pending = this.queue.enqueue(task, signal);
+      pending = this.queue.enqueue((s) => {
+        started = performance.now();
+        return this.worker.run(job, { signal: s, onStep: options.onStep });
+      }, signal);
     } catch (e) {
-      clearTimeout(timer);
+      deadline.clear();
       throw this.#explain(e, signal);
     }
     // Answer as soon as the request is cancelled or times out; the queue slot stays taken until the worker
     // has actually stopped the job.
-    const abandoned = new Promise<never>((_, reject) =>
-      signal.addEventListener("abort", () => reject(signal.reason), { once: true })
-    );
-    return Promise.race([pending, abandoned]).then((output) => {
-      this.metrics.generation(output.seconds, output.cache);
-      const finished = performance.now();
-      return {
-        output,
-        adapter: this.worker.status().info?.adapter ?? "unknown",
-        timings: {
-          queue_seconds: seconds(started - received),
-          generate_seconds: Number(output.seconds.toFixed(4)),
-          total_seconds: seconds(finished - received),
-        },
-      };
-    }, (e) => {
-      throw this.#explain(e, signal);
-    }).finally(() => clearTimeout(timer));
+    return Promise.race([pending, abandoned(signal)]).then(
+      (output) => this.#outcome(output, received, started),
+      (e) => {
+        throw this.#explain(e, signal);
+      },
+    ).finally(deadline.clear);
   }
 
   /** Cancels every queued and running job (they answer 503) and refuses new ones. */
   shutdown(): void {
     this.#shutdown.abort(new ApiError(503, "server is shutting down"));
+  }
+
+  #deadline(): { signal: AbortSignal; clear(): void } {
+    const controller = new AbortController();
+    const message = `request timed out after ${this.timeoutSeconds} s (REQUEST_TIMEOUT_S)`;
+    const timer = setTimeout(() => controller.abort(new ApiError(504, message)), this.timeoutSeconds * 1000);
+    return { signal: controller.signal, clear: () => clearTimeout(timer) };
+  }
+
+  #outcome(output: JobOutput, received: number, started: number): GenerationOutcome {
+    this.metrics.generation(output.seconds, output.cache);
+    return {
+      output,
+      adapter: this.worker.status().info?.adapter ?? "unknown",
+      timings: {
+        queue_seconds: seconds(started - received),
+        generate_seconds: Number(output.seconds.toFixed(4)),
+        total_seconds: seconds(performance.now() - received),
+      },
+    };
   }
 
   #explain(e: unknown, signal: AbortSignal): ApiError {

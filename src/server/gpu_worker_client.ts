@@ -68,7 +68,7 @@ export class GpuWorker {
   constructor(
     private readonly spawn: WorkerFactory,
     private readonly preload: string[],
-    private readonly events: GpuWorkerOptions = {},
+    private readonly options: GpuWorkerOptions = {},
   ) {
     this.#start();
   }
@@ -94,7 +94,7 @@ export class GpuWorker {
     const abort = () => {
       this.#send(worker, { type: "abort", id });
       // A worker that cannot reach its next step (a hung GPU) would hold the queue forever: replace it.
-      const grace = this.events.abortGraceMs ?? 30_000;
+      const grace = this.options.abortGraceMs ?? 30_000;
       watchdog = setTimeout(
         () => this.#crash(worker, `GPU worker did not stop within ${grace / 1000} s of an abort`),
         grace,
@@ -151,7 +151,7 @@ export class GpuWorker {
     switch (m.type) {
       case "ready":
         this.#status = { state: "ready", info: { adapter: m.adapter, backend: m.backend }, error: null };
-        this.events.onPoolStats?.(m.pool);
+        this.options.onPoolStats?.(m.pool);
         this.#settleReady.resolve(this.#status.info!);
         break;
       case "fatal":
@@ -161,11 +161,11 @@ export class GpuWorker {
         if (this.#current?.id === m.id) this.#current.onStep?.(m.progress);
         break;
       case "done":
-        this.events.onPoolStats?.(m.pool);
+        this.options.onPoolStats?.(m.pool);
         if (this.#current?.id === m.id) this.#finish()!.resolve(m.output);
         break;
       case "failed":
-        if (m.pool) this.events.onPoolStats?.(m.pool);
+        if (m.pool) this.options.onPoolStats?.(m.pool);
         if (m.kind === "gpu_lost") return this.#crash(worker, `GPU device lost: ${m.message}`);
         if (this.#current?.id === m.id) this.#finish()!.reject(new JobFailedError(m.kind, m.message));
         break;
@@ -181,7 +181,7 @@ export class GpuWorker {
     const wasReady = this.#status.state === "ready";
     worker.terminate();
     this.#finish()?.reject(new WorkerCrashedError(reason));
-    this.events.onRestart?.(reason);
+    this.options.onRestart?.(reason);
     if (wasReady) this.#start();
     else this.#fail(worker, reason);
   }

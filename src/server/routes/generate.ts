@@ -23,17 +23,19 @@ import {
   stepEventSchema,
 } from "../schemas.ts";
 
+const jsonError = (description: string) => ({
+  content: { "application/json": { schema: errorSchema } },
+  description,
+});
+
 const ERRORS = {
-  400: { content: { "application/json": { schema: errorSchema } }, description: "invalid input" },
-  401: { content: { "application/json": { schema: errorSchema } }, description: "missing or wrong API key" },
-  404: { content: { "application/json": { schema: errorSchema } }, description: "unknown model" },
-  413: { content: { "application/json": { schema: errorSchema } }, description: "body over 64 KiB" },
-  429: { content: { "application/json": { schema: errorSchema } }, description: "queue full (Retry-After)" },
-  503: {
-    content: { "application/json": { schema: errorSchema } },
-    description: "GPU worker crashed or not ready",
-  },
-  504: { content: { "application/json": { schema: errorSchema } }, description: "request timed out" },
+  400: jsonError("invalid input"),
+  401: jsonError("missing or wrong API key"),
+  404: jsonError("unknown model"),
+  413: jsonError("body over 64 KiB"),
+  429: jsonError("queue full (Retry-After)"),
+  503: jsonError("GPU worker crashed, device lost, not ready or shutting down"),
+  504: jsonError("request timed out"),
 };
 
 const jsonBody = <T extends z.ZodType>(schema: T) => ({
@@ -74,14 +76,17 @@ async function toRequest(deps: AppDeps, body: GenerateBody, layout: GenerationRe
   } satisfies GenerationRequest;
 }
 
-/** Steps and the result are written in order; 429 and other early refusals happen before the stream opens. */
+/**
+ * Steps and the result are written in order; 429 and other refusals happen before the stream opens. Hono's
+ * SSE writes never throw (a closed stream swallows them), so the callback cannot fail.
+ */
 function streamGeneration(c: Context, deps: AppDeps, body: GenerateBody, request: GenerationRequest) {
   const closed = new AbortController();
   const opened = Promise.withResolvers<SSEStreamingApi>();
-  let written: Promise<unknown> = opened.promise;
-  const send = (
-    message: SSEMessage,
-  ) => (written = written.then(() => opened.promise).then((stream) => stream.writeSSE(message)));
+  let written: Promise<void> = Promise.resolve();
+  const send = (message: SSEMessage) => {
+    written = written.then(async () => (await opened.promise).writeSSE(message));
+  };
   const pending = deps.generator.submit(request, {
     signal: AbortSignal.any([c.req.raw.signal, closed.signal]),
     onStep: (progress) => send({ event: "step", data: JSON.stringify(progress) }),
@@ -96,8 +101,6 @@ function streamGeneration(c: Context, deps: AppDeps, body: GenerateBody, request
       ),
     );
     await written;
-  }, async () => {
-    // The client went away mid-stream: its job was cancelled through the signal; nothing left to tell.
   });
 }
 
