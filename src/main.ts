@@ -1,15 +1,30 @@
 // deno task serve: the only file that reads the environment, opens a port and sets the exit code.
 // Bad settings exit 2; no GPU adapter (or a model that fails to load) exits 1; SIGINT/SIGTERM exit 0 after
-// in-flight requests are answered.
+// in-flight requests are answered. `--self-check` instead compiles and checks every kernel and exits.
+import { acquireGpuOrExplain } from "./cli/acquire_gpu.ts";
+import { selfCheck } from "./gpu/self_check.ts";
 import { ApiError } from "./server/api_error.ts";
 import { WorkerUnavailableError } from "./server/gpu_worker_client.ts";
 import { parseServerOptions, ServerOptionsError } from "./server/options.ts";
 import { startServer } from "./server/start.ts";
 
-async function main(): Promise<number> {
+async function checkKernels(): Promise<number> {
+  const ctx = await acquireGpuOrExplain();
+  if (!ctx) return 1;
+  const { adapter, backend, features } = ctx.gpu.info;
+  console.log(JSON.stringify({ adapter, backend, features }));
+  const results = await selfCheck(ctx);
+  for (const r of results) {
+    console.log(`${r.ok ? "ok  " : "FAIL"} ${r.kernel}: max |diff| ${r.maxAbsErr.toExponential(2)}`);
+  }
+  ctx.destroy();
+  return results.every((r) => r.ok) ? 0 : 1;
+}
+
+async function serve(args: string[]): Promise<number> {
   let options;
   try {
-    options = parseServerOptions(Deno.env.toObject(), Deno.args);
+    options = parseServerOptions(Deno.env.toObject(), args);
   } catch (e) {
     if (!(e instanceof ServerOptionsError)) throw e;
     console.error(e.message);
@@ -37,4 +52,6 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) {
+  Deno.exit(Deno.args.includes("--self-check") ? await checkKernels() : await serve(Deno.args));
+}

@@ -1,5 +1,5 @@
 // deno task serve as a process: one start-up line naming the adapter, bad settings exit 2, a missing model
-// exits 1, and SIGTERM shuts down cleanly with exit code 0.
+// or GPU adapter exits 1, and SIGTERM shuts down cleanly with exit code 0.
 import assert from "node:assert/strict";
 
 const PERMISSIONS = ["--allow-read", "--allow-env", "--allow-net"];
@@ -50,5 +50,18 @@ Deno.test("bad settings exit 2 naming the setting; a default model that is not t
   assert.match(
     new TextDecoder().decode(missing.stderr),
     /model "no-such-model" not found; available: mnist-dit/,
+  );
+});
+
+Deno.test("no GPU adapter: the server exits 1 with the one-line fix, no stack trace", async () => {
+  // Metal does not exist on Linux, so this backend list leaves WebGPU with no adapter at all.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, "src/main.ts", "--port", "0"],
+    env: { DENO_WEBGPU_BACKEND: "metal" },
+  }).output();
+  assert.equal(out.code, 1);
+  assert.match(
+    new TextDecoder().decode(out.stderr).trim(),
+    /^no WebGPU adapter: install Mesa .*or a GPU driver$/,
   );
 });
