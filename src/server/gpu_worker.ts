@@ -7,6 +7,7 @@ import { GpuContext } from "../gpu/context.ts";
 import { Dit } from "../model/dit.ts";
 import { generate, type GenerateResult, type StepEvent } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
+import { SharedAbort } from "./shared_abort.ts";
 import type { FromWorker, GenerationJob, JobFailureKind, ToWorker } from "./worker_protocol.ts";
 
 const scope = self as unknown as {
@@ -16,7 +17,7 @@ const scope = self as unknown as {
 
 let ctx: GpuContext | null = null;
 const models = new Map<string, Promise<Dit>>();
-const running = new Map<number, AbortController>();
+let aborts: SharedAbort | null = null;
 
 function loadModel(gpu: GpuContext, dir: string): Promise<Dit> {
   let model = models.get(dir);
@@ -65,14 +66,10 @@ function failureKind(gpu: GpuContext, e: unknown, signal: AbortSignal): JobFailu
   return gpu.gpu.healthy ? "internal" : "gpu_lost";
 }
 
-async function run(gpu: GpuContext, id: number, job: GenerationJob): Promise<void> {
-  const controller = new AbortController();
-  running.set(id, controller);
+async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: AbortSignal): Promise<void> {
   let strategy: CacheStrategy | null = null;
-  // Always given: generate() then waits for each step's GPU work, which lets this worker's event loop take
-  // an abort message between steps (without a wait the loop never yields and runs to the end).
-  const onStep = (e: StepEvent) => {
-    if (!job.progress) return;
+  // Progress costs a GPU wait per step, so it is asked for only when streamed.
+  const onStep = (e: StepEvent) =>
     scope.postMessage({
       type: "step",
       id,
@@ -84,14 +81,13 @@ async function run(gpu: GpuContext, id: number, job: GenerationJob): Promise<voi
         blocks_run: e.blocksRun,
       },
     });
-  };
   try {
     const model = await loadModel(gpu, job.modelDir);
     strategy = createStrategy(gpu, job.cache);
     const result = await generate(gpu, model, { labels: job.labels, ...job.sampling }, {
       strategy,
-      signal: controller.signal,
-      onStep,
+      signal,
+      onStep: job.progress ? onStep : undefined,
     });
     const pngs = encode(result, job.layout);
     scope.postMessage(
@@ -104,11 +100,10 @@ async function run(gpu: GpuContext, id: number, job: GenerationJob): Promise<voi
       pngs.map((p) => p.buffer as ArrayBuffer),
     );
   } catch (e) {
-    const kind = failureKind(gpu, e, controller.signal);
+    const kind = failureKind(gpu, e, signal);
     scope.postMessage({ type: "failed", id, kind, message: (e as Error).message, pool: gpu.pool.stats() });
   } finally {
     strategy?.release();
-    running.delete(id);
   }
 }
 
@@ -116,21 +111,15 @@ scope.onmessage = (event) => {
   const message = event.data;
   switch (message.type) {
     case "init":
+      aborts = new SharedAbort(message.aborts);
       init(message.preload);
       break;
     case "generate":
-      if (!ctx) {
-        scope.postMessage({
-          type: "failed",
-          id: message.id,
-          kind: "gpu_lost",
-          message: "GPU not acquired",
-          pool: null,
-        });
-      } else run(ctx, message.id, message.job);
-      break;
-    case "abort":
-      running.get(message.id)?.abort();
+      if (ctx && aborts) run(ctx, message.id, message.job, aborts.signal(message.id));
+      else {
+        const failure = { kind: "gpu_lost" as const, message: "GPU not acquired", pool: null };
+        scope.postMessage({ type: "failed", id: message.id, ...failure });
+      }
       break;
   }
 };

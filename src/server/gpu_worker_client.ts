@@ -2,6 +2,7 @@
 // replaces it when it crashes or loses its device (the job in flight fails with WorkerCrashedError, later
 // jobs run on the new worker).
 import type { PoolStats } from "../gpu/pool.ts";
+import { SharedAbort } from "./shared_abort.ts";
 import type {
   FromWorker,
   GenerationJob,
@@ -40,9 +41,13 @@ export interface WorkerStatus {
 export interface GpuWorkerOptions {
   onPoolStats?(stats: PoolStats): void;
   onRestart?(reason: string): void;
+  /** How each job ended on the worker (a cancelled request answers before its job has stopped). */
+  onJobEnd?(outcome: JobOutcome): void;
   /** How long an aborted job may take to reach its next step before the worker is deemed hung (30 s). */
   abortGraceMs?: number;
 }
+
+export type JobOutcome = "done" | JobFailureKind | "crashed" | "unavailable";
 
 export interface RunOptions {
   signal: AbortSignal;
@@ -58,6 +63,7 @@ interface InFlight {
 
 export class GpuWorker {
   #worker!: Worker;
+  #aborts!: SharedAbort;
   #status: WorkerStatus = { state: "starting", info: null, error: null };
   #ready!: Promise<WorkerInfo>;
   #settleReady!: { resolve(info: WorkerInfo): void; reject(error: Error): void };
@@ -91,8 +97,9 @@ export class GpuWorker {
     const worker = this.#worker;
     const id = this.#nextId++;
     let watchdog: ReturnType<typeof setTimeout> | undefined;
+    const aborts = this.#aborts;
     const abort = () => {
-      this.#send(worker, { type: "abort", id });
+      aborts.abort(id);
       // A worker that cannot reach its next step (a hung GPU) would hold the queue forever: replace it.
       const grace = this.options.abortGraceMs ?? 30_000;
       watchdog = setTimeout(
@@ -118,12 +125,13 @@ export class GpuWorker {
     this.#worker.terminate();
     this.#status = { ...this.#status, state: "closed", error: "server is shutting down" };
     this.#settleReady.reject(new WorkerUnavailableError("server is shutting down"));
-    this.#finish()?.reject(new WorkerUnavailableError("server is shutting down"));
+    this.#finish("unavailable")?.reject(new WorkerUnavailableError("server is shutting down"));
   }
 
   #start(): void {
     const worker = this.spawn();
     this.#worker = worker;
+    this.#aborts = new SharedAbort();
     this.#status = { state: "starting", info: null, error: null };
     this.#ready = new Promise((resolve, reject) => (this.#settleReady = { resolve, reject }));
     this.#ready.catch(() => {}); // callers see the rejection through ready()/run()
@@ -133,16 +141,17 @@ export class GpuWorker {
       this.#crash(worker, `GPU worker crashed: ${e.message}`);
     };
     worker.onmessageerror = () => this.#crash(worker, "GPU worker sent an unreadable message");
-    this.#send(worker, { type: "init", preload: this.preload });
+    this.#send(worker, { type: "init", preload: this.preload, aborts: this.#aborts.buffer });
   }
 
   #send(worker: Worker, message: ToWorker): void {
     if (worker === this.#worker && this.#status.state !== "closed") worker.postMessage(message);
   }
 
-  #finish(): InFlight | null {
+  #finish(outcome: JobOutcome): InFlight | null {
     const current = this.#current;
     this.#current = null;
+    if (current) this.options.onJobEnd?.(outcome);
     return current;
   }
 
@@ -162,12 +171,12 @@ export class GpuWorker {
         break;
       case "done":
         this.options.onPoolStats?.(m.pool);
-        if (this.#current?.id === m.id) this.#finish()!.resolve(m.output);
+        if (this.#current?.id === m.id) this.#finish("done")!.resolve(m.output);
         break;
       case "failed":
         if (m.pool) this.options.onPoolStats?.(m.pool);
         if (m.kind === "gpu_lost") return this.#crash(worker, `GPU device lost: ${m.message}`);
-        if (this.#current?.id === m.id) this.#finish()!.reject(new JobFailedError(m.kind, m.message));
+        if (this.#current?.id === m.id) this.#finish(m.kind)!.reject(new JobFailedError(m.kind, m.message));
         break;
       case "lost":
         this.#crash(worker, `GPU device lost: ${m.reason}`);
@@ -180,7 +189,7 @@ export class GpuWorker {
     if (worker !== this.#worker || this.#status.state === "closed") return;
     const wasReady = this.#status.state === "ready";
     worker.terminate();
-    this.#finish()?.reject(new WorkerCrashedError(reason));
+    this.#finish("crashed")?.reject(new WorkerCrashedError(reason));
     this.options.onRestart?.(reason);
     if (wasReady) this.#start();
     else this.#fail(worker, reason);
@@ -190,6 +199,6 @@ export class GpuWorker {
     worker.terminate();
     this.#status = { state: "failed", info: null, error: message };
     this.#settleReady.reject(new WorkerUnavailableError(message));
-    this.#finish()?.reject(new WorkerUnavailableError(message));
+    this.#finish("unavailable")?.reject(new WorkerUnavailableError(message));
   }
 }

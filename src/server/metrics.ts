@@ -24,6 +24,12 @@ export class ServerMetrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly #jobs = new client.Counter({
+    name: "ditserve_jobs_total",
+    help: "Jobs the GPU worker finished, by outcome (done, aborted, bad_request, internal, crashed, ...)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
   readonly #restarts = new client.Counter({
     name: "ditserve_worker_restarts_total",
     help: "GPU worker replacements after a crash or device loss",
@@ -73,6 +79,10 @@ export class ServerMetrics {
   pool(stats: PoolStats): void {
     this.#poolBytes.set(stats.bytesHeld);
     this.#poolBuffers.set(stats.buffersHeld);
+  }
+
+  jobEnded(outcome: string): void {
+    this.#jobs.inc({ outcome });
   }
 
   restart(): void {

@@ -35,6 +35,7 @@ export async function createServices(
   const metrics = new ServerMetrics(queue);
   const worker = new GpuWorker(spawn, [defaultModel.dir], {
     onPoolStats: (stats) => metrics.pool(stats),
+    onJobEnd: (outcome) => metrics.jobEnded(outcome),
     onRestart: (reason) => {
       console.error(reason);
       metrics.restart();

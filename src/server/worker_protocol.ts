@@ -36,9 +36,9 @@ export interface JobOutput {
 export type JobFailureKind = "bad_request" | "aborted" | "gpu_lost" | "internal";
 
 export type ToWorker =
-  | { type: "init"; preload: string[] }
-  | { type: "generate"; id: number; job: GenerationJob }
-  | { type: "abort"; id: number };
+  /** `aborts`: the SharedAbort cell through which the HTTP thread stops the running job between steps. */
+  | { type: "init"; preload: string[]; aborts: SharedArrayBuffer }
+  | { type: "generate"; id: number; job: GenerationJob };
 
 export type FromWorker =
   | { type: "ready"; adapter: string; backend: string; pool: PoolStats }

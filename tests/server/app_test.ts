@@ -198,6 +198,12 @@ serverTest(
     assert.match((await res.json()).error, /timed out after 1 s/);
     const next = await hurried.request("/v1/generate", jsonPost({ label: 4, steps: 2 }));
     assert.equal(next.status, 200);
+    const metrics = await (await app.request("/metrics")).text();
+    assert.match(
+      metrics,
+      /^ditserve_jobs_total\{outcome="aborted"\} 1$/m,
+      "the worker stopped the 1000 steps",
+    );
   },
 );
 

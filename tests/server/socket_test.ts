@@ -10,11 +10,14 @@ const server: RunningServer = await startServer({ port: 0, maxQueue: 1, spawnWor
 const post = (body: unknown, init: RequestInit = {}, query = "") =>
   fetch(`${server.url}/v1/generate${query}`, { ...jsonPost(body), ...init });
 
-async function gauge(name: string): Promise<number> {
+/** A metric's value, e.g. metric('ditserve_jobs_total{outcome="aborted"}'); 0 when not reported yet. */
+async function metric(series: string): Promise<number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)![1]);
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
 }
-const queueDepth = () => gauge("ditserve_queue_depth");
+const queueDepth = () => metric("ditserve_queue_depth");
+const abortedJobs = () => metric('ditserve_jobs_total{outcome="aborted"}');
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 400; i++) {
@@ -46,7 +49,8 @@ serverTest("over the socket: a PNG read as the asked digit, and SSE steps then t
 
 serverTest("full queue gets 429 with Retry-After; disconnecting clients free their slots", async () => {
   const running = new AbortController();
-  await startLongJob(running);
+  const first = post({ label: 0, steps: 1000 }, { signal: running.signal }).catch((e) => e);
+  await until("the first job runs", async () => (await metric("ditserve_jobs_running")) === 1);
   const queued = new AbortController();
   const waiting = post({ label: 1, steps: 1000 }, { signal: queued.signal }).catch((e) => e);
   await until("the second job waits", async () => (await queueDepth()) === 1);
@@ -62,10 +66,21 @@ serverTest("full queue gets 429 with Retry-After; disconnecting clients free the
   const next = post({ label: 6, steps: 2 });
   await until("the new job waits in the freed slot", async () => (await queueDepth()) === 1);
 
-  running.abort(); // the running job stops between steps, and the waiting one runs
+  // The running job (1000 steps) stops at its next step, not at its end, and the waiting one runs.
+  running.abort();
+  assert.equal((await first).name, "AbortError");
+  await until("the worker stopped the running job", async () => (await abortedJobs()) === 1);
   const served = await next;
   assert.equal(served.status, 200);
   assert.equal((await served.json()).steps, 2);
+});
+
+serverTest("closing a Server-Sent Events stream cancels its job", async () => {
+  const client = new AbortController();
+  await startLongJob(client);
+  client.abort();
+  await until("the worker stopped the streamed job", async () => (await abortedJobs()) === 2);
+  assert.equal(await metric("ditserve_jobs_running"), 0);
 });
 
 serverTest(
@@ -87,7 +102,7 @@ serverTest(
 
 serverTest("shutdown answers the job in flight with 503 and closes the port", async () => {
   const inFlight = post({ label: 9, steps: 1000 });
-  await until("the job runs", async () => (await gauge("ditserve_jobs_running")) === 1);
+  await until("the job runs", async () => (await metric("ditserve_jobs_running")) === 1);
   await server.shutdown();
   const res = await inFlight;
   assert.equal(res.status, 503);
