@@ -3,7 +3,7 @@
 // coarse shape check, because their ranges depend on the model and the step count. The OpenAPI document is
 // generated from these schemas.
 import { z } from "zod";
-import { CACHE_STRATEGIES, type CacheStrategyName } from "../cache/options.ts";
+import { CACHE_STRATEGIES, cacheOptionNames, type CacheStrategyName } from "../cache/options.ts";
 import { samplingSchema } from "../pipeline/request_schema.ts";
 
 export const MAX_IMAGES = 8;
@@ -21,8 +21,11 @@ const cacheSchema = z.union([
 ], {
   error: `cache must be one of ${CACHE_STRATEGIES.join(", ")} or an object {"strategy": ..., ...options}`,
 }).describe(
-  "A strategy name, or an object with `strategy` and that strategy's options (cache-dit names: " +
-    "residual_diff_threshold, max_warmup_steps, Fn, Bn, preset, ...); checked against the model's blocks.",
+  "A strategy name, or an object with `strategy` and that strategy's options, checked against the model's " +
+    "blocks and the step count. Options: " +
+    CACHE_STRATEGIES.filter((name) => name !== "none")
+      .map((name) => `${name}: ${cacheOptionNames(name).filter((o) => o !== "strategy").join(", ")}`)
+      .join("; "),
 );
 
 const modelName = z.string({ error: "model must be a string" }).describe("Directory name under MODELS_DIR");

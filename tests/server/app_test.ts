@@ -240,6 +240,7 @@ serverTest("OpenAPI document is generated from the request schemas", async () =>
   assert.deepEqual(body.required, ["label"]);
   assert.equal(body.properties.steps.maximum, 1000);
   assert.equal(body.properties.n.maximum, 8);
+  assert.match(body.properties.cache.description, /dbprune: .*non_prune_blocks_ids/);
   assert.ok(doc.paths["/v1/generate"].post.responses["429"]);
 });
 
