@@ -2,17 +2,20 @@
 // with R_F* from the last computed step; a cached step replays M's stored residual instead of running M;
 // B = the last Bn blocks runs every step (or, with Bn_compute_blocks_ids, only the listed ones and the
 // others whose input barely moved). With the TaylorSeer calibrator a cached step extrapolates M's residual
-// (or the hidden state after M) from the computed steps instead of replaying the last one. One counted readback per step for the decision's diff, none when a gate
-// before the threshold decides; each unlisted B block costs one more on cached steps.
+// (or the hidden state after M) from the computed steps instead of replaying the last one.
+// Decisions: when nobody waits on per-step reports and B has no per-block rule or calibrator, the GPU decides
+// (GpuDecidedSpan) and the run reads its log once at the end; otherwise one counted readback per step for
+// the diff (none when a gate before the threshold decides), and one per unlisted B block on cached steps.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand, type Dispatch, disposeDispatches } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { ElementwiseOp } from "../ops/modulate.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
-import { CacheDecision, similar } from "./decision.ts";
+import { CacheDecision, type Decision, similar, stepGate } from "./decision.ts";
+import { GpuDecidedSpan } from "./gpu_decided_span.ts";
 import type { ResolvedDbCache } from "./options.ts";
 import {
   type BlockList,
@@ -46,6 +49,8 @@ interface Buffers {
   /** Per B block, null where it always runs. */
   stored: (StoredBlock | null)[];
   seer: TaylorSeer | null;
+  /** Present when the GPU decides the steps (chosen on the first forward). */
+  gpu: GpuDecidedSpan | null;
 }
 
 export class DbCache implements CacheStrategy {
@@ -53,6 +58,8 @@ export class DbCache implements CacheStrategy {
   readonly #decision: CacheDecision;
   #buffers: Buffers | null = null;
   readonly #stats: CacheStats;
+  /** Steps forwarded in GPU-decided mode, awaiting settle(). */
+  readonly #pending: number[] = [];
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbCache) {
     this.name = options.strategy;
@@ -63,41 +70,92 @@ export class DbCache implements CacheStrategy {
     );
   }
 
-  async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
-    const b = this.#prepare(list);
-    const { Fn, Bn } = this.options;
-    const L = list.blocks.length;
+  async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
+    const b = this.#prepare(list, info);
+    const { Fn } = this.options;
     recorder.encode([b.snapshotIn]);
     for (const block of list.blocks.slice(0, Fn)) recorder.encode(block);
     recorder.encode(b.residualF.dispatches);
+    if (b.gpu) {
+      await this.#forwardDecidedOnGpu(b.gpu, info.step, list, recorder);
+      return null;
+    }
     let diff: number | null = null;
     if (this.#decision.needsDiff(info.step)) {
       recorder.encode(b.diff.dispatches);
       diff = await this.#read(recorder, b.diff.result);
     }
     const decision = this.#decision.decide(info.step, diff);
+    const blocksRun = await this.#runPaths(decision, info.step, list, recorder);
+    this.#record(info.step, decision, diff, blocksRun, list.blocks.length);
+    return { blocksRun, cached: decision.cached, ...(diff === null ? {} : { diff }) };
+  }
+
+  /** Reports of the steps the GPU decided, from its log (one readback); [] when the host decided them. */
+  async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
+    const gpu = this.#buffers?.gpu;
+    if (!gpu) return [];
+    const { Fn, Bn, blocks } = this.options;
+    const logged = (await gpu.settle(recorder)).slice(0, this.#pending.length);
+    this.#stats.readbacks++;
+    return logged.map((step, i) => {
+      const blocksRun = step.cached ? Fn + Bn : blocks;
+      this.#record(this.#pending[i], step, step.diff, blocksRun, blocks);
+      return { blocksRun, cached: step.cached, ...(step.diff === null ? {} : { diff: step.diff }) };
+    });
+  }
+
+  async #forwardDecidedOnGpu(
+    gpu: GpuDecidedSpan,
+    step: number,
+    list: BlockList,
+    recorder: StepRecorder,
+  ): Promise<void> {
+    // The first forward always computes (nothing is stored yet), so "computed before" = "forwarded before".
+    const forced = stepGate(this.options, step, this.#pending.length > 0);
+    if (forced) {
+      gpu.encodeForced(step, forced, recorder);
+      await this.#runPaths(forced, step, list, recorder);
+    } else {
+      gpu.encodeDecided(step, recorder);
+      for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
+    }
+    this.#pending.push(step);
+  }
+
+  #record(step: number, decision: Decision, diff: number | null, blocksRun: number, blocks: number): void {
+    const s = this.#stats;
+    s.steps++;
+    (decision.cached ? s.cachedSteps : s.computedSteps).push(step);
+    s.diffs.push(diff);
+    s.gates.push(decision.gate);
+    s.blocksExecuted += blocksRun;
+    s.blocksTotal += blocks;
+  }
+
+  /** M (or its replacement) and B for a decided step; returns the blocks run. */
+  async #runPaths(
+    decision: Decision,
+    step: number,
+    list: BlockList,
+    recorder: StepRecorder,
+  ): Promise<number> {
+    const b = this.#buffers!;
+    const { Fn, Bn } = this.options;
+    const L = list.blocks.length;
     let blocksRun = Fn;
     if (decision.cached && b.seer?.ready) {
-      b.seer.approximate(info.step, recorder);
+      b.seer.approximate(step, recorder);
     } else if (decision.cached) {
       recorder.encode(b.replayM.dispatches);
     } else {
       recorder.encode([b.keepReference, b.snapshotM]);
       for (const block of list.blocks.slice(Fn, L - Bn)) recorder.encode(block);
       recorder.encode(b.storeM.dispatches);
-      b.seer?.update(info.step, recorder);
+      b.seer?.update(step, recorder);
       blocksRun += L - Fn - Bn;
     }
-    blocksRun += await this.#runB(list.blocks.slice(L - Bn), decision.cached, recorder);
-
-    const s = this.#stats;
-    s.steps++;
-    (decision.cached ? s.cachedSteps : s.computedSteps).push(info.step);
-    s.diffs.push(diff);
-    s.gates.push(decision.gate);
-    s.blocksExecuted += blocksRun;
-    s.blocksTotal += L;
-    return { blocksRun, cached: decision.cached, ...(diff === null ? {} : { diff }) };
+    return blocksRun + await this.#runB(list.blocks.slice(L - Bn), decision.cached, recorder);
   }
 
   stats(): CacheStats {
@@ -116,6 +174,7 @@ export class DbCache implements CacheStrategy {
     this.#buffers = null;
     for (const op of [b.residualF, b.diff, b.storeM, b.replayM]) op.release();
     b.seer?.release();
+    b.gpu?.release();
     for (const s of b.stored) for (const op of [s?.store, s?.diff, s?.replay]) op?.release();
     disposeDispatches([
       b.snapshotIn,
@@ -155,7 +214,7 @@ export class DbCache implements CacheStrategy {
   }
 
   /** Buffers and dispatches are built once, on the first forward, for the request's `hidden`. */
-  #prepare(list: BlockList): Buffers {
+  #prepare(list: BlockList, info: ForwardInfo): Buffers {
     const { blocks, Bn, strategy } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
@@ -212,7 +271,28 @@ export class DbCache implements CacheStrategy {
         mode: residual ? "add" : "replace",
         nDerivatives: calibrator.n_derivatives,
       }),
+      gpu: null,
     };
+    const b = this.#buffers;
+    const middle = list.blocks.slice(this.options.Fn, blocks - Bn).flat();
+    // The GPU decides only what needs no host reaction mid-step: no per-block B rule, no calibrator (its
+    // weights depend on the decisions), and a middle made of dispatches (copies cannot be skipped).
+    if (
+      info.deferReport && listed === null && !calibrator && middle.length > 0 &&
+      middle.every((c) => !("copy" in c))
+    ) {
+      b.gpu = new GpuDecidedSpan(
+        ctx,
+        b.diff,
+        {
+          copies: [[residualF, referenceF], [hidden, scratch]],
+          compute: [...middle as Dispatch[], ...b.storeM.dispatches],
+          cached: b.replayM.dispatches,
+        },
+        info.steps,
+        this.options,
+      );
+    }
     return this.#buffers;
   }
 }

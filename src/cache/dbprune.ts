@@ -85,6 +85,10 @@ export class DbPrune implements CacheStrategy {
     return { blocksRun, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
   }
 
+  settle(): Promise<ForwardReport[]> {
+    return Promise.resolve([]);
+  }
+
   stats(): DbPruneStats {
     return { ...this.#stats, memoryBytes: this.memoryBytes() };
   }

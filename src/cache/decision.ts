@@ -2,18 +2,22 @@
 // per-request counters they read. The measured diff comes in as a plain number so that this unit can later
 // move onto the GPU (a decision buffer driving indirect dispatch) without changing its rules.
 
-export type Gate =
-  | "warmup"
-  | "no_reference"
-  | "mask_compute"
-  | "mask_static"
-  | "max_cached_steps"
-  | "max_continuous_cached_steps"
-  | "max_accumulated_residual_diff"
-  | "max_pruned_steps"
-  | "threshold_off"
-  | "similar"
-  | "not_similar";
+/** Gate names; their indices are the gate codes of shaders/cache_decision.wgsl. */
+export const GATES = [
+  "warmup",
+  "no_reference",
+  "mask_compute",
+  "mask_static",
+  "max_cached_steps",
+  "max_continuous_cached_steps",
+  "max_accumulated_residual_diff",
+  "max_pruned_steps",
+  "threshold_off",
+  "similar",
+  "not_similar",
+] as const;
+
+export type Gate = (typeof GATES)[number];
 
 export interface DecisionOptions {
   residual_diff_threshold: number;
@@ -42,6 +46,21 @@ export function similar(diff: number, threshold: number): boolean {
 
 export function isWarmupStep(step: number, maxWarmupSteps: number, interval: number): boolean {
   return step < maxWarmupSteps && step % interval === 0;
+}
+
+/**
+ * The gates that need only the step index and whether any step computed yet, in the doc's order; the host
+ * decides these even when the GPU decides the rest (shaders/cache_decision.wgsl).
+ */
+export function stepGate(o: DecisionOptions, step: number, computedBefore: boolean): Decision | null {
+  if (isWarmupStep(step, o.max_warmup_steps, o.warmup_interval)) return { cached: false, gate: "warmup" };
+  // Nothing is stored before the first computed step (the doc's warmup normally covers this).
+  if (!computedBefore) return { cached: false, gate: "no_reference" };
+  if (o.mask) {
+    if (o.mask[step] === 1) return { cached: false, gate: "mask_compute" };
+    if (o.steps_computation_policy === "static") return { cached: true, gate: "mask_static" };
+  }
+  return null;
 }
 
 export class CacheDecision {
@@ -94,13 +113,8 @@ export class CacheDecision {
   #gateBeforeDiff(step: number): Decision | null {
     const o = this.options;
     const compute = (gate: Gate): Decision => ({ cached: false, gate });
-    if (isWarmupStep(step, o.max_warmup_steps, o.warmup_interval)) return compute("warmup");
-    // Nothing is stored before the first computed step (the doc's warmup normally covers this).
-    if (this.#computedSteps === 0) return compute("no_reference");
-    if (o.mask) {
-      if (o.mask[step] === 1) return compute("mask_compute");
-      if (o.steps_computation_policy === "static") return { cached: true, gate: "mask_static" };
-    }
+    const byStep = stepGate(o, step, this.#computedSteps > 0);
+    if (byStep) return byStep;
     if (o.max_cached_steps >= 0 && this.#cachedSteps >= o.max_cached_steps) {
       return compute("max_cached_steps");
     }

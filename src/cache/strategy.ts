@@ -17,6 +17,11 @@ export interface ForwardInfo {
   /** 0-based sampler step. */
   step: number;
   steps: number;
+  /**
+   * Nobody waits on this step's report: a strategy may leave the decision on the GPU, return null from
+   * forward() and give the reports from settle() after the last step.
+   */
+  deferReport?: boolean;
 }
 
 export interface ForwardReport {
@@ -72,7 +77,10 @@ export function emptyStats(strategy: string, notes: readonly string[]): CacheSta
 
 export interface CacheStrategy {
   readonly name: string;
-  forward(info: ForwardInfo, blocks: BlockList, recorder: StepRecorder): Promise<ForwardReport>;
+  /** null: the report is deferred (only when info.deferReport) and comes from settle(). */
+  forward(info: ForwardInfo, blocks: BlockList, recorder: StepRecorder): Promise<ForwardReport | null>;
+  /** After the last step: the reports forward() deferred, in step order ([] when none were). */
+  settle(recorder: StepRecorder): Promise<ForwardReport[]>;
   /** Bytes of GPU memory the strategy holds for its caches. */
   memoryBytes(): number;
   /** What the strategy did so far in this request (returned with every image). */
@@ -91,6 +99,10 @@ export class NoCache implements CacheStrategy {
     this.#computed.push(info.step);
     this.#blocks += list.blocks.length;
     return Promise.resolve({ blocksRun: list.blocks.length, cached: false });
+  }
+
+  settle(): Promise<ForwardReport[]> {
+    return Promise.resolve([]);
   }
 
   stats(): CacheStats {

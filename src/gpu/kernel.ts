@@ -131,6 +131,8 @@ export interface Dispatch {
   readonly workgroups: readonly [number, number, number];
   /** Owned uniform buffer, destroyed by disposeDispatches. */
   readonly uniform?: GPUBuffer;
+  /** Workgroup counts read from this buffer when the dispatch runs (a GPU-side decision may zero them). */
+  readonly indirect?: { buffer: GPUBuffer; offset: number };
 }
 
 export type Resource = Tensor | GPUBuffer;
@@ -196,7 +198,8 @@ export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readon
   for (const d of dispatches) {
     pass.setPipeline(d.pipeline);
     pass.setBindGroup(0, d.bindGroup);
-    pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
+    else pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
   }
 }
 

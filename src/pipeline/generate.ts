@@ -1,7 +1,8 @@
 // The denoising loop: seeded noise -> `steps` sampler updates, each one model forward (conditional and
 // unconditional halves batched together for classifier-free guidance) -> images. One encoder per step; the
 // block list runs through the request's cache strategy; the only readback is the final image, plus whatever
-// the strategy's decisions read.
+// the strategy's decisions read (a strategy that decides on the GPU reads its log once, at the end, unless
+// onStep waits on every step's report).
 import type { GpuContext } from "../gpu/context.ts";
 import { copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import { readbackCount } from "../gpu/readback.ts";
@@ -99,7 +100,7 @@ export async function generate(
   if (guided) feed.push(copyCommand("feed x (unconditional)", x, graph.x, { dstOffset: x.byteLength }));
   const strategy = options.strategy ?? new NoCache();
   const recorder = new StepRecorder(ctx.gpu);
-  const events: StepEvent[] = [];
+  const reports: (ForwardReport | null)[] = [];
   try {
     for (const [i, s] of schedule.entries()) {
       options.signal?.throwIfAborted();
@@ -109,18 +110,25 @@ export async function generate(
       }
       recorder.encode(feed);
       recorder.encode(graph.prologue);
-      const report = await strategy.forward({ step: i, steps: schedule.length }, graph, recorder);
+      const info = { step: i, steps: schedule.length, deferReport: !options.onStep };
+      const report = await strategy.forward(info, graph, recorder);
       recorder.encode(graph.epilogue);
       recorder.encode(updates[i].dispatches);
       recorder.submit();
-      const event = { step: i, steps: schedule.length, t: s.t, ...report };
-      events.push(event);
+      reports.push(report);
       if (options.onStep) {
+        if (!report) throw new Error(`${strategy.name}: deferred a report that onStep waits for`);
         await ctx.gpu.device.queue.onSubmittedWorkDone();
-        options.onStep(event);
+        options.onStep({ step: i, steps: schedule.length, t: s.t, ...report });
       }
     }
     const result = await recorder.read(x);
+    const settled = await strategy.settle(recorder);
+    const events = schedule.map((s, i): StepEvent => {
+      const report = reports[i] ?? settled.shift();
+      if (!report) throw new Error(`${strategy.name}: no report for step ${i}`);
+      return { step: i, steps: schedule.length, t: s.t, ...report };
+    });
     return {
       images: result,
       shape,

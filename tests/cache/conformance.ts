@@ -21,23 +21,33 @@ export type StrategyFactory = (
   setup: { threshold: number; warmup: number; blocks: number; steps: number },
 ) => CacheStrategy;
 
-/** Runs `scripts` (one per step) through `strategy`; returns each forward's report and `hidden` after it. */
+/**
+ * Runs `scripts` (one per step) through `strategy`; returns each forward's report and `hidden` after it.
+ * deferReport: the strategy may decide on the GPU and report at settle(), as in a run without onStep.
+ */
 export async function drive(
   ctx: GpuContext,
   strategy: CacheStrategy,
   fake: FakeBlocks,
   scripts: readonly StepScript[],
+  deferReport = false,
 ): Promise<{ reports: ForwardReport[]; outputs: Float32Array[] }> {
   const recorder = new StepRecorder(ctx.gpu);
-  const reports: ForwardReport[] = [];
+  const reports: (ForwardReport | null)[] = [];
   const outputs: Float32Array[] = [];
   for (const [step, s] of scripts.entries()) {
     fake.script(s.hidden, s.residuals);
-    reports.push(await strategy.forward({ step, steps: scripts.length }, fake.list, recorder));
+    reports.push(await strategy.forward({ step, steps: scripts.length, deferReport }, fake.list, recorder));
     await ctx.kernels.ready();
     outputs.push(await recorder.read(fake.list.hidden));
   }
-  return { reports, outputs };
+  const settled = await strategy.settle(recorder);
+  assert.equal(
+    settled.length,
+    reports.filter((r) => r === null).length,
+    "settle() reports each deferred step",
+  );
+  return { reports: reports.map((r) => r ?? settled.shift()!), outputs };
 }
 
 /** Random (not exactly representable) residuals that change every step. */
@@ -55,7 +65,14 @@ export function constantScripts(blocks: number, steps: number, seed: number): St
   return Array.from({ length: steps }, () => ({ hidden, residuals }));
 }
 
+/** Each property with the host deciding every step, then with the decision left to the strategy (deferred). */
 export function conformanceSuite(name: string, make: StrategyFactory): void {
+  for (const deferReport of [false, true]) {
+    properties(`${name}${deferReport ? " (deferred)" : ""}`, make, deferReport);
+  }
+}
+
+function properties(name: string, make: StrategyFactory, deferReport: boolean): void {
   const blocks = 5;
   const steps = 6;
 
@@ -66,10 +83,14 @@ export function conformanceSuite(name: string, make: StrategyFactory): void {
     plain.release();
     const fake = fakeBlocks(ctx, blocks, SHAPE);
     const strategy = make(ctx, { threshold: 0, warmup: 1, blocks, steps });
-    const got = await drive(ctx, strategy, fake, scripts);
+    const got = await drive(ctx, strategy, fake, scripts, deferReport);
     got.outputs.forEach((o, s) => assert.deepEqual(o, expected.outputs[s], `step ${s}`));
     assert.deepEqual(got.reports.map((r) => r.cached), new Array(steps).fill(false));
-    assert.equal(strategy.stats().readbacks, 0, "threshold 0 decides without reading a diff");
+    // Deferred, a GPU-decided strategy reads its per-step log once at the end; nothing reads a diff.
+    assert.ok(
+      strategy.stats().readbacks <= (deferReport ? 1 : 0),
+      "threshold 0 decides without reading a diff",
+    );
     strategy.release();
     fake.release();
   });
@@ -77,7 +98,7 @@ export function conformanceSuite(name: string, make: StrategyFactory): void {
   gpuTest(`${name} conformance: warmup steps always compute, even when nothing changes`, async (ctx) => {
     const fake = fakeBlocks(ctx, blocks, SHAPE);
     const strategy = make(ctx, { threshold: 10, warmup: 3, blocks, steps });
-    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 5));
+    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 5), deferReport);
     assert.deepEqual(reports.map((r) => r.cached), [false, false, false, true, true, true]);
     assert.deepEqual(reports.slice(0, 3).map((r) => r.blocksRun), [blocks, blocks, blocks]);
     strategy.release();
@@ -87,7 +108,7 @@ export function conformanceSuite(name: string, make: StrategyFactory): void {
   gpuTest(`${name} conformance: stats agree with the reports; release frees the cache`, async (ctx) => {
     const fake = fakeBlocks(ctx, blocks, SHAPE);
     const strategy = make(ctx, { threshold: 10, warmup: 2, blocks, steps });
-    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 7));
+    const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 7), deferReport);
     const stats = strategy.stats();
     const cached = reports.flatMap((r, s) => r.cached ? [s] : []);
     assert.deepEqual(stats.cachedSteps, cached);

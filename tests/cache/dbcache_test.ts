@@ -86,7 +86,12 @@ function scriptedF(values: number[]): StepScript[] {
   return values.map((v) => ({ hidden, residuals: [new Float32Array(SIZE).fill(v), ...rest] }));
 }
 
-async function cachedSteps(ctx: GpuContext, options: Record<string, unknown>, scripts: StepScript[]) {
+async function cachedSteps(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  scripts: StepScript[],
+  deferReport = false,
+) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
   const strategy = dbcache(
     ctx,
@@ -101,7 +106,7 @@ async function cachedSteps(ctx: GpuContext, options: Record<string, unknown>, sc
     BLOCKS,
     scripts.length,
   );
-  const run = await drive(ctx, strategy, fake, scripts);
+  const run = await drive(ctx, strategy, fake, scripts, deferReport);
   const stats = strategy.stats();
   strategy.release();
   fake.release();
@@ -125,6 +130,39 @@ gpuTest("dbcache gates on scripted residuals: warmup, interval, max cached, max 
   assert.deepEqual(continuous.cached, [1, 2, 4, 5, 7]);
   assert.equal(continuous.stats.gates[3], "max_continuous_cached_steps");
 });
+
+gpuTest(
+  "dbcache decided on the GPU: the host-decided steps, gates, diffs and outputs, one readback",
+  async (ctx) => {
+    const drift = [1, 1.04, 1.02, 1.3, 1.31, 1.2, 1.32, 1.33, 1.34, 1.5];
+    const cases: Record<string, unknown>[] = [
+      {},
+      { max_cached_steps: 2 },
+      { max_continuous_cached_steps: 1 },
+      { max_accumulated_residual_diff: 0.1 },
+      { steps_computation_mask: [1, 0, 0, 1, 0, 0, 1, 0, 0, 1], steps_computation_policy: "static" },
+      { steps_computation_mask: [1, 1, 0, 0, 1, 0, 0, 0, 0, 1], max_warmup_steps: 0 },
+    ];
+    for (const options of cases) {
+      const host = await cachedSteps(ctx, options, scriptedF(drift));
+      const gpu = await cachedSteps(ctx, options, scriptedF(drift), true);
+      const what = JSON.stringify(options);
+      assert.deepEqual(gpu.stats.cachedSteps, host.stats.cachedSteps, what);
+      assert.deepEqual(gpu.stats.gates, host.stats.gates, what);
+      assert.deepEqual(gpu.stats.diffs, host.stats.diffs, what);
+      assert.deepEqual(gpu.outputs, host.outputs, what);
+      assert.deepEqual(gpu.reports, host.reports, what);
+      assert.equal(gpu.stats.blocksExecuted, host.stats.blocksExecuted, what);
+      assert.equal(gpu.stats.readbacks, 1, `${what}: only the log, after the run`);
+    }
+    // A calibrator's weights depend on the decisions: with TaylorSeer the host decides, even when deferred.
+    const seer = await cachedSteps(ctx, { enable_taylorseer: true }, scriptedF(drift), true);
+    assert.equal(
+      seer.stats.readbacks,
+      seer.stats.gates.filter((g) => g === "similar" || g === "not_similar").length,
+    );
+  },
+);
 
 gpuTest("dbcache accumulated diff: cached while the measured diffs sum below the limit", async (ctx) => {
   const r = await cachedSteps(

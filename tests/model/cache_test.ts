@@ -1,8 +1,9 @@
 // Cache strategies on the real model: threshold 0 is the uncached run bit for bit, and a cached run of F1B0
-// skips steps and still draws the asked digit.
+// skips steps and still draws the asked digit; a static mask with TaylorSeer and DBPrune keep it too.
 import assert from "node:assert/strict";
 import { createStrategy } from "../../src/cache/create.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
+import { scmMask } from "../../src/cache/scm.ts";
 import { DigitClassifier } from "../../src/model/classifier.ts";
 import { Dit } from "../../src/model/dit.ts";
 import { generate } from "../../src/pipeline/generate.ts";
@@ -40,6 +41,53 @@ gpuTest("fbcache (F1B0) at threshold 0.2 caches steps and still yields all ten a
   const result = await generate(ctx, model, request, { strategy });
   assert.ok(result.cache.cachedSteps.length >= 4, `cached steps ${result.cache.cachedSteps}`);
   assert.ok(result.cache.blocksExecuted < result.cache.blocksTotal);
+  assert.deepEqual((await classifier.classify(result.images)).predicted, request.labels);
+  strategy.release();
+  classifier.release();
+  model.release();
+});
+
+gpuTest(
+  "static SCM + TaylorSeer caches exactly the mask's 0 steps with no readback but the image's; digits hold",
+  async (ctx) => {
+    const model = await Dit.load(ctx, "weights/mnist-dit");
+    const classifier = await DigitClassifier.load(ctx);
+    const request = { labels: [3, 8], steps: 14, seed: 4, guidance: 3 };
+    const options = resolveCacheOptions({
+      strategy: "dbcache",
+      Fn: 1,
+      Bn: 0,
+      steps_computation_mask: "fast",
+      steps_computation_policy: "static",
+      max_warmup_steps: 0,
+      enable_taylorseer: true,
+    }, { blocks: model.depth, steps: request.steps });
+    const strategy = createStrategy(ctx, options);
+    const result = await generate(ctx, model, request, { strategy });
+    const mask = scmMask("fast", request.steps);
+    assert.deepEqual(result.cache.cachedSteps, mask.flatMap((m, s) => m === 0 ? [s] : []));
+    assert.equal(result.readbacks, 1, "only the final image leaves the GPU");
+    assert.deepEqual((await classifier.classify(result.images)).predicted, request.labels);
+    strategy.release();
+    classifier.release();
+    model.release();
+  },
+);
+
+gpuTest("dbprune F1B0 at 0.2 prunes blocks after warmup and the digits hold", async (ctx) => {
+  const model = await Dit.load(ctx, "weights/mnist-dit");
+  const classifier = await DigitClassifier.load(ctx);
+  const request = { labels: [2, 7], steps: 14, seed: 5, guidance: 3 };
+  const options = resolveCacheOptions(
+    { strategy: "dbprune", Fn: 1, Bn: 0, residual_diff_threshold: 0.2, max_warmup_steps: 4 },
+    { blocks: model.depth, steps: request.steps },
+  );
+  const strategy = createStrategy(ctx, options);
+  const result = await generate(ctx, model, request, { strategy });
+  const pruned = (result.cache.prunedBlocks ?? []).reduce((a, b) => a + b, 0);
+  assert.ok(pruned > 0, `pruned per step ${result.cache.prunedBlocks}`);
+  assert.equal(result.cache.blocksTotal - result.cache.blocksExecuted, pruned);
+  assert.deepEqual(result.cache.prunedBlocks!.slice(0, 4), [0, 0, 0, 0], "warmup prunes nothing");
   assert.deepEqual((await classifier.classify(result.images)).predicted, request.labels);
   strategy.release();
   classifier.release();

@@ -2,6 +2,8 @@
 // its CPU reference in src/ref/. Sizes are a few hundred values, odd where the kernel tiles, and use the
 // embedded DiT's head dim (32) and hidden size (128) where a pipeline's code depends on them, so that most
 // pipelines compiled here are the ones the model needs anyway. Inputs lie in [-1, 1).
+import { GATES, similar } from "../../cache/decision.ts";
+import { gpuCacheDecision } from "../../ops/cache_decision.ts";
 import { disposeDispatches } from "../kernel.ts";
 import { flashAttention } from "../../ops/attention.ts";
 import { axpy } from "../../ops/axpy.ts";
@@ -58,6 +60,12 @@ const IM2COL: Im2colGeometry = {
   layout: "nchw",
 };
 const SAMPLER = { a: 0.9, b: -0.1, c: 0.3, guidance: 3.5 };
+const DECISION = {
+  residual_diff_threshold: 0.5,
+  max_cached_steps: -1,
+  max_continuous_cached_steps: -1,
+  max_accumulated_residual_diff: null,
+};
 
 export const SELF_CHECK_CASES: SelfCheckCase[] = [
   // Sums of ~3000 values of O(1) in an fp32 tree: relative error ~1e-6 on ratios of O(1).
@@ -200,5 +208,28 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     build: (ctx, t) => gatedResidual(ctx, t.x, t.y, t.mod, { gate: 2 }),
     reference: (v) => modulateRef.gatedResidual(v.x, v.y, [2, 5, 16], v.mod, { gate: 2 }),
     tolerance: 1e-6,
+  }),
+  // The decision's log for one GPU-decided step: exact (a compare and copies of the diff).
+  selfCheckCase({
+    kernel: "cache_decision",
+    inputs: { diff: [1] },
+    build: (ctx, t) => {
+      const op = gpuCacheDecision(ctx, t.diff, { compute: [], cached: [] }, 1, DECISION);
+      op.setStep(0, null);
+      return { dispatches: op.dispatches, out: op.state, release: () => op.release() };
+    },
+    reference: (v) => {
+      const cached = Number(similar(v.diff[0], DECISION.residual_diff_threshold));
+      return [
+        cached,
+        cached,
+        v.diff[0],
+        0,
+        cached,
+        v.diff[0],
+        GATES.indexOf(cached ? "similar" : "not_similar"),
+      ];
+    },
+    tolerance: 0,
   }),
 ];
