@@ -47,7 +47,8 @@ async function serve(args: string[]): Promise<number> {
   const stop = Promise.withResolvers<void>();
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => stop.resolve());
   await stop.promise;
-  console.log("ditserve shutting down");
+  console.log("ditserve shutting down (a second SIGINT/SIGTERM exits at once)");
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => Deno.exit(130));
   await server.shutdown();
   return 0;
 }

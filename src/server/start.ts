@@ -34,7 +34,7 @@ export async function startServer(start: StartOptions = {}): Promise<RunningServ
   const server = Deno.serve({ port: options.port, hostname: options.host, onListen: () => {} }, app.fetch);
   let stopped: Promise<void> | null = null;
   return {
-    url: `http://${options.host}:${server.addr.port}`,
+    url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${server.addr.port}`,
     adapter,
     options: { ...options, port: server.addr.port },
     shutdown: () =>
