@@ -1,15 +1,19 @@
 // DBPrune (cache-strategies.md): per step, every prunable block compares its input with the input it saw
 // when it last ran; a similar one is pruned, hidden = input + its stored residual (or the TaylorSeer
-// prediction of that residual or of its output), otherwise it runs and refreshes what it stores. Each judged
+// prediction of that residual or of its output), otherwise it runs and refreshes what it stores. When nobody
+// waits on per-step reports (and no calibrator needs the decisions on the host) each block is decided on the
+// GPU (src/ops/prune_decision.ts) and the run reads the decisions once at the end; otherwise each judged
 // block costs one counted readback, since the next block's input depends on the answer.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand, type Dispatch, disposeDispatches } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../ops/axpy.ts";
+import { type GpuPruneDecision, gpuPruneDecision } from "../ops/prune_decision.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
 import type { ResolvedDbPrune } from "./options.ts";
+import type { Gate } from "./decision.ts";
 import { PruneDecision } from "./prune_decision.ts";
 import {
   type BlockList,
@@ -30,6 +34,8 @@ interface PrunableBlock {
   replay: AxpyOp;
   seer: TaylorSeer | null;
   stored: boolean;
+  /** GPU-decided mode: the input snapshot as a dispatch (copies cannot be made conditional). */
+  snapshotDispatch: AxpyOp | null;
 }
 
 export type DbPruneStats = CacheStats & Required<Pick<CacheStats, "prunedBlocks" | "blockDiffs">>;
@@ -41,6 +47,10 @@ export class DbPrune implements CacheStrategy {
   #hidden: Tensor | null = null;
   /** Per block, null where it always runs. */
   #cache: (PrunableBlock | null)[] = [];
+  /** Present when the GPU decides (chosen on the first forward). */
+  #gpu: GpuPruneDecision | null = null;
+  /** GPU-decided mode: each forwarded step and the gate the host applied to it (null: the GPU decided). */
+  readonly #pending: { step: number; gate: Gate | null }[] = [];
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbPrune) {
     this.#decision = new PruneDecision(options);
@@ -49,9 +59,15 @@ export class DbPrune implements CacheStrategy {
     this.#stats = { ...emptyStats(label, notes), prunedBlocks: [], blockDiffs: [] };
   }
 
-  async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
-    const cache = this.#prepare(list);
-    const gate = this.#decision.beginStep(info.step);
+  async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
+    const cache = this.#prepare(list, info);
+    // Nothing is stored before the first forward, so it computes every block.
+    const gate = this.#decision.beginStep(info.step) ??
+      (this.#stats.steps + this.#pending.length === 0 ? "no_reference" : null);
+    if (this.#gpu) {
+      this.#forwardDecidedOnGpu(this.#gpu, info.step, gate, list, recorder);
+      return null;
+    }
     const diffs: (number | null)[] = list.blocks.map(() => null);
     let blocksRun = 0;
     for (const [i, block] of list.blocks.entries()) {
@@ -66,27 +82,64 @@ export class DbPrune implements CacheStrategy {
           continue;
         }
       }
-      const store = c !== null && this.#decision.shouldStore(info.step, c.stored);
-      if (store) recorder.encode([c.snapshot]);
-      recorder.encode(block);
-      if (store) {
-        recorder.encode(c.store.dispatches);
-        c.seer?.update(info.step, recorder);
-        c.stored = true;
-      }
+      this.#runBlock(c, block, info.step, recorder);
       blocksRun++;
     }
-    const pruned = this.#decision.endStep();
-    const measured = diffs.filter((d): d is number => d !== null);
-    const diff = measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : null;
-    this.#record(info.step, gate ?? (pruned > 0 ? "similar" : "not_similar"), pruned, diffs, diff);
-    this.#stats.blocksExecuted += blocksRun;
-    this.#stats.blocksTotal += list.blocks.length;
-    return { blocksRun, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
+    return this.#record(info.step, gate, this.#decision.endStep(), diffs, list.blocks.length);
   }
 
-  settle(): Promise<ForwardReport[]> {
-    return Promise.resolve([]);
+  /** Reports of the steps forwarded in GPU-decided mode, from the decision log (one readback). */
+  async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
+    if (!this.#gpu) return [];
+    const logged = this.#gpu.decode(await recorder.read(this.#gpu.state), this.options.steps);
+    this.#stats.readbacks++;
+    const blocks = this.options.blocks;
+    return this.#pending.splice(0).map(({ step, gate }) => {
+      if (gate !== null) return this.#record(step, gate, 0, new Array(blocks).fill(null), blocks);
+      const { pruned, diffs, limited } = logged[step];
+      const count = pruned.filter((p) => p).length;
+      return this.#record(step, limited ? "max_pruned_steps" : null, count, diffs, blocks);
+    });
+  }
+
+  /** A block that runs, storing its input and residual when the refresh rule says so. */
+  #runBlock(c: PrunableBlock | null, block: readonly Command[], step: number, recorder: StepRecorder): void {
+    const store = c !== null && this.#decision.shouldStore(step, c.stored);
+    if (store) recorder.encode([c.snapshot]);
+    recorder.encode(block);
+    if (store) {
+      recorder.encode(c.store.dispatches);
+      c.seer?.update(step, recorder);
+      c.stored = true;
+    }
+  }
+
+  /** Host-gated steps run every block; otherwise each prunable block's diff, decision and both paths. */
+  #forwardDecidedOnGpu(
+    gpu: GpuPruneDecision,
+    step: number,
+    gate: Gate | null,
+    list: BlockList,
+    recorder: StepRecorder,
+  ): void {
+    this.#pending.push({ step, gate });
+    if (gate !== null) {
+      for (const [i, block] of list.blocks.entries()) this.#runBlock(this.#cache[i], block, step, recorder);
+      return;
+    }
+    gpu.setStep(step);
+    const refresh = this.#decision.shouldStore(step, true);
+    for (const [i, block] of list.blocks.entries()) {
+      const c = this.#cache[i];
+      const d = gpu.blocks[i];
+      if (!c || !d) {
+        recorder.encode(block);
+        continue;
+      }
+      // compute = [snapshot, ...block, store]: outside refresh steps only the block itself.
+      const compute = refresh ? d.branches.compute : d.branches.compute.slice(1, 1 + block.length);
+      recorder.encode([...c.diff.dispatches, ...d.dispatches, ...compute, ...d.branches.cached]);
+    }
   }
 
   stats(): DbPruneStats {
@@ -103,32 +156,40 @@ export class DbPrune implements CacheStrategy {
   release(): void {
     for (const c of this.#cache.splice(0)) {
       if (!c) continue;
-      for (const op of [c.store, c.diff, c.replay, c.seer]) op?.release();
+      for (const op of [c.store, c.diff, c.replay, c.seer, c.snapshotDispatch]) op?.release();
       disposeDispatches([c.snapshot]);
       c.input.release();
       c.residual.release();
     }
+    this.#gpu?.release();
+    this.#gpu = null;
     this.#hidden = null;
   }
 
+  /** Adds a step to the stats; gate null: decided per block ("similar" when a block was pruned). */
   #record(
     step: number,
-    gate: CacheStats["gates"][number],
+    gate: Gate | null,
     pruned: number,
     blockDiffs: (number | null)[],
-    diff: number | null,
-  ): void {
+    blocks: number,
+  ): ForwardReport {
+    const measured = blockDiffs.filter((d): d is number => d !== null);
+    const diff = measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : null;
     const s = this.#stats;
     s.steps++;
     (pruned > 0 ? s.cachedSteps : s.computedSteps).push(step);
-    s.gates.push(gate);
+    s.gates.push(gate ?? (pruned > 0 ? "similar" : "not_similar"));
     s.diffs.push(diff);
     s.prunedBlocks.push(pruned);
     s.blockDiffs.push(blockDiffs);
+    s.blocksExecuted += blocks - pruned;
+    s.blocksTotal += blocks;
+    return { blocksRun: blocks - pruned, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
   }
 
   /** Per-block buffers and dispatches, built on the first forward for the request's `hidden`. */
-  #prepare(list: BlockList): (PrunableBlock | null)[] {
+  #prepare(list: BlockList, info: ForwardInfo): (PrunableBlock | null)[] {
     const { blocks, taylorseer } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
@@ -161,8 +222,26 @@ export class DbPrune implements CacheStrategy {
           nDerivatives: taylorseer.n_derivatives,
         }),
         stored: false,
+        snapshotDispatch: null,
       };
     });
+    // The GPU decides unless a calibrator needs the decisions on the host or a block holds a copy.
+    const dispatchesOnly = list.blocks.every((b) => b.every((c) => !("copy" in c)));
+    if (info.deferReport && !taylorseer && dispatchesOnly) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
+  }
+
+  #decidedOnGpu(list: BlockList, steps: number): GpuPruneDecision {
+    const inputs = this.#cache.map((c, i) => {
+      if (!c) return null;
+      c.snapshotDispatch = axpy(this.ctx, list.hidden, list.hidden, { alpha: 1, beta: 0, out: c.input });
+      const compute = [
+        ...c.snapshotDispatch.dispatches,
+        ...list.blocks[i] as Dispatch[],
+        ...c.store.dispatches,
+      ];
+      return { diff: c.diff.result, branches: { compute, cached: c.replay.dispatches } };
+    });
+    return gpuPruneDecision(this.ctx, inputs, steps, this.options);
   }
 }

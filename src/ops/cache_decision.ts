@@ -4,6 +4,7 @@
 // the run. CPU reference: CacheDecision in src/cache/decision.ts.
 import type { GpuContext } from "../gpu/context.ts";
 import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
+import { type Branches, conditionalDispatches } from "./conditional_dispatch.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Decision, type Gate, GATES } from "../cache/decision.ts";
 
@@ -17,13 +18,6 @@ export interface GpuDecisionOptions {
   max_cached_steps: number;
   max_continuous_cached_steps: number;
   max_accumulated_residual_diff: number | null;
-}
-
-export interface Branches {
-  /** Run on computed steps. */
-  compute: readonly Dispatch[];
-  /** Run on cached steps. */
-  cached: readonly Dispatch[];
 }
 
 export interface LoggedStep extends Decision {
@@ -52,45 +46,33 @@ export function gpuCacheDecision(
   steps: number,
   options: GpuDecisionOptions,
 ): GpuCacheDecision {
-  const slots = [...branches.compute, ...branches.cached];
   if (!Number.isInteger(steps) || steps < 1) throw new KernelError(KERNEL, `steps ${steps} must be >= 1`);
-  if (slots.some((d) => d.indirect)) throw new KernelError(KERNEL, "a branch dispatch is already indirect");
-  const plan = new Uint32Array(4 * Math.max(slots.length, 1));
-  slots.forEach((d, j) => plan.set([...d.workgroups, j < branches.compute.length ? 0 : 1], 4 * j));
-  const planTensor = ctx.pool.upload(plan, [plan.length / 4, 4]);
+  const conditional = conditionalDispatches(ctx, KERNEL, branches);
   const state = ctx.pool.upload(new Float32Array(COUNTERS + 3 * steps), [COUNTERS + 3 * steps]);
-  const args = ctx.gpu.device.createBuffer({
-    label: "cache_decision.args",
-    size: 12 * Math.max(slots.length, 1),
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT,
-  });
   const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS });
   const uniform = (step: number, mode: number, gate: number) =>
     packUniform([
       ["u32", step],
       ["u32", mode],
       ["u32", gate],
-      ["u32", slots.length],
+      ["u32", conditional.slots],
       ["f32", options.residual_diff_threshold],
       ["i32", options.max_cached_steps],
       ["i32", options.max_continuous_cached_steps],
       ["f32", options.max_accumulated_residual_diff ?? -1],
     ]);
   const dispatches = [
-    bindKernel(ctx.gpu, kernel, [diff, planTensor, state, args], [1, 1, 1], uniform(0, 1, 0)),
+    bindKernel(
+      ctx.gpu,
+      kernel,
+      [diff, conditional.plan, state, conditional.args],
+      [1, 1, 1],
+      uniform(0, 1, 0),
+    ),
   ];
-  // Shares the op's pipeline and bind group; its uniform stays owned (and released) by the op.
-  const indirect = (d: Dispatch, j: number): Dispatch => ({
-    ...d,
-    uniform: undefined,
-    indirect: { buffer: args, offset: 12 * j },
-  });
   return {
     dispatches,
-    branches: {
-      compute: branches.compute.map((d, j) => indirect(d, j)),
-      cached: branches.cached.map((d, j) => indirect(d, branches.compute.length + j)),
-    },
+    branches: conditional.branches,
     state,
     setStep(step, forced) {
       if (step < 0 || step >= steps) throw new KernelError(KERNEL, `step ${step} is outside 0..${steps - 1}`);
@@ -105,9 +87,8 @@ export function gpuCacheDecision(
     },
     release() {
       disposeDispatches(dispatches);
-      planTensor.release();
+      conditional.release();
       state.release();
-      args.destroy();
     },
   };
 }

@@ -45,7 +45,12 @@ conformanceSuite(
 const BLOCKS = 4;
 const add = (...xs: Float32Array[]) => xs.reduce((a, b) => a.map((v, i) => v + b[i]));
 
-async function run(ctx: GpuContext, options: Record<string, unknown>, scripts: StepScript[]) {
+async function run(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  scripts: StepScript[],
+  deferReport = false,
+) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
   const strategy = dbprune(
     ctx,
@@ -53,7 +58,7 @@ async function run(ctx: GpuContext, options: Record<string, unknown>, scripts: S
     BLOCKS,
     scripts.length,
   );
-  const result = await drive(ctx, strategy, fake, scripts);
+  const result = await drive(ctx, strategy, fake, scripts, deferReport);
   const stats = strategy.stats();
   strategy.release();
   fake.release();
@@ -126,5 +131,40 @@ gpuTest(
     const out = await run(ctx, options, scripts);
     assert.deepEqual(out.stats.prunedBlocks, [0, 0, 1]);
     assert.deepEqual(out.outputs[2], add(h0, r0, rs[0][1], rs[2][2], rs[2][3]));
+  },
+);
+
+gpuTest(
+  "dbprune decided on the GPU: the host-decided blocks, diffs and outputs, one readback",
+  async (ctx) => {
+    // Inputs drifting by different amounts per step, so that blocks prune on some steps and not others.
+    const base = dyadic(SIZE, 900);
+    const r = [0, 1, 2, 3].map((i) => dyadic(SIZE, 910 + i));
+    const shifts = [0, 1 / 64, 1 / 32, 1 / 2, 1 / 2 + 1 / 64, 1, 1, 3 / 2];
+    const scripts = shifts.map((d) => ({
+      hidden: base.map((v, i) => (i % 3 === 0 ? v + d : v)),
+      residuals: r,
+    }));
+    const cases: Record<string, unknown>[] = [
+      {},
+      { Fn: 0, Bn: 0, enable_dynamic_prune_threshold: true },
+      { max_pruned_steps: 2 },
+      { residual_cache_update_interval: 3, Bn: 0 },
+    ];
+    for (const options of cases) {
+      const host = await run(ctx, options, scripts);
+      const gpu = await run(ctx, options, scripts, true);
+      const what = JSON.stringify(options);
+      assert.deepEqual(gpu.stats.prunedBlocks, host.stats.prunedBlocks, what);
+      assert.deepEqual(gpu.stats.gates, host.stats.gates, what);
+      assert.deepEqual(gpu.stats.blockDiffs, host.stats.blockDiffs, what);
+      assert.deepEqual(gpu.outputs, host.outputs, what);
+      assert.deepEqual(gpu.reports, host.reports, what);
+      assert.equal(gpu.stats.readbacks, 1, `${what}: only the log, after the run`);
+      assert.ok(
+        host.stats.prunedBlocks.some((p) => p > 0) || options.max_pruned_steps === 0,
+        `${what} prunes`,
+      );
+    }
   },
 );

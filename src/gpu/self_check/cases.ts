@@ -4,6 +4,8 @@
 // pipelines compiled here are the ones the model needs anyway. Inputs lie in [-1, 1).
 import { GATES, similar } from "../../cache/decision.ts";
 import { gpuCacheDecision } from "../../ops/cache_decision.ts";
+import { gpuPruneDecision } from "../../ops/prune_decision.ts";
+import type { PruneOptions } from "../../cache/prune_decision.ts";
 import { disposeDispatches } from "../kernel.ts";
 import { flashAttention } from "../../ops/attention.ts";
 import { axpy } from "../../ops/axpy.ts";
@@ -60,6 +62,20 @@ const IM2COL: Im2colGeometry = {
   layout: "nchw",
 };
 const SAMPLER = { a: 0.9, b: -0.1, c: 0.3, guidance: 3.5 };
+const PRUNE: PruneOptions = {
+  blocks: 1,
+  Fn: 0,
+  Bn: 0,
+  non_prune_blocks_ids: [],
+  residual_diff_threshold: 0.5,
+  max_warmup_steps: 0,
+  warmup_interval: 1,
+  max_pruned_steps: -1,
+  enable_dynamic_prune_threshold: false,
+  dynamic_prune_threshold_relax_ratio: 1.25,
+  max_dynamic_prune_threshold: 1,
+  residual_cache_update_interval: 1,
+};
 const DECISION = {
   residual_diff_threshold: 0.5,
   max_cached_steps: -1,
@@ -229,6 +245,22 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
         v.diff[0],
         GATES.indexOf(cached ? "similar" : "not_similar"),
       ];
+    },
+    tolerance: 0,
+  }),
+  // One prunable block's decision and log: exact (a compare and copies of the diff).
+  selfCheckCase({
+    kernel: "prune_decision",
+    inputs: { diff: [1] },
+    build: (ctx, t) => {
+      const op = gpuPruneDecision(ctx, [{ diff: t.diff, branches: { compute: [], cached: [] } }], 1, PRUNE);
+      op.setStep(0);
+      return { dispatches: op.blocks[0]!.dispatches, out: op.state, release: () => op.release() };
+    },
+    reference: (v) => {
+      const d = v.diff[0];
+      const pruned = Number(similar(d, PRUNE.residual_diff_threshold));
+      return [0, pruned, Math.max(d, 0), Number(d > 0), pruned, d];
     },
     tolerance: 0,
   }),
