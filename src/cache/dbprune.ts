@@ -38,7 +38,9 @@ interface PrunableBlock {
   snapshotDispatch: AxpyOp | null;
 }
 
-export type DbPruneStats = CacheStats & Required<Pick<CacheStats, "prunedBlocks" | "blockDiffs">>;
+export type DbPruneStats =
+  & CacheStats
+  & Required<Pick<CacheStats, "prunedBlocks" | "blockDiffs" | "prunedRatio">>;
 
 export class DbPrune implements CacheStrategy {
   readonly name = "dbprune";
@@ -56,7 +58,7 @@ export class DbPrune implements CacheStrategy {
     this.#decision = new PruneDecision(options);
     const label = `dbprune F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`;
     const notes = [...options.notes, ...calibratorNotes(options.taylorseer)];
-    this.#stats = { ...emptyStats(label, notes), prunedBlocks: [], blockDiffs: [] };
+    this.#stats = { ...emptyStats(label, notes), prunedBlocks: [], blockDiffs: [], prunedRatio: 0 };
   }
 
   async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
@@ -185,6 +187,7 @@ export class DbPrune implements CacheStrategy {
     s.blockDiffs.push(blockDiffs);
     s.blocksExecuted += blocks - pruned;
     s.blocksTotal += blocks;
+    s.prunedRatio = 1 - s.blocksExecuted / s.blocksTotal;
     return { blocksRun: blocks - pruned, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
   }
 

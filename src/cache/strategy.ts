@@ -52,6 +52,8 @@ export interface CacheStats {
   readbacks: number;
   /** DBPrune: blocks pruned in each step. */
   prunedBlocks?: number[];
+  /** DBPrune: pruned / total block executions so far. */
+  prunedRatio?: number;
   /** DBPrune: each block's input diff per step; null where the block was not judged. */
   blockDiffs?: (number | null)[][];
   /** What option resolution changed (preset clamps). */

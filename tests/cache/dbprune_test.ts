@@ -83,6 +83,7 @@ gpuTest(
     const out = await run(ctx, {}, scripts);
     assert.deepEqual(out.reports.map((x) => x.blocksRun), [4, 2, 4]);
     assert.deepEqual(out.stats.prunedBlocks, [0, 2, 0]);
+    assert.equal(out.stats.prunedRatio, 2 / 12);
     assert.deepEqual(out.stats.cachedSteps, [1]);
     assert.deepEqual(
       out.outputs[1],
