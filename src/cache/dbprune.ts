@@ -187,7 +187,7 @@ export class DbPrune implements CacheStrategy {
     s.blockDiffs.push(blockDiffs);
     s.blocksExecuted += blocks - pruned;
     s.blocksTotal += blocks;
-    s.prunedRatio = 1 - s.blocksExecuted / s.blocksTotal;
+    s.prunedRatio = (s.blocksTotal - s.blocksExecuted) / s.blocksTotal;
     return { blocksRun: blocks - pruned, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
   }
 
