@@ -2,9 +2,12 @@
 // (cache-strategies.md, "What to go beyond with"). One invocation: reads the step's residual diff, applies
 // the gates that follow the host's step-index gates (max cached steps, max continuous cached steps, max
 // accumulated diff, threshold off, threshold), updates the per-request counters, logs the step, and writes
-// the indirect dispatch arguments of every conditional dispatch: full size on the chosen branch, zero
-// workgroups on the other. The host forces a step (mode 1 compute, 2 cached) for warmup, the first step and
-// step masks; the counters and log still update. CPU reference: src/cache/decision.ts (CacheDecision).
+// the indirect dispatch arguments of every conditional dispatch: full size when its condition holds, zero
+// workgroups otherwise. The host forces a step (mode 1 compute, 2 cached) for warmup, the first step and
+// step masks; everything else still happens. With TaylorSeer the state also holds the last computed step and
+// how many derivative entries exist, which pick the calibrator's dispatches and give their weights (1/w on
+// update, k^i/i! on approximate), written per slot for the host to copy into their uniforms.
+// CPU references: CacheDecision (src/cache/decision.ts) and TaylorSeerReference (src/ref/taylor_seer.ts).
 
 struct Params {
   step: u32,
@@ -15,6 +18,7 @@ struct Params {
   max_cached: i32,      // < 0: no limit
   max_continuous: i32,  // < 0: no limit
   max_accumulated: f32, // < 0: gate off
+  derivatives: u32,     // TaylorSeer order n (0 without a calibrator)
 }
 
 // Gate codes: indices into GATES of src/cache/decision.ts.
@@ -25,14 +29,23 @@ const GATE_THRESHOLD_OFF: u32 = 8u;
 const GATE_SIMILAR: u32 = 9u;
 const GATE_NOT_SIMILAR: u32 = 10u;
 
-@group(0) @binding(0) var<storage, read> diff: array<f32>;         // [1 + samples]: the whole-tensor diff first
-@group(0) @binding(1) var<storage, read> plan: array<vec4<u32>>;   // [slots]: workgroups x, y, z; branch (0 compute, 1 cached)
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;  // [4 + 3 * steps]: cached steps, consecutive cached, accumulated diff, unused; per step: cached, diff (-1: none), gate
-@group(0) @binding(3) var<storage, read_write> args: array<u32>;   // [3 * slots]: indirect dispatch arguments
-@group(0) @binding(4) var<uniform> p: Params;
+// Slot conditions (src/ops/conditional_dispatch.ts and src/ops/cache_decision.ts).
+const ON_COMPUTE: u32 = 0u;
+const ON_CACHED: u32 = 1u;
+const ON_CACHED_WITHOUT_HISTORY: u32 = 2u; // the plain replay, while TaylorSeer has nothing stored
+const ON_CACHED_WITH_HISTORY: u32 = 3u;
+const KEEP_PREVIOUS: u32 = 0x100u;         // + i: computed step, entry i exists
+const DIFFERENCE: u32 = 0x200u;            // + i: computed step, i < min(entries, n)
+const TERM: u32 = 0x300u;                  // + i: cached step, entry i exists
 
-@compute @workgroup_size(1)
-fn main() {
+@group(0) @binding(0) var<storage, read> diff: array<f32>;         // [1 + samples]: the whole-tensor diff first
+@group(0) @binding(1) var<storage, read> plan: array<vec4<u32>>;   // [slots]: workgroups x, y, z; condition
+@group(0) @binding(2) var<storage, read_write> state: array<f32>;  // [8 + 3 * steps]: cached steps, consecutive cached, accumulated diff, last computed step (-1: none), derivative entries, 3 unused; per step: cached, diff (-1: none), gate
+@group(0) @binding(3) var<storage, read_write> args: array<u32>;   // [3 * slots]: indirect dispatch arguments
+@group(0) @binding(4) var<storage, read_write> weights: array<f32>; // [2 * slots]: alpha, beta per slot (TaylorSeer's)
+@group(0) @binding(5) var<uniform> p: Params;
+
+fn decide() -> bool {
   var cached_steps = state[0];
   var consecutive = state[1];
   var accumulated = state[2];
@@ -64,15 +77,76 @@ fn main() {
   state[0] = cached_steps;
   state[1] = consecutive;
   state[2] = accumulated;
-  let log = 4u + 3u * p.step;
+  let log = 8u + 3u * p.step;
   state[log] = select(0.0, 1.0, cached);
   state[log + 1u] = measured;
   state[log + 2u] = f32(gate);
+  return cached;
+}
+
+/** Whether a slot runs, given the step's decision and TaylorSeer's entries before this step. */
+fn runs(code: u32, cached: bool, entries: u32) -> bool {
+  let i = code & 0xffu;
+  switch (code & 0xf00u) {
+    case KEEP_PREVIOUS: {
+      return !cached && i < entries;
+    }
+    case DIFFERENCE: {
+      return !cached && i < min(entries, p.derivatives);
+    }
+    case TERM: {
+      return cached && i < entries;
+    }
+    default: {
+      switch (code) {
+        case ON_COMPUTE: {
+          return !cached;
+        }
+        case ON_CACHED: {
+          return cached;
+        }
+        case ON_CACHED_WITHOUT_HISTORY: {
+          return cached && entries == 0u;
+        }
+        default: {
+          return cached && entries > 0u;
+        }
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(1)
+fn main() {
+  let cached = decide();
+  let last = state[3];
+  let entries = u32(state[4]);
+  // w: steps since the last computed one (an update), k: the same for an approximation.
+  let since = f32(p.step) - last;
   for (var j = 0u; j < p.slots; j++) {
     let slot = plan[j];
-    let run = (slot.w == 1u) == cached;
+    let run = runs(slot.w, cached, entries);
     args[3u * j] = select(0u, slot.x, run);
     args[3u * j + 1u] = select(0u, slot.y, run);
     args[3u * j + 2u] = select(0u, slot.z, run);
+    let i = slot.w & 0xffu;
+    var alpha = 0.0;
+    var beta = 0.0;
+    if ((slot.w & 0xf00u) == DIFFERENCE) {
+      alpha = -1.0 / since;
+      beta = 1.0 / since;
+    } else if ((slot.w & 0xf00u) == TERM) {
+      alpha = 1.0;
+      for (var t = 1u; t <= i; t++) {
+        alpha *= since / f32(t);
+      }
+      beta = 1.0;
+    }
+    weights[2u * j] = alpha;
+    weights[2u * j + 1u] = beta;
+  }
+  if (!cached) {
+    state[3] = f32(p.step);
+    state[4] = f32(1u + min(entries, p.derivatives));
   }
 }

@@ -7,7 +7,7 @@
 // (GpuDecidedSpan) and the run reads its log once at the end; otherwise one counted readback per step for
 // the diff (none when a gate before the threshold decides), and one per unlisted B block on cached steps.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
@@ -77,7 +77,7 @@ export class DbCache implements CacheStrategy {
     for (const block of list.blocks.slice(0, Fn)) recorder.encode(block);
     recorder.encode(b.residualF.dispatches);
     if (b.gpu) {
-      await this.#forwardDecidedOnGpu(b.gpu, info.step, list, recorder);
+      this.#forwardDecidedOnGpu(b.gpu, info.step, list, recorder);
       return null;
     }
     let diff: number | null = null;
@@ -105,21 +105,10 @@ export class DbCache implements CacheStrategy {
     });
   }
 
-  async #forwardDecidedOnGpu(
-    gpu: GpuDecidedSpan,
-    step: number,
-    list: BlockList,
-    recorder: StepRecorder,
-  ): Promise<void> {
+  #forwardDecidedOnGpu(gpu: GpuDecidedSpan, step: number, list: BlockList, recorder: StepRecorder): void {
     // The first forward always computes (nothing is stored yet), so "computed before" = "forwarded before".
-    const forced = stepGate(this.options, step, this.#pending.length > 0);
-    if (forced) {
-      gpu.encodeForced(step, forced, recorder);
-      await this.#runPaths(forced, step, list, recorder);
-    } else {
-      gpu.encodeDecided(step, recorder);
-      for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
-    }
+    gpu.encode(step, stepGate(this.options, step, this.#pending.length > 0), recorder);
+    for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
     this.#pending.push(step);
   }
 
@@ -275,11 +264,11 @@ export class DbCache implements CacheStrategy {
     };
     const b = this.#buffers;
     const middle = list.blocks.slice(this.options.Fn, blocks - Bn).flat();
-    // The GPU decides only what needs no host reaction mid-step: no per-block B rule, no calibrator (its
-    // weights depend on the decisions), and a middle made of dispatches (copies cannot be skipped).
+    // The GPU decides unless a static mask already decides every step on the host, B has a per-block rule (a
+    // host reaction mid-step) or the middle holds a copy (copies cannot be skipped).
+    const hostDecidesAll = this.options.mask !== null && this.options.steps_computation_policy === "static";
     if (
-      info.deferReport && listed === null && !calibrator && middle.length > 0 &&
-      middle.every((c) => !("copy" in c))
+      info.deferReport && !hostDecidesAll && listed === null && middle.length > 0 && middle.every(isDispatch)
     ) {
       b.gpu = new GpuDecidedSpan(
         ctx,
@@ -288,9 +277,10 @@ export class DbCache implements CacheStrategy {
           copies: [[residualF, referenceF], [hidden, scratch]],
           compute: [...middle as Dispatch[], ...b.storeM.dispatches],
           cached: b.replayM.dispatches,
+          seer: b.seer,
         },
         info.steps,
-        this.options,
+        { ...this.options, derivatives: calibrator?.n_derivatives ?? 0 },
       );
     }
     return this.#buffers;

@@ -5,7 +5,7 @@
 // GPU (src/ops/prune_decision.ts) and the run reads the decisions once at the end; otherwise each judged
 // block costs one counted readback, since the next block's input depends on the answer.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../ops/axpy.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "../ops/prune_decision.ts";
@@ -229,7 +229,7 @@ export class DbPrune implements CacheStrategy {
       };
     });
     // The GPU decides unless a calibrator needs the decisions on the host or a block holds a copy.
-    const dispatchesOnly = list.blocks.every((b) => b.every((c) => !("copy" in c)));
+    const dispatchesOnly = list.blocks.every((b) => b.every(isDispatch));
     if (info.deferReport && !taylorseer && dispatchesOnly) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
   }

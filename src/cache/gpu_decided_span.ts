@@ -1,8 +1,10 @@
 // DBCache's middle span with the decision made on the GPU (cache-strategies.md, "What to go beyond with"):
-// each step encodes the diff, the decision kernel and both the compute path and the replay path as
-// indirect dispatches; the decision zeroes the workgroup counts of the path not taken. No step waits on the
-// GPU; the per-step log is read once, after the run. The compute path's snapshots are dispatches here
-// (axpy with beta 0) because buffer copies cannot be made conditional.
+// each step encodes the diff, the decision kernel and every conditional dispatch (the compute path, the
+// replay, TaylorSeer's update and approximation) as indirect dispatches; the decision zeroes the workgroup
+// counts of what does not run. No step waits on the GPU; the per-step log is read once, after the run. Steps
+// the host decides (warmup, first step, masks) go through the same kernel in forced mode, so its counters and
+// TaylorSeer's history stay whole. The compute path's snapshots are dispatches here (axpy with beta 0)
+// because buffer copies cannot be made conditional.
 import type { GpuContext } from "../gpu/context.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -12,9 +14,13 @@ import {
   gpuCacheDecision,
   type GpuDecisionOptions,
   type LoggedStep,
+  SLOT,
+  type WeightedSlot,
 } from "../ops/cache_decision.ts";
+import { ON_CACHED, ON_COMPUTE } from "../ops/conditional_dispatch.ts";
 import type { ResidualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import type { TaylorSeer } from "./calibrators/taylor_seer.ts";
 import type { Decision } from "./decision.ts";
 
 export interface SpanParts {
@@ -24,6 +30,8 @@ export interface SpanParts {
   compute: Dispatch[];
   /** The replay of M's stored residual. */
   cached: Dispatch[];
+  /** Updates after the store on computed steps; approximates instead of the replay once it has history. */
+  seer: TaylorSeer | null;
 }
 
 export class GpuDecidedSpan {
@@ -38,29 +46,22 @@ export class GpuDecidedSpan {
     options: GpuDecisionOptions,
   ) {
     this.#copies = parts.copies.map(([from, to]) => axpy(ctx, from, from, { alpha: 1, beta: 0, out: to }));
-    this.#decision = gpuCacheDecision(
-      ctx,
-      diff.result,
-      {
-        compute: [...this.#copies.flatMap((c) => c.dispatches), ...parts.compute],
-        cached: parts.cached,
-      },
-      steps,
-      options,
-    );
+    const seer = parts.seer?.gpuSlots();
+    const slot = (code: number) => (dispatch: Dispatch): WeightedSlot => ({ dispatch, code });
+    const slots = [
+      ...[...this.#copies.flatMap((c) => c.dispatches), ...parts.compute].map(slot(ON_COMPUTE)),
+      ...(seer?.compute ?? []),
+      ...parts.cached.map(slot(seer ? SLOT.cachedWithoutHistory : ON_CACHED)),
+      ...(seer?.cached ?? []),
+    ];
+    this.#decision = gpuCacheDecision(ctx, diff.result, slots, steps, options);
   }
 
-  /** A step the GPU decides: diff, decision, then both paths (one of them runs with zero workgroups). */
-  encodeDecided(step: number, recorder: StepRecorder): void {
+  /** One step: the diff (unless the host forced the step), the decision, then every conditional dispatch. */
+  encode(step: number, forced: Decision | null, recorder: StepRecorder): void {
     const d = this.#decision;
-    d.setStep(step, null);
-    recorder.encode([...this.diff.dispatches, ...d.dispatches, ...d.branches.compute, ...d.branches.cached]);
-  }
-
-  /** A step the host decided (warmup, first step, mask): only the counters and the log; the caller runs its path. */
-  encodeForced(step: number, decision: Decision, recorder: StepRecorder): void {
-    this.#decision.setStep(step, decision);
-    recorder.encode(this.#decision.dispatches);
+    d.setStep(step, forced);
+    recorder.encode([...(forced ? [] : this.diff.dispatches), ...d.commands, ...d.slots]);
   }
 
   /** Reads the log (one readback) after the run's last step. */

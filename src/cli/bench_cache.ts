@@ -18,6 +18,7 @@ import { generate, type GenerateResult } from "../pipeline/generate.ts";
 import { gpuCacheDecision } from "../ops/cache_decision.ts";
 import { residualDiff } from "../ops/residual_diff.ts";
 import { timeDispatches } from "./bench/harness.ts";
+import { isDispatch } from "../gpu/kernel.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 
 interface Row {
@@ -68,14 +69,14 @@ async function decisionMs(ctx: GpuContext, model: Dit, guided: boolean): Promise
   const hidden = model.graph(guided ? 2 : 1).hidden;
   const reference = ctx.pool.upload(new Float32Array(hidden.size).fill(1), hidden.shape);
   const diff = residualDiff(ctx, reference, hidden);
-  const decision = gpuCacheDecision(ctx, diff.result, { compute: [], cached: [] }, 1, {
+  const decision = gpuCacheDecision(ctx, diff.result, [], 1, {
     residual_diff_threshold: 0.1,
     max_cached_steps: -1,
     max_continuous_cached_steps: -1,
     max_accumulated_residual_diff: null,
   });
   decision.setStep(0, null);
-  const ms = await timeDispatches(ctx, [...diff.dispatches, ...decision.dispatches]);
+  const ms = await timeDispatches(ctx, [...diff.dispatches, ...decision.commands.filter(isDispatch)]);
   decision.release();
   diff.release();
   reference.release();

@@ -206,31 +206,39 @@ export function encodeDispatches(pass: GPUComputePassEncoder, dispatches: readon
 /** A buffer-to-buffer copy, for the few places a kernel would only move bytes (snapshots, broadcasts). */
 export interface CopyCommand {
   readonly label: string;
-  readonly copy: { src: Tensor; srcOffset: number; dst: Tensor; dstOffset: number; bytes: number };
+  readonly copy: { src: Resource; srcOffset: number; dst: Resource; dstOffset: number; bytes: number };
 }
 
 /** What a step is made of; built once per request, encoded every step. */
 export type Command = Dispatch | CopyCommand;
 
+export function isDispatch(c: Command): c is Dispatch {
+  return !("copy" in c);
+}
+
+const bufferOf = (r: Resource): GPUBuffer => ("buffer" in r ? r.buffer : r);
+const bytesOf = (r: Resource): number => ("buffer" in r ? r.byteLength : r.size);
+const describe = (r: Resource): string => ("buffer" in r ? formatShape(r.shape) : `buffer ${r.label}`);
+
+/** Copies between tensors, or raw buffers such as a dispatch's uniform (GPU-computed coefficients). */
 export function copyCommand(
   label: string,
-  src: Tensor,
-  dst: Tensor,
+  src: Resource,
+  dst: Resource,
   options: { srcOffset?: number; dstOffset?: number; bytes?: number } = {},
 ): CopyCommand {
-  const { srcOffset = 0, dstOffset = 0, bytes = src.byteLength - srcOffset } = options;
+  const { srcOffset = 0, dstOffset = 0, bytes = bytesOf(src) - srcOffset } = options;
   if (bytes % 4 !== 0 || srcOffset % 4 !== 0 || dstOffset % 4 !== 0) {
     throw new KernelError(
       label,
       `copy offsets and size (${srcOffset}, ${dstOffset}, ${bytes}) must be multiples of 4 bytes`,
     );
   }
-  if (srcOffset + bytes > src.byteLength || dstOffset + bytes > dst.byteLength) {
+  if (srcOffset + bytes > bytesOf(src) || dstOffset + bytes > bytesOf(dst)) {
     throw new KernelError(
       label,
-      `copy of ${bytes} bytes from ${formatShape(src.shape)} at ${srcOffset} to ${
-        formatShape(dst.shape)
-      } at ${dstOffset} runs past a tensor`,
+      `copy of ${bytes} bytes from ${describe(src)} at ${srcOffset} to ${describe(dst)} at ${dstOffset} ` +
+        "runs past a tensor",
     );
   }
   return { label, copy: { src, srcOffset, dst, dstOffset, bytes } };
@@ -244,7 +252,7 @@ export function encodeCommands(encoder: GPUCommandEncoder, commands: readonly Co
       pass?.end();
       pass = null;
       const { src, srcOffset, dst, dstOffset, bytes } = c.copy;
-      encoder.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+      encoder.copyBufferToBuffer(bufferOf(src), srcOffset, bufferOf(dst), dstOffset, bytes);
     } else {
       pass ??= encoder.beginComputePass();
       encodeDispatches(pass, [c]);

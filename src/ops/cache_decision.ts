@@ -1,23 +1,49 @@
 // The GPU-side cache decision (shaders/cache_decision.wgsl): one tiny dispatch per step turns the residual
 // diff into the step's decision and into indirect dispatch arguments, so the skipped span and its
-// replacement are both encoded and the GPU runs one of them. The host reads the per-step log once, after
-// the run. CPU reference: CacheDecision in src/cache/decision.ts.
+// replacement are both encoded and the GPU runs one of them. TaylorSeer's dispatches can ride along: their
+// conditions depend on the calibrator's history, their weights are computed by the kernel and copied into
+// their uniforms. The host reads the per-step log once, after the run. CPU references: CacheDecision
+// (src/cache/decision.ts), TaylorSeerReference (src/ref/taylor_seer.ts).
 import type { GpuContext } from "../gpu/context.ts";
-import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
-import { type Branches, conditionalDispatches } from "./conditional_dispatch.ts";
+import {
+  bindKernel,
+  type Command,
+  copyCommand,
+  type Dispatch,
+  disposeDispatches,
+  KernelError,
+  packUniform,
+} from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Decision, type Gate, GATES } from "../cache/decision.ts";
+import { conditionalDispatches, type ConditionalSlot } from "./conditional_dispatch.ts";
 
 const KERNEL = "cache_decision";
-const BINDINGS = ["read", "read", "read_write", "read_write", "uniform"] as const;
+const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
 /** Per-request counters ahead of the per-step log in the state tensor. */
-const COUNTERS = 4;
+const COUNTERS = 8;
+
+/** Slot conditions beyond compute/cached, for TaylorSeer's dispatches (shaders/cache_decision.wgsl). */
+export const SLOT = {
+  cachedWithoutHistory: 2,
+  cachedWithHistory: 3,
+  keepPrevious: (i: number) => 0x100 + i,
+  difference: (i: number) => 0x200 + i,
+  term: (i: number) => 0x300 + i,
+} as const;
 
 export interface GpuDecisionOptions {
   residual_diff_threshold: number;
   max_cached_steps: number;
   max_continuous_cached_steps: number;
   max_accumulated_residual_diff: number | null;
+  /** TaylorSeer's order when its dispatches are among the slots (0 without). */
+  derivatives?: number;
+}
+
+export interface WeightedSlot extends ConditionalSlot {
+  /** The kernel computes this axpy's alpha and beta (uniform bytes 4..12) every step. */
+  weighted?: boolean;
 }
 
 export interface LoggedStep extends Decision {
@@ -26,11 +52,11 @@ export interface LoggedStep extends Decision {
 }
 
 export interface GpuCacheDecision {
-  /** The decision's dispatch; encode after the diff, before the branches. */
-  dispatches: Dispatch[];
-  /** The branches as indirect dispatches: each runs only when the step's decision picks its branch. */
-  branches: { compute: Dispatch[]; cached: Dispatch[] };
-  /** [4 + 3 * steps] counters and per-step log. */
+  /** The decision dispatch and the weight copies; encode after the diff, before the slots. */
+  commands: Command[];
+  /** The slots as indirect dispatches, in order: each runs only when its condition holds for the step. */
+  slots: Dispatch[];
+  /** [8 + 3 * steps] counters and per-step log. */
   state: Tensor;
   /** Sets the next step (a queue write, like a uniform): forced by the host, or left to the GPU. */
   setStep(step: number, forced: Decision | null): void;
@@ -42,42 +68,55 @@ export interface GpuCacheDecision {
 export function gpuCacheDecision(
   ctx: GpuContext,
   diff: Tensor,
-  branches: Branches,
+  slots: readonly WeightedSlot[],
   steps: number,
   options: GpuDecisionOptions,
 ): GpuCacheDecision {
   if (!Number.isInteger(steps) || steps < 1) throw new KernelError(KERNEL, `steps ${steps} must be >= 1`);
-  const conditional = conditionalDispatches(ctx, KERNEL, branches);
-  const state = ctx.pool.upload(new Float32Array(COUNTERS + 3 * steps), [COUNTERS + 3 * steps]);
+  const conditional = conditionalDispatches(ctx, KERNEL, slots);
+  const initial = new Float32Array(COUNTERS + 3 * steps);
+  initial[3] = -1; // no computed step yet
+  const state = ctx.pool.upload(initial, [initial.length]);
+  const weights = ctx.pool.tensor([2 * Math.max(slots.length, 1)]);
   const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS });
   const uniform = (step: number, mode: number, gate: number) =>
     packUniform([
       ["u32", step],
       ["u32", mode],
       ["u32", gate],
-      ["u32", conditional.slots],
+      ["u32", slots.length],
       ["f32", options.residual_diff_threshold],
       ["i32", options.max_cached_steps],
       ["i32", options.max_continuous_cached_steps],
       ["f32", options.max_accumulated_residual_diff ?? -1],
+      ["u32", options.derivatives ?? 0],
     ]);
-  const dispatches = [
-    bindKernel(
-      ctx.gpu,
-      kernel,
-      [diff, conditional.plan, state, conditional.args],
-      [1, 1, 1],
-      uniform(0, 1, 0),
-    ),
-  ];
+  const decision = bindKernel(
+    ctx.gpu,
+    kernel,
+    [diff, conditional.plan, state, conditional.args, weights],
+    [1, 1, 1],
+    uniform(0, 1, 0),
+  );
+  const weightCopies = slots.flatMap((s, j) => {
+    if (!s.weighted) return [];
+    if (!s.dispatch.uniform) throw new KernelError(KERNEL, `weighted slot ${j} has no uniform to write`);
+    return [
+      copyCommand(`${KERNEL} weights`, weights, s.dispatch.uniform, {
+        srcOffset: 8 * j,
+        dstOffset: 4,
+        bytes: 8,
+      }),
+    ];
+  });
   return {
-    dispatches,
-    branches: conditional.branches,
+    commands: [decision, ...weightCopies],
+    slots: conditional.dispatches,
     state,
     setStep(step, forced) {
       if (step < 0 || step >= steps) throw new KernelError(KERNEL, `step ${step} is outside 0..${steps - 1}`);
       const [mode, gate] = forced ? [forced.cached ? 2 : 1, GATES.indexOf(forced.gate)] : [0, 0];
-      ctx.gpu.device.queue.writeBuffer(dispatches[0].uniform!, 0, uniform(step, mode, gate));
+      ctx.gpu.device.queue.writeBuffer(decision.uniform!, 0, uniform(step, mode, gate));
     },
     decode(values, count) {
       return Array.from({ length: count }, (_, s) => {
@@ -86,8 +125,9 @@ export function gpuCacheDecision(
       });
     },
     release() {
-      disposeDispatches(dispatches);
+      disposeDispatches([decision]);
       conditional.release();
+      weights.release();
       state.release();
     },
   };

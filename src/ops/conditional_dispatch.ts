@@ -1,10 +1,20 @@
-// Two alternative dispatch lists (a compute path and its cached replacement) made conditional on a decision
-// taken on the GPU: each dispatch reads its workgroup counts from a slot of an indirect-arguments buffer that
-// a decision kernel fills, full size on the chosen path and zero on the other. Shared by the cache decision
-// kernels; the plan tensor tells a kernel each slot's full size and path.
+// Dispatches made conditional on a decision taken on the GPU: each reads its workgroup counts from a slot of
+// an indirect-arguments buffer that a decision kernel fills, full size when the slot's condition holds for
+// the step and zero otherwise. A slot's condition is a code the decision kernel understands (0: the compute
+// path, 1: the cached path; the cache decision adds codes for TaylorSeer's history). The plan tensor tells
+// the kernel each slot's full size and code.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Dispatch, KernelError } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+
+export const ON_COMPUTE = 0;
+export const ON_CACHED = 1;
+
+export interface ConditionalSlot {
+  dispatch: Dispatch;
+  /** When it runs, as the decision kernel reads it. */
+  code: number;
+}
 
 export interface Branches {
   /** Run when the decision computes. */
@@ -13,46 +23,49 @@ export interface Branches {
   cached: readonly Dispatch[];
 }
 
+/** A compute path and its cached replacement as slots, compute first. */
+export function branchSlots(branches: Branches): ConditionalSlot[] {
+  return [
+    ...branches.compute.map((dispatch) => ({ dispatch, code: ON_COMPUTE })),
+    ...branches.cached.map((dispatch) => ({ dispatch, code: ON_CACHED })),
+  ];
+}
+
 export interface ConditionalDispatches {
-  /** [slots, 4] u32: workgroups x, y, z, then the path (0 compute, 1 cached). */
+  /** [slots, 4] u32: workgroups x, y, z, then the condition code. */
   plan: Tensor;
   /** [3 * slots] u32 indirect arguments, written by the decision kernel. */
   args: GPUBuffer;
-  slots: number;
-  /** The branches as indirect dispatches sharing the originals' pipelines, bind groups and uniforms. */
-  branches: { compute: Dispatch[]; cached: Dispatch[] };
+  /** The slots' dispatches made indirect, in slot order, sharing the originals' pipelines, bind groups and
+   * uniforms (which stay owned by the ops that built them). */
+  dispatches: Dispatch[];
   release(): void;
 }
 
 export function conditionalDispatches(
   ctx: GpuContext,
   kernel: string,
-  branches: Branches,
+  slots: readonly ConditionalSlot[],
 ): ConditionalDispatches {
-  const slots = [...branches.compute, ...branches.cached];
-  if (slots.some((d) => d.indirect)) throw new KernelError(kernel, "a branch dispatch is already indirect");
+  if (slots.some((s) => s.dispatch.indirect)) {
+    throw new KernelError(kernel, "a slot's dispatch is already indirect");
+  }
   const plan = new Uint32Array(4 * Math.max(slots.length, 1));
-  slots.forEach((d, j) => plan.set([...d.workgroups, j < branches.compute.length ? 0 : 1], 4 * j));
+  slots.forEach((s, j) => plan.set([...s.dispatch.workgroups, s.code], 4 * j));
   const planTensor = ctx.pool.upload(plan, [plan.length / 4, 4]);
   const args = ctx.gpu.device.createBuffer({
     label: `${kernel}.args`,
     size: 12 * Math.max(slots.length, 1),
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT,
   });
-  // The uniform stays owned (and released) by the op that built the original dispatch.
-  const indirect = (d: Dispatch, j: number): Dispatch => ({
-    ...d,
-    uniform: undefined,
-    indirect: { buffer: args, offset: 12 * j },
-  });
   return {
     plan: planTensor,
     args,
-    slots: slots.length,
-    branches: {
-      compute: branches.compute.map((d, j) => indirect(d, j)),
-      cached: branches.cached.map((d, j) => indirect(d, branches.compute.length + j)),
-    },
+    dispatches: slots.map((s, j) => ({
+      ...s.dispatch,
+      uniform: undefined,
+      indirect: { buffer: args, offset: 12 * j },
+    })),
     release() {
       planTensor.release();
       args.destroy();

@@ -6,7 +6,12 @@ import type { GpuContext } from "../gpu/context.ts";
 import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { PruneOptions } from "../cache/prune_decision.ts";
-import { type Branches, type ConditionalDispatches, conditionalDispatches } from "./conditional_dispatch.ts";
+import {
+  type Branches,
+  branchSlots,
+  type ConditionalDispatches,
+  conditionalDispatches,
+} from "./conditional_dispatch.ts";
 
 const KERNEL = "prune_decision";
 const BINDINGS = ["read", "read", "read_write", "read_write", "uniform"] as const;
@@ -73,16 +78,21 @@ export function gpuPruneDecision(
   const conditionals: ConditionalDispatches[] = [];
   const blocks = inputs.map((input, column): BlockDecision | null => {
     if (!input) return null;
-    const conditional = conditionalDispatches(ctx, KERNEL, input.branches);
+    const conditional = conditionalDispatches(ctx, KERNEL, branchSlots(input.branches));
     conditionals.push(conditional);
     const dispatch = bindKernel(
       ctx.gpu,
       kernel,
       [input.diff, conditional.plan, state, conditional.args],
       [1, 1, 1],
-      uniform(0, column, conditional.slots),
+      uniform(0, column, conditional.dispatches.length),
     );
-    return { dispatches: [dispatch], branches: conditional.branches };
+    const compute = input.branches.compute.length;
+    const branches = {
+      compute: conditional.dispatches.slice(0, compute),
+      cached: conditional.dispatches.slice(compute),
+    };
+    return { dispatches: [dispatch], branches };
   });
   return {
     blocks,

@@ -5,6 +5,7 @@ import { CacheDecision, type DecisionOptions, stepGate } from "../../src/cache/d
 import { scmMask } from "../../src/cache/scm.ts";
 import { axpy } from "../../src/ops/axpy.ts";
 import { gpuCacheDecision } from "../../src/ops/cache_decision.ts";
+import { branchSlots } from "../../src/ops/conditional_dispatch.ts";
 import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
@@ -48,10 +49,7 @@ for (const [name, partial] of Object.entries(CASES)) {
     const op = gpuCacheDecision(
       ctx,
       diff,
-      {
-        compute: addCompute.dispatches,
-        cached: addCached.dispatches,
-      },
+      branchSlots({ compute: addCompute.dispatches, cached: addCached.dispatches }),
       STEPS,
       options,
     );
@@ -61,7 +59,7 @@ for (const [name, partial] of Object.entries(CASES)) {
     for (let step = 0; step < STEPS; step++) {
       ctx.pool.write(diff, Float32Array.of(diffs[step]));
       op.setStep(step, stepGate(options, step, step > 0));
-      recorder.encode([...op.dispatches, ...op.branches.compute, ...op.branches.cached]);
+      recorder.encode([...op.commands, ...op.slots]);
       recorder.submit();
       const needs = reference.needsDiff(step);
       const measured = needs ? Math.fround(diffs[step]) : null;

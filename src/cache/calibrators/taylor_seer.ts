@@ -7,6 +7,8 @@ import type { GpuContext } from "../../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../../gpu/kernel.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../../ops/axpy.ts";
+import { ON_COMPUTE } from "../../ops/conditional_dispatch.ts";
+import { SLOT, type WeightedSlot } from "../../ops/cache_decision.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
 import type { StepRecorder } from "../../pipeline/step_recorder.ts";
 import type { TaylorSeerOptions } from "../options.ts";
@@ -43,11 +45,13 @@ export class TaylorSeer {
   readonly #replaceTarget: Command;
   /** target += weight_i * current[i] */
   readonly #terms: AxpyOp[];
+  /** Dispatch versions of the copies, built when a GPU decision drives the calibrator. */
+  #copyOps: AxpyOp[] = [];
   /** Entries of current that hold values (grows to n + 1 over the first updates). */
   #valid = 0;
   #last: number | null = null;
 
-  constructor(ctx: GpuContext, private readonly binding: TaylorSeerBinding) {
+  constructor(private readonly ctx: GpuContext, private readonly binding: TaylorSeerBinding) {
     const { source, target, nDerivatives } = binding;
     const n = nDerivatives + 1;
     this.#current = Array.from({ length: n }, () => ctx.pool.tensor(source.shape));
@@ -93,12 +97,47 @@ export class TaylorSeer {
     }
   }
 
+  /**
+   * The calibrator as slots of a GPU-decided span (src/ops/cache_decision.ts): the update runs on computed
+   * steps and the approximation on cached ones, each dispatch gated by the history the decision kernel keeps
+   * and weighted by it (1/w, k^i/i!), so no step needs the host to know what was decided.
+   */
+  gpuSlots(): { compute: WeightedSlot[]; cached: WeightedSlot[] } {
+    const copy = (from: Tensor, to: Tensor) => {
+      const op = axpy(this.ctx, from, from, { alpha: 1, beta: 0, out: to });
+      this.#copyOps.push(op);
+      return op.dispatches[0];
+    };
+    const n = this.binding.nDerivatives;
+    const replace = this.binding.mode === "replace";
+    const compute: WeightedSlot[] = [
+      ...this.#current.map((t, i) => ({ dispatch: copy(t, this.#previous[i]), code: SLOT.keepPrevious(i) })),
+      { dispatch: copy(this.binding.source, this.#current[0]), code: ON_COMPUTE },
+      ...this.#differences.slice(0, n).map((op, i) => ({
+        dispatch: op.dispatches[0],
+        code: SLOT.difference(i),
+        weighted: true,
+      })),
+    ];
+    const cached: WeightedSlot[] = [
+      ...(replace
+        ? [{ dispatch: copy(this.#current[0], this.binding.target), code: SLOT.cachedWithHistory }]
+        : []),
+      ...this.#terms.slice(replace ? 1 : 0).map((op, j) => ({
+        dispatch: op.dispatches[0],
+        code: SLOT.term(j + (replace ? 1 : 0)),
+        weighted: true,
+      })),
+    ];
+    return { compute, cached };
+  }
+
   memoryBytes(): number {
     return [...this.#current, ...this.#previous].reduce((sum, t) => sum + t.byteLength, 0);
   }
 
   release(): void {
-    for (const op of [...this.#differences, ...this.#terms]) op.release();
+    for (const op of [...this.#differences, ...this.#terms, ...this.#copyOps]) op.release();
     disposeDispatches([...this.#keepPrevious, this.#load, this.#replaceTarget]);
     for (const t of [...this.#current, ...this.#previous]) t.release();
   }

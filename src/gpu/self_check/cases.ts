@@ -6,7 +6,7 @@ import { GATES, similar } from "../../cache/decision.ts";
 import { gpuCacheDecision } from "../../ops/cache_decision.ts";
 import { gpuPruneDecision } from "../../ops/prune_decision.ts";
 import type { PruneOptions } from "../../cache/prune_decision.ts";
-import { disposeDispatches } from "../kernel.ts";
+import { disposeDispatches, isDispatch } from "../kernel.ts";
 import { flashAttention } from "../../ops/attention.ts";
 import { axpy } from "../../ops/axpy.ts";
 import { embeddingLookup, uploadLabels } from "../../ops/embedding_lookup.ts";
@@ -230,21 +230,18 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     kernel: "cache_decision",
     inputs: { diff: [1] },
     build: (ctx, t) => {
-      const op = gpuCacheDecision(ctx, t.diff, { compute: [], cached: [] }, 1, DECISION);
+      const op = gpuCacheDecision(ctx, t.diff, [], 1, DECISION);
       op.setStep(0, null);
-      return { dispatches: op.dispatches, out: op.state, release: () => op.release() };
+      return { dispatches: op.commands.filter(isDispatch), out: op.state, release: () => op.release() };
     },
+    // Counters (cached steps, consecutive, accumulated diff, last computed step, history entries, 3 unused),
+    // then the step's log (cached, diff, gate).
     reference: (v) => {
-      const cached = Number(similar(v.diff[0], DECISION.residual_diff_threshold));
-      return [
-        cached,
-        cached,
-        v.diff[0],
-        0,
-        cached,
-        v.diff[0],
-        GATES.indexOf(cached ? "similar" : "not_similar"),
-      ];
+      const d = v.diff[0];
+      const cached = Number(similar(d, DECISION.residual_diff_threshold));
+      const [last, entries] = cached ? [-1, 0] : [0, 1];
+      const gate = GATES.indexOf(cached ? "similar" : "not_similar");
+      return [cached, cached, d, last, entries, 0, 0, 0, cached, d, gate];
     },
     tolerance: 0,
   }),
