@@ -169,3 +169,25 @@ gpuTest(
     }
   },
 );
+
+gpuTest(
+  "dbprune + TaylorSeer: a pruned block extrapolates its residual from the steps it ran",
+  async (ctx) => {
+    // Blocks 1 and 2 add (s + 1) * m_i; with inputs judged similar after warmup (threshold 10), a first-order
+    // TaylorSeer predicts 3 m_i and 4 m_i at steps 2 and 3 where a replay repeats 2 m_i. Dyadic: bit exact.
+    const [hidden, r0, r3, m1, m2] = [950, 951, 952, 953, 954].map((seed) => dyadic(SIZE, seed));
+    const scale = (m: Float32Array, k: number) => m.map((v) => (v / 2) * k);
+    const scripts = [0, 1, 2, 3].map((s) => ({
+      hidden,
+      residuals: [r0, scale(m1, s + 1), scale(m2, s + 1), r3],
+    }));
+    const options = { residual_diff_threshold: 10, max_warmup_steps: 2, enable_taylorseer: true };
+    const out = await run(ctx, options, scripts);
+    assert.deepEqual(out.stats.prunedBlocks, [0, 0, 2, 2]);
+    for (const s of [2, 3]) {
+      assert.deepEqual(out.outputs[s], add(hidden, r0, scale(m1, s + 1), scale(m2, s + 1), r3), `step ${s}`);
+    }
+    const replay = await run(ctx, { ...options, enable_taylorseer: false }, scripts);
+    assert.deepEqual(replay.outputs[3], add(hidden, r0, scale(m1, 2), scale(m2, 2), r3), "without: replayed");
+  },
+);
