@@ -29,15 +29,6 @@ const GATE_THRESHOLD_OFF: u32 = 8u;
 const GATE_SIMILAR: u32 = 9u;
 const GATE_NOT_SIMILAR: u32 = 10u;
 
-// Slot conditions (src/ops/conditional_dispatch.ts and src/ops/cache_decision.ts).
-const ON_COMPUTE: u32 = 0u;
-const ON_CACHED: u32 = 1u;
-const ON_CACHED_WITHOUT_HISTORY: u32 = 2u; // the plain replay, while TaylorSeer has nothing stored
-const ON_CACHED_WITH_HISTORY: u32 = 3u;
-const KEEP_PREVIOUS: u32 = 0x100u;         // + i: computed step, entry i exists
-const DIFFERENCE: u32 = 0x200u;            // + i: computed step, i < min(entries, n)
-const TERM: u32 = 0x300u;                  // + i: cached step, entry i exists
-
 @group(0) @binding(0) var<storage, read> diff: array<f32>;         // [1 + samples]: the whole-tensor diff first
 @group(0) @binding(1) var<storage, read> plan: array<vec4<u32>>;   // [slots]: workgroups x, y, z; condition
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;  // [8 + 3 * steps]: cached steps, consecutive cached, accumulated diff, last computed step (-1: none), derivative entries, 3 unused; per step: cached, diff (-1: none), gate
@@ -84,38 +75,6 @@ fn decide() -> bool {
   return cached;
 }
 
-/** Whether a slot runs, given the step's decision and TaylorSeer's entries before this step. */
-fn runs(code: u32, cached: bool, entries: u32) -> bool {
-  let i = code & 0xffu;
-  switch (code & 0xf00u) {
-    case KEEP_PREVIOUS: {
-      return !cached && i < entries;
-    }
-    case DIFFERENCE: {
-      return !cached && i < min(entries, p.derivatives);
-    }
-    case TERM: {
-      return cached && i < entries;
-    }
-    default: {
-      switch (code) {
-        case ON_COMPUTE: {
-          return !cached;
-        }
-        case ON_CACHED: {
-          return cached;
-        }
-        case ON_CACHED_WITHOUT_HISTORY: {
-          return cached && entries == 0u;
-        }
-        default: {
-          return cached && entries > 0u;
-        }
-      }
-    }
-  }
-}
-
 @compute @workgroup_size(1)
 fn main() {
   let cached = decide();
@@ -125,25 +84,13 @@ fn main() {
   let since = f32(p.step) - last;
   for (var j = 0u; j < p.slots; j++) {
     let slot = plan[j];
-    let run = runs(slot.w, cached, entries);
+    let run = decision_slot_runs(slot.w, cached, entries, p.derivatives); // common.wgsl
     args[3u * j] = select(0u, slot.x, run);
     args[3u * j + 1u] = select(0u, slot.y, run);
     args[3u * j + 2u] = select(0u, slot.z, run);
-    let i = slot.w & 0xffu;
-    var alpha = 0.0;
-    var beta = 0.0;
-    if ((slot.w & 0xf00u) == DIFFERENCE) {
-      alpha = -1.0 / since;
-      beta = 1.0 / since;
-    } else if ((slot.w & 0xf00u) == TERM) {
-      alpha = 1.0;
-      for (var t = 1u; t <= i; t++) {
-        alpha *= since / f32(t);
-      }
-      beta = 1.0;
-    }
-    weights[2u * j] = alpha;
-    weights[2u * j + 1u] = beta;
+    let w = decision_slot_weights(slot.w, since);
+    weights[2u * j] = w.x;
+    weights[2u * j + 1u] = w.y;
   }
   if (!cached) {
     state[3] = f32(p.step);
