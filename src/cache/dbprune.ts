@@ -1,14 +1,15 @@
 // DBPrune (cache-strategies.md): per step, every prunable block compares its input with the input it saw
 // when it last ran; a similar one is pruned, hidden = input + its stored residual (or the TaylorSeer
 // prediction of that residual or of its output), otherwise it runs and refreshes what it stores. When nobody
-// waits on per-step reports (and no calibrator needs the decisions on the host) each block is decided on the
-// GPU (src/ops/prune_decision.ts) and the run reads the decisions once at the end; otherwise each judged
-// block costs one counted readback, since the next block's input depends on the answer.
+// waits on per-step reports each block is decided on the GPU (src/ops/prune_decision.ts, TaylorSeer included)
+// and the run reads the decisions once at the end; otherwise each judged block costs one counted readback,
+// since the next block's input depends on the answer.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../ops/axpy.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "../ops/prune_decision.ts";
+import { ON_CACHED, ON_COMPUTE, SLOT } from "../ops/conditional_dispatch.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
@@ -51,6 +52,8 @@ export class DbPrune implements CacheStrategy {
   #cache: (PrunableBlock | null)[] = [];
   /** Present when the GPU decides (chosen on the first forward). */
   #gpu: GpuPruneDecision | null = null;
+  /** GPU-decided mode: where each prunable block's slots end (block, then compute path). */
+  readonly #slotLayout: ({ blockEnd: number; computeEnd: number } | null)[] = [];
   /** GPU-decided mode: each forwarded step and the gate the host applied to it (null: the GPU decided). */
   readonly #pending: { step: number; gate: Gate | null }[] = [];
 
@@ -117,6 +120,10 @@ export class DbPrune implements CacheStrategy {
   }
 
   /** Host-gated steps run every block; otherwise each prunable block's diff, decision and both paths. */
+  /**
+   * Every prunable block through its decision kernel: judged on the GPU, or forced to run when the host gated
+   * the step, so the kernels' counters and TaylorSeer's histories see every step.
+   */
   #forwardDecidedOnGpu(
     gpu: GpuPruneDecision,
     step: number,
@@ -124,13 +131,10 @@ export class DbPrune implements CacheStrategy {
     list: BlockList,
     recorder: StepRecorder,
   ): void {
+    // After the first forward every prunable block has stored, so refreshing follows the interval alone.
+    const refresh = this.#pending.length === 0 || this.#decision.shouldStore(step, true);
     this.#pending.push({ step, gate });
-    if (gate !== null) {
-      for (const [i, block] of list.blocks.entries()) this.#runBlock(this.#cache[i], block, step, recorder);
-      return;
-    }
-    gpu.setStep(step);
-    const refresh = this.#decision.shouldStore(step, true);
+    gpu.setStep(step, { forced: gate !== null, refresh });
     for (const [i, block] of list.blocks.entries()) {
       const c = this.#cache[i];
       const d = gpu.blocks[i];
@@ -138,9 +142,11 @@ export class DbPrune implements CacheStrategy {
         recorder.encode(block);
         continue;
       }
-      // compute = [snapshot, ...block, store]: outside refresh steps only the block itself.
-      const compute = refresh ? d.branches.compute : d.branches.compute.slice(1, 1 + block.length);
-      recorder.encode([...c.diff.dispatches, ...d.dispatches, ...compute, ...d.branches.cached]);
+      // Slots: [snapshot, ...block, store, ...TaylorSeer update | replay, ...TaylorSeer extrapolation]; outside
+      // refresh steps a block that runs stores nothing.
+      const { blockEnd, computeEnd } = this.#slotLayout[i]!;
+      const slots = refresh ? d.slots : [...d.slots.slice(1, blockEnd), ...d.slots.slice(computeEnd)];
+      recorder.encode([...(gate === null ? c.diff.dispatches : []), ...d.commands, ...slots]);
     }
   }
 
@@ -228,9 +234,9 @@ export class DbPrune implements CacheStrategy {
         snapshotDispatch: null,
       };
     });
-    // The GPU decides unless a calibrator needs the decisions on the host or a block holds a copy.
+    // The GPU decides unless a block holds a copy (copies cannot be skipped).
     const dispatchesOnly = list.blocks.every((b) => b.every(isDispatch));
-    if (info.deferReport && !taylorseer && dispatchesOnly) this.#gpu = this.#decidedOnGpu(list, info.steps);
+    if (info.deferReport && dispatchesOnly) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
   }
 
@@ -238,13 +244,27 @@ export class DbPrune implements CacheStrategy {
     const inputs = this.#cache.map((c, i) => {
       if (!c) return null;
       c.snapshotDispatch = axpy(this.ctx, list.hidden, list.hidden, { alpha: 1, beta: 0, out: c.input });
+      const seer = c.seer?.gpuSlots();
       const compute = [
         ...c.snapshotDispatch.dispatches,
         ...list.blocks[i] as Dispatch[],
         ...c.store.dispatches,
-      ];
-      return { diff: c.diff.result, branches: { compute, cached: c.replay.dispatches } };
+      ]
+        .map((dispatch) => ({ dispatch, code: ON_COMPUTE }));
+      const replay = c.replay.dispatches.map((dispatch) => ({
+        dispatch,
+        code: seer ? SLOT.cachedWithoutHistory : ON_CACHED,
+      }));
+      this.#slotLayout[i] = {
+        blockEnd: 1 + list.blocks[i].length,
+        computeEnd: compute.length + (seer?.compute.length ?? 0),
+      };
+      return {
+        diff: c.diff.result,
+        slots: [...compute, ...(seer?.compute ?? []), ...replay, ...(seer?.cached ?? [])],
+      };
     });
-    return gpuPruneDecision(this.ctx, inputs, steps, this.options);
+    const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
+    return gpuPruneDecision(this.ctx, inputs, steps, { ...this.options, derivatives });
   }
 }

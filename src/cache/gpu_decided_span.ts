@@ -14,10 +14,8 @@ import {
   gpuCacheDecision,
   type GpuDecisionOptions,
   type LoggedStep,
-  SLOT,
-  type WeightedSlot,
 } from "../ops/cache_decision.ts";
-import { ON_CACHED, ON_COMPUTE } from "../ops/conditional_dispatch.ts";
+import { type ConditionalSlot, ON_CACHED, ON_COMPUTE, SLOT } from "../ops/conditional_dispatch.ts";
 import type { ResidualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 import type { TaylorSeer } from "./calibrators/taylor_seer.ts";
@@ -47,7 +45,7 @@ export class GpuDecidedSpan {
   ) {
     this.#copies = parts.copies.map(([from, to]) => axpy(ctx, from, from, { alpha: 1, beta: 0, out: to }));
     const seer = parts.seer?.gpuSlots();
-    const slot = (code: number) => (dispatch: Dispatch): WeightedSlot => ({ dispatch, code });
+    const slot = (code: number) => (dispatch: Dispatch): ConditionalSlot => ({ dispatch, code });
     const slots = [
       ...[...this.#copies.flatMap((c) => c.dispatches), ...parts.compute].map(slot(ON_COMPUTE)),
       ...(seer?.compute ?? []),

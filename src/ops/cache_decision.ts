@@ -8,7 +8,6 @@ import type { GpuContext } from "../gpu/context.ts";
 import {
   bindKernel,
   type Command,
-  copyCommand,
   type Dispatch,
   disposeDispatches,
   KernelError,
@@ -16,21 +15,12 @@ import {
 } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type Decision, type Gate, GATES } from "../cache/decision.ts";
-import { conditionalDispatches, type ConditionalSlot } from "./conditional_dispatch.ts";
+import { conditionalDispatches, type ConditionalSlot, weightCopies } from "./conditional_dispatch.ts";
 
 const KERNEL = "cache_decision";
 const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
 /** Per-request counters ahead of the per-step log in the state tensor. */
 const COUNTERS = 8;
-
-/** Slot conditions beyond compute/cached, for TaylorSeer's dispatches (shaders/cache_decision.wgsl). */
-export const SLOT = {
-  cachedWithoutHistory: 2,
-  cachedWithHistory: 3,
-  keepPrevious: (i: number) => 0x100 + i,
-  difference: (i: number) => 0x200 + i,
-  term: (i: number) => 0x300 + i,
-} as const;
 
 export interface GpuDecisionOptions {
   residual_diff_threshold: number;
@@ -39,11 +29,6 @@ export interface GpuDecisionOptions {
   max_accumulated_residual_diff: number | null;
   /** TaylorSeer's order when its dispatches are among the slots (0 without). */
   derivatives?: number;
-}
-
-export interface WeightedSlot extends ConditionalSlot {
-  /** The kernel computes this axpy's alpha and beta (uniform bytes 4..12) every step. */
-  weighted?: boolean;
 }
 
 export interface LoggedStep extends Decision {
@@ -68,7 +53,7 @@ export interface GpuCacheDecision {
 export function gpuCacheDecision(
   ctx: GpuContext,
   diff: Tensor,
-  slots: readonly WeightedSlot[],
+  slots: readonly ConditionalSlot[],
   steps: number,
   options: GpuDecisionOptions,
 ): GpuCacheDecision {
@@ -98,19 +83,8 @@ export function gpuCacheDecision(
     [1, 1, 1],
     uniform(0, 1, 0),
   );
-  const weightCopies = slots.flatMap((s, j) => {
-    if (!s.weighted) return [];
-    if (!s.dispatch.uniform) throw new KernelError(KERNEL, `weighted slot ${j} has no uniform to write`);
-    return [
-      copyCommand(`${KERNEL} weights`, weights, s.dispatch.uniform, {
-        srcOffset: 8 * j,
-        dstOffset: 4,
-        bytes: 8,
-      }),
-    ];
-  });
   return {
-    commands: [decision, ...weightCopies],
+    commands: [decision, ...weightCopies(KERNEL, weights, slots)],
     slots: conditional.dispatches,
     state,
     setStep(step, forced) {

@@ -1,19 +1,46 @@
 // Dispatches made conditional on a decision taken on the GPU: each reads its workgroup counts from a slot of
 // an indirect-arguments buffer that a decision kernel fills, full size when the slot's condition holds for
-// the step and zero otherwise. A slot's condition is a code the decision kernel understands (0: the compute
-// path, 1: the cached path; the cache decision adds codes for TaylorSeer's history). The plan tensor tells
-// the kernel each slot's full size and code.
+// the step and zero otherwise. A slot's condition is a code the decision kernels share (shaders/common.wgsl:
+// the compute path, the cached path, and TaylorSeer's dispatches, gated by its history); a weighted slot's
+// axpy coefficients are computed by the kernel and copied into its uniform. The plan tensor tells the kernel
+// each slot's full size and code.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Dispatch, KernelError } from "../gpu/kernel.ts";
+import { type Command, copyCommand, type Dispatch, KernelError } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 
 export const ON_COMPUTE = 0;
 export const ON_CACHED = 1;
 
+/** Slot conditions for TaylorSeer's dispatches (decision_slot_runs in shaders/common.wgsl). */
+export const SLOT = {
+  cachedWithoutHistory: 2,
+  cachedWithHistory: 3,
+  keepPrevious: (i: number) => 0x100 + i,
+  difference: (i: number) => 0x200 + i,
+  term: (i: number) => 0x300 + i,
+} as const;
+
 export interface ConditionalSlot {
   dispatch: Dispatch;
   /** When it runs, as the decision kernel reads it. */
   code: number;
+  /** The kernel computes this axpy's alpha and beta (uniform bytes 4..12) every step. */
+  weighted?: boolean;
+}
+
+/** Copies of the kernel's per-slot weights ([2 * slots] f32) into the weighted slots' uniforms. */
+export function weightCopies(kernel: string, weights: Tensor, slots: readonly ConditionalSlot[]): Command[] {
+  return slots.flatMap((s, j) => {
+    if (!s.weighted) return [];
+    if (!s.dispatch.uniform) throw new KernelError(kernel, `weighted slot ${j} has no uniform to write`);
+    return [
+      copyCommand(`${kernel} weights`, weights, s.dispatch.uniform, {
+        srcOffset: 8 * j,
+        dstOffset: 4,
+        bytes: 8,
+      }),
+    ];
+  });
 }
 
 export interface Branches {

@@ -1,33 +1,42 @@
 // DBPrune's per-block decision on the GPU (shaders/prune_decision.wgsl): one tiny dispatch per prunable block
-// and step turns the block's input diff into indirect arguments for the block or its residual replay, with
-// the step counters and the dynamic threshold's running mean in one state tensor shared by all blocks. The
-// host reads the log once, after the run. CPU reference: PruneDecision in src/cache/prune_decision.ts.
+// and step turns the block's input diff into indirect arguments for the block or its residual replay (and
+// TaylorSeer's update or extrapolation, weighted from the block's own history), with the step counters and
+// the dynamic threshold's running mean in one state tensor shared by all blocks. The host reads the log once,
+// after the run. CPU references: PruneDecision (src/cache/prune_decision.ts), TaylorSeerReference.
 import type { GpuContext } from "../gpu/context.ts";
-import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
+import {
+  bindKernel,
+  type Command,
+  type Dispatch,
+  disposeDispatches,
+  KernelError,
+  packUniform,
+} from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { PruneOptions } from "../cache/prune_decision.ts";
 import {
-  type Branches,
-  branchSlots,
   type ConditionalDispatches,
   conditionalDispatches,
+  type ConditionalSlot,
+  weightCopies,
 } from "./conditional_dispatch.ts";
 
 const KERNEL = "prune_decision";
-const BINDINGS = ["read", "read", "read_write", "read_write", "uniform"] as const;
+const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
 const COUNTERS = 4;
 
 export interface PrunableInput {
   /** The block input's diff against its stored input ([1 + samples], whole-tensor value first). */
   diff: Tensor;
-  /** compute: the block (and its store, on refresh steps); cached: its residual replay. */
-  branches: Branches;
+  /** The block's conditional dispatches, in encoding order. */
+  slots: ConditionalSlot[];
 }
 
 export interface BlockDecision {
-  /** The decision's dispatch; encode after the diff, before the branches. */
-  dispatches: Dispatch[];
-  branches: { compute: Dispatch[]; cached: Dispatch[] };
+  /** The decision dispatch and its weight copies; encode after the diff, before the slots. */
+  commands: Command[];
+  /** The input's slots as indirect dispatches, same order. */
+  slots: Dispatch[];
 }
 
 export interface LoggedPruneStep {
@@ -39,12 +48,19 @@ export interface LoggedPruneStep {
   limited: boolean;
 }
 
+export interface PruneStep {
+  /** The host makes every block run (warmup, first step, threshold off): nothing is judged. */
+  forced: boolean;
+  /** A block that runs stores its input and residual (and updates TaylorSeer) this step. */
+  refresh: boolean;
+}
+
 export interface GpuPruneDecision {
   /** Per block, null where the block is not prunable. */
   blocks: (BlockDecision | null)[];
   state: Tensor;
   /** Sets every prunable block's uniform for the next step (queue writes). */
-  setStep(step: number): void;
+  setStep(step: number, how: PruneStep): void;
   decode(state: Float32Array, steps: number): LoggedPruneStep[];
   release(): void;
 }
@@ -53,16 +69,19 @@ export function gpuPruneDecision(
   ctx: GpuContext,
   inputs: readonly (PrunableInput | null)[],
   steps: number,
-  options: PruneOptions,
+  options: PruneOptions & { derivatives?: number },
 ): GpuPruneDecision {
   if (!Number.isInteger(steps) || steps < 1) throw new KernelError(KERNEL, `steps ${steps} must be >= 1`);
   const columns = inputs.length;
-  const log = new Float32Array(COUNTERS + 2 * steps * columns);
-  for (let i = COUNTERS + 1; i < log.length; i += 2) log[i] = -1;
-  const state = ctx.pool.upload(log, [log.length]);
+  const logStart = COUNTERS + 2 * columns;
+  const initial = new Float32Array(logStart + 2 * steps * columns);
+  // No block has stored anything yet (last step -1); no diff judged yet (-1).
+  for (let i = COUNTERS; i < logStart; i += 2) initial[i] = -1;
+  for (let i = logStart + 1; i < initial.length; i += 2) initial[i] = -1;
+  const state = ctx.pool.upload(initial, [initial.length]);
   const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS });
   const first = inputs.findIndex((b) => b !== null);
-  const uniform = (step: number, column: number, slots: number) =>
+  const uniform = (step: number, column: number, slots: number, how: PruneStep) =>
     packUniform([
       ["u32", step],
       ["u32", column],
@@ -74,40 +93,42 @@ export function gpuPruneDecision(
       ["f32", options.residual_diff_threshold],
       ["f32", options.dynamic_prune_threshold_relax_ratio],
       ["f32", options.max_dynamic_prune_threshold],
+      ["u32", Number(how.forced)],
+      ["u32", Number(how.refresh)],
+      ["u32", options.derivatives ?? 0],
     ]);
-  const conditionals: ConditionalDispatches[] = [];
+  const owned: { conditional: ConditionalDispatches; weights: Tensor; decision: Dispatch }[] = [];
   const blocks = inputs.map((input, column): BlockDecision | null => {
     if (!input) return null;
-    const conditional = conditionalDispatches(ctx, KERNEL, branchSlots(input.branches));
-    conditionals.push(conditional);
-    const dispatch = bindKernel(
+    const conditional = conditionalDispatches(ctx, KERNEL, input.slots);
+    const weights = ctx.pool.tensor([2 * Math.max(input.slots.length, 1)]);
+    const decision = bindKernel(
       ctx.gpu,
       kernel,
-      [input.diff, conditional.plan, state, conditional.args],
+      [input.diff, conditional.plan, state, conditional.args, weights],
       [1, 1, 1],
-      uniform(0, column, conditional.dispatches.length),
+      uniform(0, column, input.slots.length, { forced: true, refresh: false }),
     );
-    const compute = input.branches.compute.length;
-    const branches = {
-      compute: conditional.dispatches.slice(0, compute),
-      cached: conditional.dispatches.slice(compute),
+    owned.push({ conditional, weights, decision });
+    return {
+      commands: [decision, ...weightCopies(KERNEL, weights, input.slots)],
+      slots: conditional.dispatches,
     };
-    return { dispatches: [dispatch], branches };
   });
   return {
     blocks,
     state,
-    setStep(step) {
+    setStep(step, how) {
       if (step < 0 || step >= steps) throw new KernelError(KERNEL, `step ${step} is outside 0..${steps - 1}`);
       blocks.forEach((b, column) => {
         if (!b) return;
-        const slots = b.branches.compute.length + b.branches.cached.length;
-        ctx.gpu.device.queue.writeBuffer(b.dispatches[0].uniform!, 0, uniform(step, column, slots));
+        const decision = b.commands[0] as Dispatch;
+        ctx.gpu.device.queue.writeBuffer(decision.uniform!, 0, uniform(step, column, b.slots.length, how));
       });
     },
     decode(values, count) {
       return Array.from({ length: count }, (_, s) => {
-        const row = values.subarray(COUNTERS + 2 * s * columns, COUNTERS + 2 * (s + 1) * columns);
+        const row = values.subarray(logStart + 2 * s * columns, logStart + 2 * (s + 1) * columns);
         const flags = Array.from({ length: columns }, (_, i) => row[2 * i]);
         return {
           pruned: flags.map((f) => f === 1),
@@ -117,8 +138,11 @@ export function gpuPruneDecision(
       });
     },
     release() {
-      disposeDispatches(blocks.flatMap((b) => b?.dispatches ?? []));
-      for (const c of conditionals) c.release();
+      for (const o of owned) {
+        disposeDispatches([o.decision]);
+        o.conditional.release();
+        o.weights.release();
+      }
       state.release();
     },
   };

@@ -5,6 +5,8 @@ import { resolveCacheOptions, type ResolvedDbPrune } from "../../src/cache/optio
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { dyadic, fakeBlocks } from "../support/fake_blocks.ts";
 import { gpuTest } from "../support/gpu.ts";
+import { assertClose } from "../support/assert_close.ts";
+import { randn } from "../support/random.ts";
 import { conformanceSuite, drive, SHAPE, SIZE, type StepScript } from "./conformance.ts";
 
 function dbprune(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number): DbPrune {
@@ -189,5 +191,49 @@ gpuTest(
     }
     const replay = await run(ctx, { ...options, enable_taylorseer: false }, scripts);
     assert.deepEqual(replay.outputs[3], add(hidden, r0, scale(m1, 2), scale(m2, 2), r3), "without: replayed");
+  },
+);
+
+gpuTest(
+  "dbprune + TaylorSeer decided on the GPU: the host's pruned blocks, outputs within f32 weight rounding",
+  async (ctx) => {
+    // Inputs drift a little (most blocks prune at 0.2), block residuals change every step.
+    const base = dyadic(SIZE, 960);
+    const scripts = [0, 1, 2, 3, 4, 5, 6, 7].map((s) => ({
+      hidden: base.map((v, i) => (i % 4 === 0 ? v + s / 64 : v)),
+      residuals: [0, 1, 2, 3].map((b) => randn(SIZE, 970 + 10 * s + b, 0.2)),
+    }));
+    const cases: Record<string, unknown>[] = [
+      { Fn: 0, Bn: 0, residual_diff_threshold: 0.3, enable_taylorseer: true },
+      {
+        Fn: 0,
+        Bn: 0,
+        residual_diff_threshold: 0.3,
+        enable_taylorseer: true,
+        n_derivatives: 2,
+        residual_cache_update_interval: 2,
+      },
+      {
+        Fn: 0,
+        Bn: 0,
+        residual_diff_threshold: 0.3,
+        enable_taylorseer: true,
+        taylorseer_cache_type: "hidden_states",
+      },
+    ];
+    for (const options of cases) {
+      const host = await run(ctx, options, scripts);
+      const gpu = await run(ctx, options, scripts, true);
+      const what = JSON.stringify(options);
+      assert.ok(host.stats.prunedBlocks.reduce((a, b) => a + b, 0) >= 3, `${what} prunes`);
+      assert.deepEqual(gpu.stats.prunedBlocks, host.stats.prunedBlocks, what);
+      assert.deepEqual(gpu.stats.gates, host.stats.gates, what);
+      // Weights computed in f32 on the GPU (WGSL division: 2.5 ulp) against f64 then f32 on the host; the
+      // block diffs read those outputs back, so they agree to the same few ulp.
+      gpu.outputs.forEach((o, step) =>
+        assertClose(o, host.outputs[step], { atol: 2e-5, rtol: 2e-5 }, `${what} step ${step}`)
+      );
+      assert.equal(gpu.stats.readbacks, 1, `${what}: only the log, after the run`);
+    }
   },
 );

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { PruneDecision, type PruneOptions } from "../../src/cache/prune_decision.ts";
 import { axpy } from "../../src/ops/axpy.ts";
 import { gpuPruneDecision } from "../../src/ops/prune_decision.ts";
+import { branchSlots } from "../../src/ops/conditional_dispatch.ts";
 import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
@@ -48,31 +49,30 @@ for (const [name, partial] of Object.entries(CASES)) {
     const op = gpuPruneDecision(
       ctx,
       blocks.map((b) =>
-        b && { diff: b.diff, branches: { compute: b.ops[0].dispatches, cached: b.ops[1].dispatches } }
+        b &&
+        { diff: b.diff, slots: branchSlots({ compute: b.ops[0].dispatches, cached: b.ops[1].dispatches }) }
       ),
       STEPS,
       options,
     );
     const recorder = new StepRecorder(ctx.gpu);
     const expectedPruned = blocks.map(() => 0);
-    const judged: number[] = [];
     for (let step = 0; step < STEPS; step++) {
       // Diffs around the threshold, |N(0,1)| * 0.09: about a quarter of the blocks prune.
       const diffs = randn(options.blocks, 70 + step).map((v) => Math.fround(Math.abs(v) * 0.09));
       const gate = reference.beginStep(step);
-      if (gate === "warmup") continue; // the host runs warmup steps itself
-      judged.push(step);
-      op.setStep(step);
+      // Warmup steps are forced: every block runs and nothing is judged.
+      op.setStep(step, { forced: gate === "warmup", refresh: true });
       const expected = {
         pruned: blocks.map(() => false),
         diffs: blocks.map((): number | null => null),
-        limited: gate !== null,
+        limited: gate === "max_pruned_steps",
       };
       blocks.forEach((b, i) => {
         if (!b) return;
         ctx.pool.write(b.diff, Float32Array.of(diffs[i]));
         const d = op.blocks[i]!;
-        recorder.encode([...d.dispatches, ...d.branches.compute, ...d.branches.cached]);
+        recorder.encode([...d.commands, ...d.slots]);
         if (gate !== null) return;
         expected.diffs[i] = diffs[i];
         expected.pruned[i] = reference.decideBlock(diffs[i]);
@@ -88,7 +88,7 @@ for (const [name, partial] of Object.entries(CASES)) {
       assert.deepEqual([...await recorder.read(b.pruned)], [expectedPruned[i]], `block ${i} replays`);
       assert.deepEqual(
         [...await recorder.read(b.ran)],
-        [judged.length - expectedPruned[i]],
+        [STEPS - expectedPruned[i]],
         `block ${i} runs`,
       );
       for (const o of b.ops) o.release();

@@ -7,8 +7,7 @@ import type { GpuContext } from "../../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../../gpu/kernel.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy, type AxpyOp } from "../../ops/axpy.ts";
-import { ON_COMPUTE } from "../../ops/conditional_dispatch.ts";
-import { SLOT, type WeightedSlot } from "../../ops/cache_decision.ts";
+import { type ConditionalSlot, ON_COMPUTE, SLOT } from "../../ops/conditional_dispatch.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
 import type { StepRecorder } from "../../pipeline/step_recorder.ts";
 import type { TaylorSeerOptions } from "../options.ts";
@@ -102,7 +101,7 @@ export class TaylorSeer {
    * steps and the approximation on cached ones, each dispatch gated by the history the decision kernel keeps
    * and weighted by it (1/w, k^i/i!), so no step needs the host to know what was decided.
    */
-  gpuSlots(): { compute: WeightedSlot[]; cached: WeightedSlot[] } {
+  gpuSlots(): { compute: ConditionalSlot[]; cached: ConditionalSlot[] } {
     const copy = (from: Tensor, to: Tensor) => {
       const op = axpy(this.ctx, from, from, { alpha: 1, beta: 0, out: to });
       this.#copyOps.push(op);
@@ -110,7 +109,7 @@ export class TaylorSeer {
     };
     const n = this.binding.nDerivatives;
     const replace = this.binding.mode === "replace";
-    const compute: WeightedSlot[] = [
+    const compute: ConditionalSlot[] = [
       ...this.#current.map((t, i) => ({ dispatch: copy(t, this.#previous[i]), code: SLOT.keepPrevious(i) })),
       { dispatch: copy(this.binding.source, this.#current[0]), code: ON_COMPUTE },
       ...this.#differences.slice(0, n).map((op, i) => ({
@@ -119,7 +118,7 @@ export class TaylorSeer {
         weighted: true,
       })),
     ];
-    const cached: WeightedSlot[] = [
+    const cached: ConditionalSlot[] = [
       ...(replace
         ? [{ dispatch: copy(this.#current[0], this.binding.target), code: SLOT.cachedWithHistory }]
         : []),

@@ -250,14 +250,21 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     kernel: "prune_decision",
     inputs: { diff: [1] },
     build: (ctx, t) => {
-      const op = gpuPruneDecision(ctx, [{ diff: t.diff, branches: { compute: [], cached: [] } }], 1, PRUNE);
-      op.setStep(0);
-      return { dispatches: op.blocks[0]!.dispatches, out: op.state, release: () => op.release() };
+      const op = gpuPruneDecision(ctx, [{ diff: t.diff, slots: [] }], 1, PRUNE);
+      op.setStep(0, { forced: false, refresh: true });
+      return {
+        dispatches: op.blocks[0]!.commands.filter(isDispatch),
+        out: op.state,
+        release: () => op.release(),
+      };
     },
+    // Counters (pruned steps, pruned this step, sum and count of positive diffs), the block's history (last
+    // stored step, TaylorSeer entries: it ran and stored unless pruned), then its log (flag, diff).
     reference: (v) => {
       const d = v.diff[0];
       const pruned = Number(similar(d, PRUNE.residual_diff_threshold));
-      return [0, pruned, Math.max(d, 0), Number(d > 0), pruned, d];
+      const [last, entries] = pruned ? [-1, 0] : [0, 1];
+      return [0, pruned, Math.max(d, 0), Number(d > 0), last, entries, pruned, d];
     },
     tolerance: 0,
   }),
