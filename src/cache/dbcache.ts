@@ -96,18 +96,20 @@ export class DbCache implements CacheStrategy {
     const gpu = this.#buffers?.gpu;
     if (!gpu) return [];
     const { Fn, Bn, blocks } = this.options;
-    const logged = (await gpu.settle(recorder)).slice(0, this.#pending.length);
+    const logged = await gpu.settle(recorder);
     this.#stats.readbacks++;
-    return logged.map((step, i) => {
-      const blocksRun = step.cached ? Fn + Bn : blocks;
-      this.#record(this.#pending[i], step, step.diff, blocksRun, blocks);
-      return { blocksRun, cached: step.cached, ...(step.diff === null ? {} : { diff: step.diff }) };
+    return this.#pending.splice(0).map((step) => {
+      const { cached, diff, gate } = logged[step];
+      const blocksRun = cached ? Fn + Bn : blocks;
+      this.#record(step, { cached, gate }, diff, blocksRun, blocks);
+      return { blocksRun, cached, ...(diff === null ? {} : { diff }) };
     });
   }
 
   #forwardDecidedOnGpu(gpu: GpuDecidedSpan, step: number, list: BlockList, recorder: StepRecorder): void {
     // The first forward always computes (nothing is stored yet), so "computed before" = "forwarded before".
-    gpu.encode(step, stepGate(this.options, step, this.#pending.length > 0), recorder);
+    const forwardedBefore = this.#pending.length > 0 || this.#stats.steps > 0;
+    gpu.encode(step, stepGate(this.options, step, forwardedBefore), recorder);
     for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
     this.#pending.push(step);
   }
