@@ -18,6 +18,8 @@ const scope = self as unknown as {
 let ctx: GpuContext | null = null;
 const models = new Map<string, Promise<Dit>>();
 let aborts: SharedAbort | null = null;
+/** The job in flight; closing waits for it so the device is never destroyed under a running job. */
+let running: Promise<void> = Promise.resolve();
 
 function loadModel(gpu: GpuContext, dir: string): Promise<Dit> {
   let model = models.get(dir);
@@ -115,11 +117,20 @@ scope.onmessage = (event) => {
       init(message.preload);
       break;
     case "generate":
-      if (ctx && aborts) run(ctx, message.id, message.job, aborts.signal(message.id));
+      if (ctx && aborts) running = run(ctx, message.id, message.job, aborts.signal(message.id));
       else {
         const failure = { kind: "gpu_lost" as const, message: "GPU not acquired", pool: null };
         scope.postMessage({ type: "failed", id: message.id, ...failure });
       }
+      break;
+    case "close":
+      // Destroying the device here, not leaving it to a terminate(), lets WebGPU and the driver's threads
+      // wind down before the worker's isolate goes away.
+      running.finally(() => {
+        ctx?.destroy();
+        ctx = null;
+        self.close();
+      });
       break;
   }
 };

@@ -14,6 +14,9 @@ import type {
 
 export type WorkerFactory = () => Worker;
 
+/** How long a closing worker may take to release the GPU before it is terminated. */
+const CLOSE_GRACE_MS = 5_000;
+
 export const spawnGpuWorker: WorkerFactory = () =>
   new Worker(new URL("./gpu_worker.ts", import.meta.url).href, { type: "module" });
 
@@ -119,10 +122,17 @@ export class GpuWorker {
     }
   }
 
-  /** Terminates the worker; a job in flight fails with WorkerUnavailableError. */
+  /**
+   * Asks the worker to release the GPU and end (terminating it if it has not within CLOSE_GRACE_MS); a job
+   * in flight fails with WorkerUnavailableError at once.
+   */
   close(): void {
     if (this.#status.state === "closed") return;
-    this.#worker.terminate();
+    const worker = this.#worker;
+    // The job in flight stops at its next step; then the worker releases the GPU.
+    if (this.#current) this.#aborts.abort(this.#current.id);
+    this.#send(worker, { type: "close" });
+    Deno.unrefTimer(setTimeout(() => worker.terminate(), CLOSE_GRACE_MS));
     this.#status = { ...this.#status, state: "closed", error: "server is shutting down" };
     this.#settleReady.reject(new WorkerUnavailableError("server is shutting down"));
     this.#finish("unavailable")?.reject(new WorkerUnavailableError("server is shutting down"));

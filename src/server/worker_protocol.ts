@@ -38,7 +38,9 @@ export type JobFailureKind = "bad_request" | "aborted" | "gpu_lost" | "internal"
 export type ToWorker =
   /** `aborts`: the SharedAbort cell through which the HTTP thread stops the running job between steps. */
   | { type: "init"; preload: string[]; aborts: SharedArrayBuffer }
-  | { type: "generate"; id: number; job: GenerationJob };
+  | { type: "generate"; id: number; job: GenerationJob }
+  /** Release the GPU (after the job in flight, if any) and end the worker. */
+  | { type: "close" };
 
 export type FromWorker =
   | { type: "ready"; adapter: string; backend: string; pool: PoolStats }
