@@ -3,9 +3,10 @@
 // B = the last Bn blocks runs every step (or, with Bn_compute_blocks_ids, only the listed ones and the
 // others whose input barely moved). With the TaylorSeer calibrator a cached step extrapolates M's residual
 // (or the hidden state after M) from the computed steps instead of replaying the last one.
-// Decisions: when nobody waits on per-step reports and B has no per-block rule or calibrator, the GPU decides
-// (GpuDecidedSpan) and the run reads its log once at the end; otherwise one counted readback per step for
-// the diff (none when a gate before the threshold decides), and one per unlisted B block on cached steps.
+// Decisions: when nobody waits on per-step reports and B has no per-block rule, the GPU decides
+// (GpuDecidedSpan, TaylorSeer included) and the run reads its log once at the end; a static step mask is
+// decided on the host without a readback; otherwise one counted readback per step for the diff (none when a
+// gate before the threshold decides), and one per unlisted B block on cached steps.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -24,6 +25,7 @@ import {
   emptyStats,
   type ForwardInfo,
   type ForwardReport,
+  recordStep,
 } from "./strategy.ts";
 
 /** An unlisted B block: its input and residual at the last computed step. */
@@ -87,8 +89,7 @@ export class DbCache implements CacheStrategy {
     }
     const decision = this.#decision.decide(info.step, diff);
     const blocksRun = await this.#runPaths(decision, info.step, list, recorder);
-    this.#record(info.step, decision, diff, blocksRun, list.blocks.length);
-    return { blocksRun, cached: decision.cached, ...(diff === null ? {} : { diff }) };
+    return recordStep(this.#stats, info.step, decision, diff, blocksRun, list.blocks.length);
   }
 
   /** Reports of the steps the GPU decided, from its log (one readback); [] when the host decided them. */
@@ -100,9 +101,7 @@ export class DbCache implements CacheStrategy {
     this.#stats.readbacks++;
     return this.#pending.splice(0).map((step) => {
       const { cached, diff, gate } = logged[step];
-      const blocksRun = cached ? Fn + Bn : blocks;
-      this.#record(step, { cached, gate }, diff, blocksRun, blocks);
-      return { blocksRun, cached, ...(diff === null ? {} : { diff }) };
+      return recordStep(this.#stats, step, { cached, gate }, diff, cached ? Fn + Bn : blocks, blocks);
     });
   }
 
@@ -112,16 +111,6 @@ export class DbCache implements CacheStrategy {
     gpu.encode(step, stepGate(this.options, step, forwardedBefore), recorder);
     for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
     this.#pending.push(step);
-  }
-
-  #record(step: number, decision: Decision, diff: number | null, blocksRun: number, blocks: number): void {
-    const s = this.#stats;
-    s.steps++;
-    (decision.cached ? s.cachedSteps : s.computedSteps).push(step);
-    s.diffs.push(diff);
-    s.gates.push(decision.gate);
-    s.blocksExecuted += blocksRun;
-    s.blocksTotal += blocks;
   }
 
   /** M (or its replacement) and B for a decided step; returns the blocks run. */

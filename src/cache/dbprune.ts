@@ -7,7 +7,7 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpy, type AxpyOp } from "../ops/axpy.ts";
+import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "../ops/prune_decision.ts";
 import { ON_CACHED, ON_COMPUTE, SLOT } from "../ops/conditional_dispatch.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
@@ -23,6 +23,7 @@ import {
   emptyStats,
   type ForwardInfo,
   type ForwardReport,
+  recordStep,
 } from "./strategy.ts";
 
 /** A prunable block's cache: its input and residual when it last stored, and the ops over them. */
@@ -96,7 +97,7 @@ export class DbPrune implements CacheStrategy {
   /** Reports of the steps forwarded in GPU-decided mode, from the decision log (one readback). */
   async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
     if (!this.#gpu) return [];
-    const logged = this.#gpu.decode(await recorder.read(this.#gpu.state), this.options.steps);
+    const logged = this.#gpu.decode(await recorder.read(this.#gpu.state));
     this.#stats.readbacks++;
     const blocks = this.options.blocks;
     return this.#pending.splice(0).map(({ step, gate }) => {
@@ -184,17 +185,14 @@ export class DbPrune implements CacheStrategy {
   ): ForwardReport {
     const measured = blockDiffs.filter((d): d is number => d !== null);
     const diff = measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : null;
+    const cached = pruned > 0;
+    const decision = { cached, gate: gate ?? (cached ? "similar" : "not_similar") } as const;
     const s = this.#stats;
-    s.steps++;
-    (pruned > 0 ? s.cachedSteps : s.computedSteps).push(step);
-    s.gates.push(gate ?? (pruned > 0 ? "similar" : "not_similar"));
-    s.diffs.push(diff);
+    const report = recordStep(s, step, decision, diff, blocks - pruned, blocks);
     s.prunedBlocks.push(pruned);
     s.blockDiffs.push(blockDiffs);
-    s.blocksExecuted += blocks - pruned;
-    s.blocksTotal += blocks;
     s.prunedRatio = (s.blocksTotal - s.blocksExecuted) / s.blocksTotal;
-    return { blocksRun: blocks - pruned, cached: pruned > 0, ...(diff === null ? {} : { diff }) };
+    return report;
   }
 
   /** Per-block buffers and dispatches, built on the first forward for the request's `hidden`. */
@@ -243,7 +241,7 @@ export class DbPrune implements CacheStrategy {
   #decidedOnGpu(list: BlockList, steps: number): GpuPruneDecision {
     const inputs = this.#cache.map((c, i) => {
       if (!c) return null;
-      c.snapshotDispatch = axpy(this.ctx, list.hidden, list.hidden, { alpha: 1, beta: 0, out: c.input });
+      c.snapshotDispatch = copyByDispatch(this.ctx, list.hidden, c.input);
       const seer = c.seer?.gpuSlots();
       const compute = [
         ...c.snapshotDispatch.dispatches,

@@ -3,12 +3,11 @@
 // replay, TaylorSeer's update and approximation) as indirect dispatches; the decision zeroes the workgroup
 // counts of what does not run. No step waits on the GPU; the per-step log is read once, after the run. Steps
 // the host decides (warmup, first step, masks) go through the same kernel in forced mode, so its counters and
-// TaylorSeer's history stay whole. The compute path's snapshots are dispatches here (axpy with beta 0)
-// because buffer copies cannot be made conditional.
+// TaylorSeer's history stay whole. The compute path's snapshots are dispatches here (copyByDispatch).
 import type { GpuContext } from "../gpu/context.ts";
 import type { Dispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpy, type AxpyOp } from "../ops/axpy.ts";
+import { type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import {
   type GpuCacheDecision,
   gpuCacheDecision,
@@ -43,7 +42,7 @@ export class GpuDecidedSpan {
     private readonly steps: number,
     options: GpuDecisionOptions,
   ) {
-    this.#copies = parts.copies.map(([from, to]) => axpy(ctx, from, from, { alpha: 1, beta: 0, out: to }));
+    this.#copies = parts.copies.map(([from, to]) => copyByDispatch(ctx, from, to));
     const seer = parts.seer?.gpuSlots();
     const slot = (code: number) => (dispatch: Dispatch): ConditionalSlot => ({ dispatch, code });
     const slots = [
@@ -64,7 +63,7 @@ export class GpuDecidedSpan {
 
   /** Reads the log (one readback) after the run's last step. */
   async settle(recorder: StepRecorder): Promise<LoggedStep[]> {
-    return this.#decision.decode(await recorder.read(this.#decision.state), this.steps);
+    return this.#decision.decode(await recorder.read(this.#decision.state));
   }
 
   release(): void {

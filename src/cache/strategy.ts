@@ -2,7 +2,7 @@
 // blocks run. It sees only the graph's block commands and its `hidden` stream, never model internals, and
 // it lives for one request (its state is per request, never module-global).
 import type { Command } from "../gpu/kernel.ts";
-import type { Gate } from "./decision.ts";
+import type { Decision, Gate } from "./decision.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { StepRecorder } from "../pipeline/step_recorder.ts";
 
@@ -75,6 +75,24 @@ export function emptyStats(strategy: string, notes: readonly string[]): CacheSta
     readbacks: 0,
     notes: [...notes],
   };
+}
+
+/** Adds one forwarded step to `stats` and returns its report. */
+export function recordStep(
+  stats: CacheStats,
+  step: number,
+  decision: Decision,
+  diff: number | null,
+  blocksRun: number,
+  blocks: number,
+): ForwardReport {
+  stats.steps++;
+  (decision.cached ? stats.cachedSteps : stats.computedSteps).push(step);
+  stats.diffs.push(diff);
+  stats.gates.push(decision.gate);
+  stats.blocksExecuted += blocksRun;
+  stats.blocksTotal += blocks;
+  return { blocksRun, cached: decision.cached, ...(diff === null ? {} : { diff }) };
 }
 
 export interface CacheStrategy {

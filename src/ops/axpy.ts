@@ -97,6 +97,14 @@ const uniformOf = (count: number, alpha: number, beta: number) =>
   packUniform([["u32", count], ["f32", alpha], ["f32", beta]]);
 
 /**
+ * to = from as a dispatch (axpy with beta 0): unlike a buffer copy it can be made conditional (indirect), as
+ * the paths a GPU-side cache decision chooses between must be.
+ */
+export function copyByDispatch(ctx: GpuContext, from: Tensor, to: Tensor): AxpyOp {
+  return axpy(ctx, from, from, { alpha: 1, beta: 0, out: to });
+}
+
+/**
  * out = beta * y + alpha * x elementwise over equal-shape f32 tensors: into a new tensor, into options.out, or into
  * y (inPlace). Checks everything before allocating.
  */

@@ -46,7 +46,7 @@ export interface GpuCacheDecision {
   /** Sets the next step (a queue write, like a uniform): forced by the host, or left to the GPU. */
   setStep(step: number, forced: Decision | null): void;
   /** Decodes the state read back after the run, one entry per step. */
-  decode(state: Float32Array, steps: number): LoggedStep[];
+  decode(state: Float32Array): LoggedStep[];
   release(): void;
 }
 
@@ -92,8 +92,8 @@ export function gpuCacheDecision(
       const [mode, gate] = forced ? [forced.cached ? 2 : 1, GATES.indexOf(forced.gate)] : [0, 0];
       ctx.gpu.device.queue.writeBuffer(decision.uniform!, 0, uniform(step, mode, gate));
     },
-    decode(values, count) {
-      return Array.from({ length: count }, (_, s) => {
+    decode(values) {
+      return Array.from({ length: steps }, (_, s) => {
         const [cached, measured, gate] = values.subarray(COUNTERS + 3 * s, COUNTERS + 3 * s + 3);
         return { cached: cached === 1, diff: measured < 0 ? null : measured, gate: GATES[gate] as Gate };
       });

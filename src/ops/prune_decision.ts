@@ -61,7 +61,7 @@ export interface GpuPruneDecision {
   state: Tensor;
   /** Sets every prunable block's uniform for the next step (queue writes). */
   setStep(step: number, how: PruneStep): void;
-  decode(state: Float32Array, steps: number): LoggedPruneStep[];
+  decode(state: Float32Array): LoggedPruneStep[];
   release(): void;
 }
 
@@ -126,8 +126,8 @@ export function gpuPruneDecision(
         ctx.gpu.device.queue.writeBuffer(decision.uniform!, 0, uniform(step, column, b.slots.length, how));
       });
     },
-    decode(values, count) {
-      return Array.from({ length: count }, (_, s) => {
+    decode(values) {
+      return Array.from({ length: steps }, (_, s) => {
         const row = values.subarray(logStart + 2 * s * columns, logStart + 2 * (s + 1) * columns);
         const flags = Array.from({ length: columns }, (_, i) => row[2 * i]);
         return {

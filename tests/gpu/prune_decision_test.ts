@@ -80,7 +80,7 @@ for (const [name, partial] of Object.entries(CASES)) {
       });
       reference.endStep();
       recorder.submit();
-      const logged = op.decode(await recorder.read(op.state), STEPS)[step];
+      const logged = op.decode(await recorder.read(op.state))[step];
       assert.deepEqual(logged, expected, `step ${step}`);
     }
     for (const [i, b] of blocks.entries()) {

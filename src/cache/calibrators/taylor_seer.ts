@@ -6,7 +6,7 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../../gpu/kernel.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
-import { axpy, type AxpyOp } from "../../ops/axpy.ts";
+import { axpy, type AxpyOp, copyByDispatch } from "../../ops/axpy.ts";
 import { type ConditionalSlot, ON_COMPUTE, SLOT } from "../../ops/conditional_dispatch.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
 import type { StepRecorder } from "../../pipeline/step_recorder.ts";
@@ -103,7 +103,7 @@ export class TaylorSeer {
    */
   gpuSlots(): { compute: ConditionalSlot[]; cached: ConditionalSlot[] } {
     const copy = (from: Tensor, to: Tensor) => {
-      const op = axpy(this.ctx, from, from, { alpha: 1, beta: 0, out: to });
+      const op = copyByDispatch(this.ctx, from, to);
       this.#copyOps.push(op);
       return op.dispatches[0];
     };
