@@ -56,6 +56,8 @@ const dbcacheFamily = {
     z.array(z.union([z.literal(0), z.literal(1)])),
   ], { error: `steps_computation_mask must be one of ${SCM_PRESET_NAMES.join(", ")} or a list of 0/1` })
     .optional(),
+  // "static": the mask alone decides, so its 0 steps cache whatever residual_diff_threshold says (0
+  // included: the threshold only gates measured diffs), as in the reference's gate order.
   steps_computation_policy: z.enum(["static", "dynamic"], {
     error: 'steps_computation_policy must be "static" or "dynamic"',
   }).default("dynamic"),
@@ -182,6 +184,8 @@ export interface CacheContext {
   blocks: number;
   /** Sampler steps of the request. */
   steps: number;
+  /** Channels of the image stream (its last dimension), over which diffs are taken. */
+  channels: number;
 }
 
 /** Parses `input` and checks it against the model's block count and the request's step count. */
@@ -226,6 +230,12 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
       max_dynamic_prune_threshold: o.max_dynamic_prune_threshold ?? 2 * o.residual_diff_threshold,
       residual_cache_update_interval: o.residual_cache_update_interval,
     };
+  }
+  if (o.downsample_factor > context.channels) {
+    throw new CacheOptionsError(
+      `${o.strategy}: downsample_factor ${o.downsample_factor} is more than the model's ${context.channels} channels; ` +
+        `allowed 1..${context.channels} (the diff reads every k-th channel)`,
+    );
   }
   const ids = o.Bn_compute_blocks_ids ?? null;
   if (ids) checkIds("Bn_compute_blocks_ids", ids, Bn, `indices into the last Bn = ${Bn} blocks`);

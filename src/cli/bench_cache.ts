@@ -55,7 +55,11 @@ async function runOne(
   config: BenchConfig,
   request: { labels: number[]; steps: number; seed: number; guidance: number },
 ): Promise<GenerateResult> {
-  const options = resolveCacheOptions(config.cache, { blocks: model.depth, steps: request.steps });
+  const options = resolveCacheOptions(config.cache, {
+    blocks: model.depth,
+    steps: request.steps,
+    channels: model.config.hidden_size,
+  });
   const strategy = createStrategy(ctx, options);
   try {
     return await generate(ctx, model, request, { strategy });

@@ -9,7 +9,12 @@ import { readConfig } from "../model/config.ts";
 import { Dit } from "../model/dit.ts";
 import { WeightsError } from "../model/safetensors.ts";
 import { createStrategy } from "../cache/create.ts";
-import { CacheOptionsError, resolveCacheOptions, type ResolvedCacheOptions } from "../cache/options.ts";
+import {
+  type CacheContext,
+  CacheOptionsError,
+  resolveCacheOptions,
+  type ResolvedCacheOptions,
+} from "../cache/options.ts";
 import { generate } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import {
@@ -95,12 +100,16 @@ async function resolveRequest(v: Record<string, string | boolean | undefined>): 
     out: v.out,
     model,
     sampling: sampling.data,
-    cache: resolveCache(v.cache as string, c.depth, sampling.data.steps),
+    cache: resolveCache(v.cache as string, {
+      blocks: c.depth,
+      steps: sampling.data.steps,
+      channels: c.hidden_size,
+    }),
   };
 }
 
 /** `--cache fbcache` or a JSON object of cache options (../shared/design/cache-strategies.md names). */
-function resolveCache(value: string, blocks: number, steps: number): ResolvedCacheOptions {
+function resolveCache(value: string, context: CacheContext): ResolvedCacheOptions {
   let input: unknown = { strategy: value };
   if (value.trim().startsWith("{")) {
     try {
@@ -110,7 +119,7 @@ function resolveCache(value: string, blocks: number, steps: number): ResolvedCac
     }
   }
   try {
-    return resolveCacheOptions(input, { blocks, steps });
+    return resolveCacheOptions(input, context);
   } catch (e) {
     if (e instanceof CacheOptionsError) throw new UsageError(`cache: ${e.message}`);
     throw e;

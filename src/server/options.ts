@@ -1,5 +1,6 @@
 // Server settings from the environment and command-line flags (flags win), validated in one schema so a bad
 // value stops start-up with a message naming the setting and its range.
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { formatIssues } from "../pipeline/request_schema.ts";
@@ -19,6 +20,9 @@ export interface ServerOptions {
 
 export class ServerOptionsError extends Error {}
 
+/** The embedded models, found beside the code so that a compiled binary reads them from its own files. */
+export const BUNDLED_MODELS_DIR = fileURLToPath(new URL("../../weights", import.meta.url));
+
 const int = (name: string, min: number, max: number, fallback: number) => {
   const error = `${name} must be an integer in ${min}..${max}`;
   return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).default(fallback);
@@ -28,7 +32,7 @@ const text = (name: string) => z.string().trim().min(1, { error: `${name} must n
 const settingsSchema = z.object({
   PORT: int("PORT", 0, 65535, 8000),
   HOST: text("HOST").default("127.0.0.1"),
-  MODELS_DIR: text("MODELS_DIR").default("weights"),
+  MODELS_DIR: text("MODELS_DIR").default(BUNDLED_MODELS_DIR),
   MODEL: text("MODEL").default("mnist-dit"),
   API_KEY: text("API_KEY").optional(),
   MAX_QUEUE: int("MAX_QUEUE", 0, 10_000, 16),

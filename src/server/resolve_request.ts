@@ -25,6 +25,7 @@ export function resolveCache(input: unknown, model: ModelEntry, steps: number): 
     return resolveCacheOptions(typeof input === "string" ? { strategy: input } : input, {
       blocks: model.config.depth,
       steps,
+      channels: model.config.hidden_size,
     });
   } catch (e) {
     if (e instanceof CacheOptionsError) throw new ApiError(400, `cache: ${e.message}`, "cache");

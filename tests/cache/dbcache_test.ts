@@ -18,7 +18,7 @@ import {
 } from "./conformance.ts";
 
 function dbcache(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number): DbCache {
-  const resolved = resolveCacheOptions(options, { blocks, steps }) as ResolvedDbCache;
+  const resolved = resolveCacheOptions(options, { blocks, steps, channels: SHAPE[2] }) as ResolvedDbCache;
   return new DbCache(ctx, resolved);
 }
 

@@ -12,7 +12,11 @@ import { conformanceSuite, drive, SHAPE, SIZE, type StepScript } from "./conform
 function dbprune(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number): DbPrune {
   return new DbPrune(
     ctx,
-    resolveCacheOptions({ strategy: "dbprune", ...options }, { blocks, steps }) as ResolvedDbPrune,
+    resolveCacheOptions({ strategy: "dbprune", ...options }, {
+      blocks,
+      steps,
+      channels: SHAPE[2],
+    }) as ResolvedDbPrune,
   );
 }
 

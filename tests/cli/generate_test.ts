@@ -4,7 +4,7 @@ import { withTempDir } from "../support/temp.ts";
 
 async function generateCli(args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", "--allow-write", "src/cli/generate.ts", ...args],
+    args: ["run", "--quiet", "--allow-read", "--allow-env", "--allow-write", "src/cli/generate.ts", ...args],
     stdout: "piped",
     stderr: "piped",
   }).output();

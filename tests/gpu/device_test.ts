@@ -68,7 +68,7 @@ gpuTest("sizes over the device limits are refused before anything is dispatched"
 Deno.test("no adapter: a one-line message naming the fix and a non-zero exit, no stack trace", async () => {
   // Metal does not exist on Linux, so this backend list leaves WebGPU with no adapter at all.
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", "src/main.ts", "--self-check"],
+    args: ["run", "--quiet", "--allow-read", "--allow-env", "src/main.ts", "--self-check"],
     env: { DENO_WEBGPU_BACKEND: "metal" },
     stdout: "piped",
     stderr: "piped",

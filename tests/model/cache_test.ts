@@ -20,6 +20,7 @@ gpuTest("dbcache F8B0 with threshold 0 equals the uncached model bit for bit", a
   }, {
     blocks: model.depth,
     steps: request.steps,
+    channels: model.config.hidden_size,
   });
   const strategy = createStrategy(ctx, options);
   const cached = await generate(ctx, model, request, { strategy });
@@ -36,6 +37,7 @@ gpuTest("fbcache (F1B0) at threshold 0.2 caches steps and still yields all ten a
   const options = resolveCacheOptions({ strategy: "fbcache", residual_diff_threshold: 0.2 }, {
     blocks: model.depth,
     steps: request.steps,
+    channels: model.config.hidden_size,
   });
   const strategy = createStrategy(ctx, options);
   const result = await generate(ctx, model, request, { strategy });
@@ -61,7 +63,7 @@ gpuTest(
       steps_computation_policy: "static",
       max_warmup_steps: 0,
       enable_taylorseer: true,
-    }, { blocks: model.depth, steps: request.steps });
+    }, { blocks: model.depth, steps: request.steps, channels: model.config.hidden_size });
     const strategy = createStrategy(ctx, options);
     const result = await generate(ctx, model, request, { strategy });
     const mask = scmMask("fast", request.steps);
@@ -80,7 +82,7 @@ gpuTest("dbprune F1B0 at 0.2 prunes blocks after warmup and the digits hold", as
   const request = { labels: [2, 7], steps: 14, seed: 5, guidance: 3 };
   const options = resolveCacheOptions(
     { strategy: "dbprune", Fn: 1, Bn: 0, residual_diff_threshold: 0.2, max_warmup_steps: 4 },
-    { blocks: model.depth, steps: request.steps },
+    { blocks: model.depth, steps: request.steps, channels: model.config.hidden_size },
   );
   const strategy = createStrategy(ctx, options);
   const result = await generate(ctx, model, request, { strategy });

@@ -125,6 +125,16 @@ Deno.test("SCM static: mask 0 caches outright, skipping the limits and the diff"
   assert.deepEqual(run({ ...options, max_warmup_steps: 3 }, flat(6)).cached, [4, 5]);
 });
 
+Deno.test("residual_diff_threshold 0 turns off the diff, not a static mask: its 0 steps still cache", () => {
+  const mask = bits("110100");
+  const statically = run({ mask, steps_computation_policy: "static", residual_diff_threshold: 0 }, flat(6));
+  assert.deepEqual(statically.cached, [2, 4, 5]);
+  assert.deepEqual(statically.measured, []);
+  const dynamically = run({ mask, residual_diff_threshold: 0 }, flat(6));
+  assert.deepEqual(dynamically.cached, []);
+  assert.deepEqual([2, 4, 5].map((s) => dynamically.gates[s]), new Array(3).fill("threshold_off"));
+});
+
 Deno.test("SCM presets at 28 steps are the doc's bins", () => {
   const expand = (compute: number[], cache: number[]) =>
     compute.flatMap((n, i) => [...new Array(n).fill(1), ...new Array(cache[i] ?? 0).fill(0)]);
@@ -148,7 +158,7 @@ Deno.test("SCM presets scale to other step counts by their bin boundaries", () =
   assert.equal(scmMask("ultra", 50)[0], 1);
 });
 
-const MODEL = { blocks: 12, steps: 28 };
+const MODEL = { blocks: 12, steps: 28, channels: 128 };
 
 Deno.test("defaults: fbcache F1B0 0.08 warmup 8 max 8; dbcache F8B0 0.08 warmup 8; none", () => {
   const fb = resolveCacheOptions({ strategy: "fbcache" }, MODEL);
@@ -167,7 +177,7 @@ Deno.test("defaults: fbcache F1B0 0.08 warmup 8 max 8; dbcache F8B0 0.08 warmup 
   assert.equal(db.taylorseer, null);
   assert.deepEqual(resolveCacheOptions({ strategy: "none" }, MODEL), { strategy: "none", notes: [] });
   assert.deepEqual(resolveCacheOptions({}, MODEL).strategy, "none");
-  const prune = resolveCacheOptions({ strategy: "dbprune" }, { blocks: 24, steps: 28 });
+  const prune = resolveCacheOptions({ strategy: "dbprune" }, { blocks: 24, steps: 28, channels: 128 });
   assert.ok(prune.strategy === "dbprune");
   assert.deepEqual([prune.Fn, prune.Bn, prune.max_dynamic_prune_threshold], [8, 8, 0.16]);
 });
@@ -209,6 +219,7 @@ Deno.test("options: taylorseer, warmup_steps alias, named and custom masks", () 
   const custom = resolveCacheOptions({ strategy: "fbcache", steps_computation_mask: [1, 0, 1] }, {
     blocks: 2,
     steps: 3,
+    channels: 8,
   });
   assert.ok(custom.strategy === "fbcache");
   assert.deepEqual(custom.mask, [1, 0, 1]);
@@ -326,4 +337,10 @@ Deno.test("bad input: what needs the model and the request", () => {
     { strategy: "dbprune", non_prune_blocks_ids: [-1] },
     /each of non_prune_blocks_ids must be an integer >= 0/,
   );
+  rejects(
+    { strategy: "fbcache", downsample_factor: 129 },
+    /fbcache: downsample_factor 129 is more than the model's 128 channels; allowed 1..128/,
+  );
+  const widest = resolveCacheOptions({ strategy: "dbcache", downsample_factor: 128 }, MODEL);
+  assert.ok(widest.strategy === "dbcache" && widest.downsample_factor === 128);
 });

@@ -6,7 +6,7 @@ const PERMISSIONS = ["--allow-read", "--allow-env", "--allow-net"];
 
 function serve(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-no-legacy-abort", ...PERMISSIONS, "src/main.ts", ...args],
+    args: ["run", "--quiet", "--unstable-no-legacy-abort", ...PERMISSIONS, "src/main.ts", ...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -39,12 +39,12 @@ Deno.test("start-up line with the adapter and settings; SIGTERM exits 0", async 
 
 Deno.test("bad settings exit 2 naming the setting; a default model that is not there exits 1", async () => {
   const bad = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "src/main.ts", "--port", "99999"],
+    args: ["run", "--quiet", ...PERMISSIONS, "src/main.ts", "--port", "99999"],
   }).output();
   assert.equal(bad.code, 2);
   assert.match(new TextDecoder().decode(bad.stderr), /PORT must be an integer in 0\.\.65535/);
   const missing = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "src/main.ts", "--port", "0", "--model", "no-such-model"],
+    args: ["run", "--quiet", ...PERMISSIONS, "src/main.ts", "--port", "0", "--model", "no-such-model"],
   }).output();
   assert.equal(missing.code, 1);
   assert.match(
@@ -56,7 +56,7 @@ Deno.test("bad settings exit 2 naming the setting; a default model that is not t
 Deno.test("no GPU adapter: the server exits 1 with the one-line fix, no stack trace", async () => {
   // Metal does not exist on Linux, so this backend list leaves WebGPU with no adapter at all.
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "src/main.ts", "--port", "0"],
+    args: ["run", "--quiet", ...PERMISSIONS, "src/main.ts", "--port", "0"],
     env: { DENO_WEBGPU_BACKEND: "metal" },
   }).output();
   assert.equal(out.code, 1);

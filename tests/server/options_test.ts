@@ -1,18 +1,22 @@
 // Server settings: defaults with no configuration, environment, flags over environment, bad values named.
 import assert from "node:assert/strict";
-import { parseServerOptions, ServerOptionsError } from "../../src/server/options.ts";
+import { BUNDLED_MODELS_DIR, parseServerOptions, ServerOptionsError } from "../../src/server/options.ts";
 
 Deno.test("no configuration gives the documented defaults", () => {
   assert.deepEqual(parseServerOptions({}, []), {
     port: 8000,
     host: "127.0.0.1",
-    modelsDir: "weights",
+    modelsDir: BUNDLED_MODELS_DIR,
     defaultModel: "mnist-dit",
     apiKey: undefined,
     maxQueue: 16,
     requestTimeoutS: 300,
     corsOrigin: undefined,
   });
+});
+
+Deno.test("the default models dir is the repository's weights/ as an absolute path, found from the code", () => {
+  assert.equal(BUNDLED_MODELS_DIR, `${Deno.cwd()}/weights`);
 });
 
 Deno.test("environment sets values; flags win over the environment", () => {
