@@ -1,50 +1,51 @@
-// deno task bench [--per-digit 1] [--steps 28] [--guidance 3] [--only "F1B0 (0.08),..."] [--json]
-//   [--grid docs/cache-grid.png]
-// Speed against quality for each cache configuration on the embedded model, measured in one run: the same
-// labels and seeds per configuration, one image per request (as a server runs them), configurations
-// interleaved per image so load changes hit all of them alike. Quality: PSNR (over the whole set) and mean
-// SSIM against the uncached image of the same seed, and the classifier's accuracy on the asked digit. Writes a
-// markdown table (or one JSON object per configuration) and a PNG grid with one row per configuration.
+// deno task bench [--per-digit 1] [--steps 28] [--guidance 3] [--repeat 1] [--seeds held-out|tuning]
+//   [--only "F1B0 (0.08),..."] [--checkpoint FILE] [--grid docs/cache-grid.png] [--json]
+// Speed against quality for each cache configuration on the embedded model: the same labels and seeds per
+// configuration, one image per request (as a server runs them), configurations interleaved per image and
+// the whole set repeated --repeat times, so that load changes hit all of them alike; the speedup is the
+// median over repeats with its spread. Quality (one figure over the set): PSNR and mean SSIM against the
+// uncached image of the same seed, the classifier's accuracy on the asked digit. Images are judged on
+// held-out seeds (1001, 1002, ...) unless --seeds tuning picks the seeds hand-tuned rows were chosen on
+// (1, 2, ...). --checkpoint keeps the records after every image and resumes a run with the same settings.
+// Also measured: what the GPU-decided path adds to a computed step, against the step itself.
 import { parseArgs } from "node:util";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { BENCH_CONFIGS, type BenchConfig } from "./bench/cache_configs.ts";
+import { checksum, type ImageRecord, markdown, summarise } from "./bench/cache_table.ts";
+import { marginalMs, timeCommands } from "./bench/harness.ts";
 import { createStrategy } from "../cache/create.ts";
 import { resolveCacheOptions } from "../cache/options.ts";
 import type { GpuContext } from "../gpu/context.ts";
-import { psnr, ssim } from "../metrics/image_quality.ts";
+import { type Command, isDispatch } from "../gpu/kernel.ts";
+import { squaredError, ssim } from "../metrics/image_quality.ts";
 import { DigitClassifier } from "../model/classifier.ts";
 import { Dit } from "../model/dit.ts";
 import { generate, type GenerateResult } from "../pipeline/generate.ts";
-import { gpuCacheDecision } from "../ops/cache_decision.ts";
-import { residualDiff } from "../ops/residual_diff.ts";
-import { timeDispatches } from "./bench/harness.ts";
-import { isDispatch } from "../gpu/kernel.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
+import { StepRecorder } from "../pipeline/step_recorder.ts";
 
-interface Row {
-  config: string;
-  cache: Record<string, unknown>;
-  seconds: number;
-  speedup: number;
-  cachedSteps: number;
-  blocksSaved: number;
-  psnr: number;
-  ssim: number;
-  accuracy: number;
-  readbacksPerImage: number;
-  memoryBytes: number;
+const SEED_SETS = { "held-out": 1001, tuning: 1 } as const;
+type SeedSet = keyof typeof SEED_SETS;
+/** Images per configuration kept for the grid. */
+const GRID_COLUMNS = 20;
+
+interface Settings {
+  perDigit: number;
+  steps: number;
+  guidance: number;
+  repeat: number;
+  seeds: SeedSet;
+  configs: string[];
 }
 
-interface Totals {
-  seconds: number;
-  cachedSteps: number;
-  blocksExecuted: number;
-  blocksTotal: number;
-  readbacks: number;
-  memoryBytes: number;
-  correct: number;
-  ssim: number[];
-  images: Float32Array[];
+interface Progress {
+  settings: Settings;
+  /** [config][image] */
+  records: ImageRecord[][];
+  /** [config][image < GRID_COLUMNS]: clamped images. */
+  grid: number[][][];
+  /** Repeats and images done: the next run starts at (repeat, image). */
+  next: { repeat: number; image: number };
 }
 
 const clamp = (images: Float32Array) => images.map((v) => Math.min(1, Math.max(-1, v)));
@@ -55,12 +56,8 @@ async function runOne(
   config: BenchConfig,
   request: { labels: number[]; steps: number; seed: number; guidance: number },
 ): Promise<GenerateResult> {
-  const options = resolveCacheOptions(config.cache, {
-    blocks: model.depth,
-    steps: request.steps,
-    channels: model.config.hidden_size,
-  });
-  const strategy = createStrategy(ctx, options);
+  const context = { blocks: model.depth, steps: request.steps, channels: model.config.hidden_size };
+  const strategy = createStrategy(ctx, resolveCacheOptions(config.cache, context));
   try {
     return await generate(ctx, model, request, { strategy });
   } finally {
@@ -68,155 +65,231 @@ async function runOne(
   }
 }
 
-/** Milliseconds of the decision's own kernels (residual diff + decision) on the model's hidden stream. */
-async function decisionMs(ctx: GpuContext, model: Dit, guided: boolean): Promise<number> {
-  const hidden = model.graph(guided ? 2 : 1).hidden;
-  const reference = ctx.pool.upload(new Float32Array(hidden.size).fill(1), hidden.shape);
-  const diff = residualDiff(ctx, reference, hidden);
-  const decision = gpuCacheDecision(ctx, diff.result, [], 1, {
-    residual_diff_threshold: 0.1,
-    max_cached_steps: -1,
-    max_continuous_cached_steps: -1,
-    max_accumulated_residual_diff: null,
-  });
-  decision.setStep(0, null);
-  const ms = await timeDispatches(ctx, [...diff.dispatches, ...decision.commands.filter(isDispatch)]);
-  decision.release();
-  diff.release();
-  reference.release();
-  return ms;
-}
+/** Collects what a strategy encodes instead of encoding it. */
+class CommandLog extends StepRecorder {
+  readonly commands: Command[] = [];
 
-/** All images as one signal: one PSNR over the set, finite unless every image equals its uncached one. */
-function concat(images: Float32Array[]): Float32Array {
-  const out = new Float32Array(images.reduce((n, i) => n + i.length, 0));
-  images.reduce((offset, i) => (out.set(i, offset), offset + i.length), 0);
-  return out;
-}
-
-function summarise(config: BenchConfig, t: Totals, baseline: Totals, images: number): Row {
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return {
-    config: config.name,
-    cache: config.cache,
-    seconds: t.seconds,
-    speedup: baseline.seconds / t.seconds,
-    cachedSteps: t.cachedSteps / images,
-    blocksSaved: 1 - t.blocksExecuted / t.blocksTotal,
-    psnr: psnr(concat(t.images), concat(baseline.images), 2),
-    ssim: mean(t.ssim),
-    accuracy: t.correct / images,
-    readbacksPerImage: t.readbacks / images,
-    memoryBytes: t.memoryBytes,
-  };
-}
-
-function markdown(rows: Row[], header: string): string {
-  const lines = [
-    header,
-    "",
-    "| configuration | seconds | speedup | cached steps / 28 | block executions saved | PSNR dB | SSIM | accuracy | readbacks / image | cache memory |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ];
-  for (const r of rows) {
-    lines.push(
-      `| ${r.config} | ${r.seconds.toFixed(2)} | ${r.speedup.toFixed(2)}x | ${r.cachedSteps.toFixed(1)} | ` +
-        `${(100 * r.blocksSaved).toFixed(1)}% | ${Number.isFinite(r.psnr) ? r.psnr.toFixed(1) : "inf"} | ` +
-        `${r.ssim.toFixed(3)} | ${(100 * r.accuracy).toFixed(0)}% | ${r.readbacksPerImage.toFixed(1)} | ` +
-        `${(r.memoryBytes / 1024).toFixed(0)} KiB |`,
-    );
+  override encode(commands: readonly Command[]): void {
+    this.commands.push(...commands);
   }
-  return lines.join("\n");
 }
 
-async function main(): Promise<number> {
+/**
+ * GPU milliseconds the GPU-decided path adds to a computed step (everything the strategy encodes besides
+ * the blocks: F's input snapshot, R_F, the diff, the decision, the compute path's copies and stores, the
+ * replay as a zero-size dispatch, and TaylorSeer's dispatches when on).
+ */
+async function decisionPath(ctx: GpuContext, model: Dit, guided: boolean, extra: Record<string, unknown>) {
+  const graph = model.graph(guided ? 2 : 1);
+  const cache = {
+    strategy: "dbcache",
+    Fn: 1,
+    Bn: 0,
+    max_warmup_steps: 0,
+    residual_diff_threshold: 0,
+    ...extra,
+  };
+  const context = { blocks: model.depth, steps: 2, channels: model.config.hidden_size };
+  const strategy = createStrategy(ctx, resolveCacheOptions(cache, context));
+  let log = new CommandLog(ctx.gpu);
+  // Step 0 computes because nothing is stored; step 1 is decided by the kernel (threshold 0: compute).
+  for (const step of [0, 1]) {
+    log = new CommandLog(ctx.gpu);
+    await strategy.forward({ step, steps: 2, deferReport: true }, graph, log);
+  }
+  const blockGroups = new Set(graph.blocks.flat().filter(isDispatch).map((d) => d.bindGroup));
+  const added = log.commands.filter((c) => !isDispatch(c) || !blockGroups.has(c.bindGroup));
+  const pathMs = await marginalMs(ctx, added);
+  strategy.release();
+  return { commands: added.length, pathMs };
+}
+
+function parse(args: string[]): { settings: Settings; json: boolean; grid: string; checkpoint?: string } {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       "per-digit": { type: "string", default: "1" },
       steps: { type: "string", default: "28" },
       guidance: { type: "string", default: "3" },
+      repeat: { type: "string", default: "1" },
+      seeds: { type: "string", default: "held-out" },
       only: { type: "string" },
+      checkpoint: { type: "string" },
       grid: { type: "string", default: "docs/cache-grid.png" },
       json: { type: "boolean", default: false },
     },
   });
-  const [perDigit, steps, guidance] = [values["per-digit"], values.steps, values.guidance].map(Number);
-  if (![perDigit, steps].every((v) => Number.isInteger(v) && v > 0) || !(guidance >= 0 && guidance <= 30)) {
-    console.error("--per-digit and --steps must be positive integers, --guidance a number in 0..30");
-    return 2;
+  const [perDigit, steps, guidance, repeat] = [
+    values["per-digit"],
+    values.steps,
+    values.guidance,
+    values.repeat,
+  ]
+    .map(Number);
+  if (
+    ![perDigit, steps, repeat].every((v) => Number.isInteger(v) && v > 0) ||
+    !(guidance >= 0 && guidance <= 30)
+  ) {
+    throw new Error(
+      "--per-digit, --steps and --repeat must be positive integers, --guidance a number in 0..30",
+    );
+  }
+  if (!(values.seeds! in SEED_SETS)) {
+    throw new Error(`--seeds must be one of ${Object.keys(SEED_SETS).join(", ")}`);
   }
   const wanted = values.only?.split(",").map((s) => s.trim());
-  const configs = BENCH_CONFIGS.filter((c, i) => i === 0 || !wanted || wanted.includes(c.name));
-  if (wanted && configs.length !== wanted.length + 1) {
-    console.error(`--only: valid configurations: ${BENCH_CONFIGS.slice(1).map((c) => c.name).join(", ")}`);
+  const names = BENCH_CONFIGS.map((c) => c.name);
+  const unknown = wanted?.filter((w) => !names.includes(w)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only: unknown ${unknown.join(", ")}; valid configurations: ${names.slice(1).join(", ")}`,
+    );
+  }
+  const configs = names.filter((n, i) => i === 0 || !wanted || wanted.includes(n));
+  return {
+    settings: { perDigit, steps, guidance, repeat, seeds: values.seeds as SeedSet, configs },
+    json: values.json!,
+    grid: values.grid!,
+    checkpoint: values.checkpoint,
+  };
+}
+
+async function loadProgress(path: string | undefined, settings: Settings): Promise<Progress> {
+  const fresh: Progress = {
+    settings,
+    records: settings.configs.map(() => []),
+    grid: settings.configs.map(() => []),
+    next: { repeat: 0, image: 0 },
+  };
+  if (!path) return fresh;
+  try {
+    const saved = JSON.parse(await Deno.readTextFile(path)) as Progress;
+    if (JSON.stringify(saved.settings) !== JSON.stringify(settings)) {
+      throw new Error(`${path} holds a run with other settings; remove it or give another --checkpoint`);
+    }
+    return saved;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return fresh;
+    throw e;
+  }
+}
+
+/** Temp file then rename: an interrupted run leaves the previous checkpoint whole. */
+async function saveAtomically(path: string, text: string): Promise<void> {
+  await Deno.writeTextFile(`${path}.tmp`, text);
+  await Deno.rename(`${path}.tmp`, path);
+}
+
+async function record(
+  classifier: DigitClassifier,
+  result: GenerateResult,
+  label: number,
+  baseline: Float32Array,
+  size: number,
+): Promise<ImageRecord> {
+  const image = clamp(result.images);
+  return {
+    seconds: [result.seconds],
+    checksum: checksum(result.images),
+    cachedSteps: result.cache.cachedSteps.length,
+    blocksExecuted: result.cache.blocksExecuted,
+    blocksTotal: result.cache.blocksTotal,
+    readbacks: result.readbacks,
+    memoryBytes: result.cache.memoryBytes,
+    correct: (await classifier.classify(result.images)).predicted[0] === label,
+    ssim: ssim(image, baseline, size, size, 2),
+    squaredError: squaredError(image, baseline),
+    values: image.length,
+  };
+}
+
+async function main(): Promise<number> {
+  let parsed, progress;
+  try {
+    parsed = parse(Deno.args);
+    progress = await loadProgress(parsed.checkpoint, parsed.settings);
+  } catch (e) {
+    console.error((e as Error).message);
     return 2;
   }
+  const { settings, json } = parsed;
+  const configs = settings.configs.map((name) => BENCH_CONFIGS.find((c) => c.name === name)!);
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
   const model = await Dit.load(ctx, "weights/mnist-dit");
   const classifier = await DigitClassifier.load(ctx);
-  const labels = Array.from({ length: 10 * perDigit }, (_, i) => i % 10);
-  const totals: Totals[] = configs.map(() => ({
-    seconds: 0,
-    cachedSteps: 0,
-    blocksExecuted: 0,
-    blocksTotal: 0,
-    readbacks: 0,
-    memoryBytes: 0,
-    correct: 0,
-    ssim: [],
-    images: [],
-  }));
+  const { steps, guidance } = settings;
+  const images = 10 * settings.perDigit;
+  const firstSeed = SEED_SETS[settings.seeds];
+  const size = model.config.sample_size;
   // Compile every pipeline the configurations use before anything is timed.
   for (const config of configs) await runOne(ctx, model, config, { labels: [0], steps, seed: 0, guidance });
-  const size = model.config.sample_size;
-  for (const [i, label] of labels.entries()) {
-    const request = { labels: [label], steps, seed: 1 + i, guidance };
-    let baseline: Float32Array | null = null;
-    for (const [c, config] of configs.entries()) {
-      const result = await runOne(ctx, model, config, request);
-      const image = clamp(result.images);
-      baseline ??= image;
-      const t = totals[c];
-      t.seconds += result.seconds;
-      t.cachedSteps += result.cache.cachedSteps.length;
-      t.blocksExecuted += result.cache.blocksExecuted;
-      t.blocksTotal += result.cache.blocksTotal;
-      t.readbacks += result.readbacks;
-      t.memoryBytes = Math.max(t.memoryBytes, result.cache.memoryBytes);
-      t.correct += Number((await classifier.classify(result.images)).predicted[0] === label);
-      t.ssim.push(ssim(image, baseline, size, size, 2));
-      t.images.push(image);
+  for (let r = progress.next.repeat; r < settings.repeat; r++) {
+    for (let i = r === progress.next.repeat ? progress.next.image : 0; i < images; i++) {
+      const label = i % 10;
+      const request = { labels: [label], steps, seed: firstSeed + i, guidance };
+      let baseline: Float32Array | null = null;
+      for (const [c, config] of configs.entries()) {
+        const result = await runOne(ctx, model, config, request);
+        baseline ??= clamp(result.images);
+        const known = progress.records[c][i];
+        if (!known) {
+          progress.records[c][i] = await record(classifier, result, label, baseline, size);
+          if (i < GRID_COLUMNS) progress.grid[c][i] = [...clamp(result.images)];
+        } else if (known.checksum !== checksum(result.images)) {
+          throw new Error(`${config.name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
+        } else {
+          known.seconds[r] = result.seconds;
+        }
+      }
+      progress.next = i + 1 < images ? { repeat: r, image: i + 1 } : { repeat: r + 1, image: 0 };
+      if (parsed.checkpoint) await saveAtomically(parsed.checkpoint, JSON.stringify(progress));
+      if (!json) console.error(`repeat ${r + 1}/${settings.repeat}: ${i + 1}/${images} images`);
     }
-    if (!values.json) console.error(`${i + 1}/${labels.length} images`);
   }
-  const rows = configs.map((config, c) => summarise(config, totals[c], totals[0], labels.length));
+  const judged = (config: BenchConfig) => {
+    const set = `${settings.seeds} seeds ${firstSeed}..${firstSeed + images - 1}`;
+    return config.tuned ? `${set} (tuned on seeds 1..20)` : set;
+  };
+  const rows = configs.map((config, c) =>
+    summarise(config, judged(config), progress.records[c], progress.records[0])
+  );
   const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
-  const decision = await decisionMs(ctx, model, guidance !== 1);
-  const stepMs = (1000 * totals[0].seconds) / (labels.length * steps);
-  if (values.json) {
-    const common = { adapter, steps, guidance, images: labels.length, decisionMs: decision, stepMs };
+  const guided = guidance !== 1;
+  const graph = model.graph(guided ? 2 : 1);
+  const stepMs = await timeCommands(ctx, [...graph.prologue, ...graph.blocks.flat(), ...graph.epilogue]);
+  const path = await decisionPath(ctx, model, guided, {});
+  const seerPath = await decisionPath(ctx, model, guided, { enable_taylorseer: true, n_derivatives: 1 });
+  if (json) {
+    const common = {
+      adapter,
+      steps,
+      guidance,
+      images,
+      repeats: settings.repeat,
+      decisionPath: path,
+      seerPath,
+    };
     for (const r of rows) console.log(JSON.stringify({ ...r, ...common }));
   } else {
-    console.log(markdown(
-      rows,
-      `${labels.length} images (digits 0-9, seeds 1..${labels.length}), ${steps} steps, guidance ${guidance}, ` +
-        `one image per request; ${adapter}`,
-    ));
     console.log(
-      `\nDecision kernels (residual diff + decision): ${decision.toFixed(2)} ms = ` +
-        `${((100 * decision) / stepMs).toFixed(1)}% of an uncached step (${stepMs.toFixed(1)} ms).`,
+      `${images} images (digits 0-9, ${settings.seeds} seeds from ${firstSeed}), ${steps} steps, guidance ` +
+        `${guidance}, one image per request, ${settings.repeat} repeat(s) interleaved; ${adapter}\n`,
+    );
+    console.log(markdown(rows, steps, settings.repeat));
+    const share = (p: { pathMs: number }) =>
+      `${p.pathMs.toFixed(2)} ms = ${((100 * p.pathMs) / stepMs).toFixed(2)}%`;
+    console.log(
+      `\nGPU-decided path on a computed step, besides the blocks (${path.commands} commands: F input, R_F, ` +
+        `diff, decision, compute-path copies and store, zero-size replay): ${
+          share(path)
+        } of an uncached step ` +
+        `(${stepMs.toFixed(1)} ms); with TaylorSeer (${seerPath.commands} commands): ${share(seerPath)}.`,
     );
   }
-  const grid = new Float32Array(configs.length * labels.length * size * size);
-  totals.forEach((t, c) =>
-    t.images.forEach((img, i) => grid.set(img, (c * labels.length + i) * size * size))
-  );
-  await Deno.writeFile(
-    values.grid!,
-    encodeImagesPng(grid, [configs.length * labels.length, 1, size, size], labels.length),
-  );
+  const shown = Math.min(images, GRID_COLUMNS);
+  const grid = new Float32Array(progress.grid.flat(2));
+  await Deno.writeFile(parsed.grid, encodeImagesPng(grid, [configs.length * shown, 1, size, size], shown));
   classifier.release();
   model.release();
   ctx.destroy();

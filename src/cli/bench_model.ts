@@ -12,7 +12,7 @@ import { Dit } from "../model/dit.ts";
 import { forEachTensor, readSafetensorsHeader } from "../model/safetensors.ts";
 import { linear } from "../ops/linear.ts";
 import { generate } from "../pipeline/generate.ts";
-import { gflops, timeDispatches } from "./bench/harness.ts";
+import { gflops, timeCommands } from "./bench/harness.ts";
 
 const FEATURES = 128;
 
@@ -29,7 +29,7 @@ async function matmulGflops(ctx: GpuContext): Promise<number> {
   const x = ctx.pool.upload(deterministicInput(n * n, 1), [n, n]);
   const w = ctx.pool.upload(deterministicInput(n * n, 2), [n, n]);
   const op = linear(ctx, x, w);
-  const ms = await timeDispatches(ctx, op.dispatches);
+  const ms = await timeCommands(ctx, op.dispatches);
   op.release();
   x.release();
   w.release();

@@ -1,13 +1,23 @@
 // Full-reference image quality of a cached run against the uncached image of the same seed: PSNR and SSIM
 // (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03), on one-channel images.
 
-/** 10 log10(range^2 / MSE); Infinity for identical images. `range` is the data range (2 for [-1, 1]). */
-export function psnr(a: ArrayLike<number>, b: ArrayLike<number>, range: number): number {
+/** Sum of (a - b)^2: what PSNR over many images adds up. */
+export function squaredError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`psnr: ${a.length} vs ${b.length} values`);
   let squared = 0;
   for (let i = 0; i < a.length; i++) squared += (a[i] - b[i]) ** 2;
-  const mse = squared / a.length;
+  return squared;
+}
+
+/** 10 log10(range^2 / MSE) from a summed squared error over `count` values; Infinity when it is 0. */
+export function psnrOfSquaredError(squared: number, count: number, range: number): number {
+  const mse = squared / count;
   return mse === 0 ? Infinity : 10 * Math.log10((range * range) / mse);
+}
+
+/** 10 log10(range^2 / MSE); Infinity for identical images. `range` is the data range (2 for [-1, 1]). */
+export function psnr(a: ArrayLike<number>, b: ArrayLike<number>, range: number): number {
+  return psnrOfSquaredError(squaredError(a, b), a.length, range);
 }
 
 const WINDOW = 11;

@@ -15,7 +15,7 @@ import {
   type QkvViews,
 } from "../../ops/attention.ts";
 import { flashAttention as attentionRef, type HostQkv } from "../../ref/attention.ts";
-import { benchInput, type BenchRow, type BenchSuite, gflops, maxAbsDiff, timeDispatches } from "./harness.ts";
+import { benchInput, type BenchRow, type BenchSuite, gflops, maxAbsDiff, timeCommands } from "./harness.ts";
 
 interface Qkv {
   gpu: QkvViews;
@@ -48,7 +48,7 @@ async function measure(
   submitDispatches(ctx.gpu, op.dispatches);
   const got = await readFloats(ctx.gpu, op.out);
   const maxAbsErr = maxAbsDiff(got, want);
-  const ms = await timeDispatches(ctx, op.dispatches);
+  const ms = await timeCommands(ctx, op.dispatches);
   report({
     kernel: row.kernel,
     shape: row.shape,

@@ -17,7 +17,7 @@ import type { Tensor } from "../../gpu/tensor.ts";
 import { rope, type RopeAxes, ropeTable } from "../../ops/rope.ts";
 import type { RowView } from "../../ops/row_view.ts";
 import { rope as ropeRef } from "../../ref/rope.ts";
-import { benchInput, type BenchSuite, maxAbsDiff, timeDispatches } from "./harness.ts";
+import { benchInput, type BenchSuite, maxAbsDiff, timeCommands } from "./harness.ts";
 
 const AXES: RopeAxes = { axesDim: [16, 56, 56], theta: 10000 };
 const [TEXT_TOKENS, GRID, HEADS, HEAD_DIM] = [512, 64, 24, 128];
@@ -100,7 +100,7 @@ export const embeddingBench: BenchSuite = {
       for (const [i, view] of views.entries()) {
         maxAbsErr = Math.max(maxAbsErr, maxAbsDiff(await readFloats(ctx.gpu, view.tensor), wanted[i]));
       }
-      const ms = await timeDispatches(ctx, dispatches);
+      const ms = await timeCommands(ctx, dispatches);
       const bytes = views.length * 2 * tokens * rowLength * 4;
       report({
         kernel,

@@ -1,7 +1,7 @@
 // Shared timing for kernel benchmarks: a benchmark is measured as whole submits waited on, so the figure
 // includes what a user would see (dispatch overhead too), never a timed test.
 import type { GpuContext } from "../../gpu/context.ts";
-import { type Dispatch, encodeDispatches } from "../../gpu/kernel.ts";
+import { type Command, encodeCommands } from "../../gpu/kernel.ts";
 
 /** Seeded inputs in [-1, 1) and the error measure of every suite: the ones the start-up self-check uses. */
 export { deterministicInput as benchInput, maxAbsDiff } from "../../gpu/deterministic_input.ts";
@@ -33,32 +33,65 @@ export interface TimingOptions {
 /** Enough repeats per submit that the ~11 ms submit-and-wait floor of Deno is amortised away. */
 const TARGET_SUBMIT_MS = 200;
 
-/** Median milliseconds of one pass over `dispatches`, encoded back to back in submits that are waited on. */
-export async function timeDispatches(
+/** Milliseconds of submits of `repeat` passes over `commands`, each waited on. */
+function submitTimer(ctx: GpuContext, commands: readonly Command[]) {
+  return async (repeat: number) => {
+    const encoder = ctx.gpu.device.createCommandEncoder();
+    encodeCommands(encoder, Array.from({ length: repeat }, () => commands).flat());
+    const start = performance.now();
+    ctx.gpu.device.queue.submit([encoder.finish()]);
+    await ctx.gpu.device.queue.onSubmittedWorkDone();
+    return performance.now() - start;
+  };
+}
+
+/** Median milliseconds of one pass over `commands`, encoded back to back in submits that are waited on. */
+export async function timeCommands(
   ctx: GpuContext,
-  dispatches: readonly Dispatch[],
+  commands: readonly Command[],
   options: TimingOptions = {},
 ): Promise<number> {
   const { warmup = 1, budgetMs = 1500, minRuns = 3 } = options;
   await ctx.kernels.ready();
-  const runOnce = async (repeat: number) => {
-    const encoder = ctx.gpu.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    for (let r = 0; r < repeat; r++) encodeDispatches(pass, dispatches);
-    pass.end();
-    const start = performance.now();
-    ctx.gpu.device.queue.submit([encoder.finish()]);
-    await ctx.gpu.device.queue.onSubmittedWorkDone();
-    return (performance.now() - start) / repeat;
-  };
+  const submit = submitTimer(ctx, commands);
   let single = Infinity;
-  for (let i = 0; i < warmup; i++) single = Math.min(single, await runOnce(1));
+  for (let i = 0; i < warmup; i++) single = Math.min(single, await submit(1));
   const repeat = Math.max(1, Math.min(256, Math.ceil(TARGET_SUBMIT_MS / single)));
   const times: number[] = [];
   const began = performance.now();
-  while (times.length < minRuns || performance.now() - began < budgetMs) times.push(await runOnce(repeat));
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  while (times.length < minRuns || performance.now() - began < budgetMs) {
+    times.push(await submit(repeat) / repeat);
+  }
+  return median(times);
+}
+
+/**
+ * Milliseconds that one more pass over `commands` adds to a submit: the median of (t(2R) - t(R)) / R, in
+ * which the fixed submit-and-wait cost cancels. For short command lists, where that cost would dominate.
+ */
+export async function marginalMs(
+  ctx: GpuContext,
+  commands: readonly Command[],
+  options: TimingOptions = {},
+): Promise<number> {
+  const { warmup = 1, budgetMs = 3000, minRuns = 5 } = options;
+  await ctx.kernels.ready();
+  const submit = submitTimer(ctx, commands);
+  let single = Infinity;
+  for (let i = 0; i < warmup; i++) single = Math.min(single, await submit(1));
+  const repeat = Math.max(1, Math.min(512, Math.ceil(TARGET_SUBMIT_MS / single)));
+  const times: number[] = [];
+  const began = performance.now();
+  while (times.length < minRuns || performance.now() - began < budgetMs) {
+    times.push((await submit(2 * repeat) - await submit(repeat)) / repeat);
+  }
+  return median(times);
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 export function gflops(flops: number, ms: number): number {

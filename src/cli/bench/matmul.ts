@@ -18,7 +18,7 @@ import {
   type BenchSuite,
   gflops,
   maxAbsDiff,
-  timeDispatches,
+  timeCommands,
   type TimingOptions,
 } from "./harness.ts";
 import { loadTfjsMatMul, type TfjsMatMul } from "./tfjs_matmul.ts";
@@ -109,7 +109,7 @@ async function measureOp(
   timing: TimingOptions,
   op: { dispatches: Dispatch[]; out: Tensor; release(): void },
 ): Promise<{ ms: number; out: Float32Array }> {
-  const ms = await timeDispatches(ctx, op.dispatches, timing);
+  const ms = await timeCommands(ctx, op.dispatches, timing);
   const out = await readFloats(ctx.gpu, op.out);
   op.release();
   return { ms, out };

@@ -10,7 +10,7 @@ import { gatedResidual, modulate, silu } from "../../ops/modulate.ts";
 import { layerNorm, layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
 import * as modulateRef from "../../ref/modulate.ts";
 import * as normRef from "../../ref/norm.ts";
-import { benchInput, type BenchRow, type BenchSuite, maxAbsDiff, timeDispatches } from "./harness.ts";
+import { benchInput, type BenchRow, type BenchSuite, maxAbsDiff, timeCommands } from "./harness.ts";
 
 interface Variant {
   kernel: string;
@@ -39,7 +39,7 @@ async function compare(
     submitDispatches(ctx.gpu, v.dispatches);
     const got = await readFloats(ctx.gpu, v.out);
     const err = maxAbsDiff(got, want);
-    const ms = await timeDispatches(ctx, v.dispatches);
+    const ms = await timeCommands(ctx, v.dispatches);
     first ||= ms;
     const relative = ms === first ? "" : `, ${(ms / first).toFixed(2)}x the time of ${variants[0].kernel}`;
     report({

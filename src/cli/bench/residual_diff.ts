@@ -2,7 +2,7 @@
 import { readFloats } from "../../gpu/readback.ts";
 import { residualDiff } from "../../ops/residual_diff.ts";
 import { residualDiff as residualDiffRef } from "../../ref/residual_diff.ts";
-import { benchInput, type BenchSuite, maxAbsDiff, timeDispatches } from "./harness.ts";
+import { benchInput, type BenchSuite, maxAbsDiff, timeCommands } from "./harness.ts";
 
 export const residualDiffBench: BenchSuite = {
   name: "residual_diff",
@@ -14,7 +14,7 @@ export const residualDiffBench: BenchSuite = {
       const ta = ctx.pool.upload(a, shape);
       const tb = ctx.pool.upload(b, shape);
       const op = residualDiff(ctx, ta, tb);
-      const ms = await timeDispatches(ctx, op.dispatches);
+      const ms = await timeCommands(ctx, op.dispatches);
       const got = await readFloats(ctx.gpu, op.result);
       const want = residualDiffRef(a, b, shape[shape.length - 1]);
       const gbps = (2 * size * 4) / (ms * 1e6);

@@ -1,6 +1,6 @@
 // tfjs-backend-webgpu's matMul as the matmul bench's outside baseline. tfjs requests its own device from
 // navigator.gpu (the same adapter where only one exists) and runs under Deno without a shim. Loaded on demand
-// so that other suites never pay for the import. Timed like timeDispatches: warmup batches first (tfjs
+// so that other suites never pay for the import. Timed like timeCommands: warmup batches first (tfjs
 // compiles a program per shape on first use), then batches of `repeat` tf.matMul(x, W, false, true) issued
 // back to back and ended by one `await data()` of the last result; median ms per matMul. Included: tfjs's
 // JS-side op dispatch, the GPU work and one readback per batch (amortised over `repeat`); excluded: the
