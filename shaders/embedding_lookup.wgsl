@@ -11,7 +11,7 @@ struct Params {
   classes: u32,
 }
 
-@group(0) @binding(0) var<storage, read> table: array<f32>;      // [classes, channels]
+// binding 0, table [classes, channels] in its stored dtype: load_table() from src/ops/stored_weights.ts
 @group(0) @binding(1) var<storage, read> labels: array<u32>;     // [batch]
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [batch, channels]
 @group(0) @binding(3) var<uniform> p: Params;
@@ -23,7 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     return;
   }
   let b = gid.y;
-  let row = table[min(labels[b], p.classes - 1u) * p.channels + c];
+  let row = load_table(min(labels[b], p.classes - 1u) * p.channels + c);
   if (ACCUMULATE) {
     out[b * p.channels + c] += row;
   } else {

@@ -8,7 +8,8 @@
 // even when all lanes read one address, while a dot is a few SIMD instructions: so the CPU tiling is as large
 // as compile time allows (lanes sharing x rows gained nothing there). GPUs get a small tile (src/ops/linear.ts).
 // The K loop and the tile are generated text (src/ops/linear_wgsl.ts): it defines RM, RN, LM, LN, the
-// K-vector type KVec (vec4<f32> or f32), kdot() and the entry point `main`; this file holds what does not
+// K-vector type KVec (vec4<f32> or f32), kdot(), the W binding with load_w() (src/ops/stored_weights.ts) and
+// the entry point `main`; this file holds what does not
 // depend on the tiling. Epilogue per output element, chosen by uniform flags (one pipeline for all):
 //   v = acc (+ bias[c]); v = act(v); v *= gate[...] (gated); out[o] = v, or out[o] += v (accumulate).
 
@@ -34,7 +35,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> x: array<KVec>;         // [batch, M, K] or [rows, K]
-@group(0) @binding(1) var<storage, read> w: array<KVec>;         // [batch, N, K] or [N, K] (PyTorch Linear)
+// binding 1, w [batch, N, K] or [N, K] (PyTorch Linear) in its stored dtype: generated with load_w()
 @group(0) @binding(2) var<storage, read> bias: array<f32>;       // [N]; a stand-in when FLAG_BIAS is off
 @group(0) @binding(3) var<storage, read> gate: array<f32>;       // view, see gate_offset; or a stand-in
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // [batch * M rows, N] at out_offset, out_row_stride

@@ -47,6 +47,19 @@ export class BufferPool {
     return t;
   }
 
+  /** A tensor of stored bytes as they are (F16/BF16 weights, little endian). */
+  uploadBytes(bytes: Uint8Array, shape: readonly number[], dtype: DType): Tensor {
+    const t = this.tensor(shape, dtype);
+    if (bytes.byteLength !== t.byteLength) {
+      throw new Error(`upload: ${bytes.byteLength} bytes do not fill ${dtype} ${formatShape(shape)}`);
+    }
+    // writeBuffer needs a multiple of 4 bytes; the pool's buffers are padded to 16.
+    const padded = bytes.byteLength % 4 === 0 ? bytes : new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+    if (padded !== bytes) padded.set(bytes);
+    this.gpu.device.queue.writeBuffer(t.buffer, 0, padded.buffer as ArrayBuffer, padded.byteOffset, padded.byteLength);
+    return t;
+  }
+
   /** Queue-ordered write: it lands after every submit made before it and before every submit after it. */
   write(tensor: Tensor, data: Float32Array | Uint32Array | Int32Array, elementOffset = 0): void {
     if (elementOffset + data.length > tensor.size) {

@@ -1,9 +1,10 @@
 // A GPU buffer that knows its shape and element type. Tensors come from a BufferPool and go back to it.
 import type { BufferPool } from "./pool.ts";
 
-export type DType = "f32" | "u32" | "i32";
+/** f16 and bf16 hold stored weights only (two per 32-bit word); every activation is f32. */
+export type DType = "f32" | "u32" | "i32" | "f16" | "bf16";
 
-export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, u32: 4, i32: 4 };
+export const BYTES_PER_ELEMENT: Record<DType, number> = { f32: 4, u32: 4, i32: 4, f16: 2, bf16: 2 };
 
 export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);

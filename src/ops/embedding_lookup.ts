@@ -1,7 +1,8 @@
 // Class-label embedding (DiT y_embedder.embedding_table) as a row gather (shaders/embedding_lookup.wgsl).
 import type { GpuContext } from "../gpu/context.ts";
-import { bindKernel, type Dispatch, groups, KernelError, packUniform } from "../gpu/kernel.ts";
+import { bindKernel, type Dispatch, groups, KernelError, packUniform, shaderSource } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
+import { isWeightDType, weightBinding } from "./stored_weights.ts";
 
 const KERNEL = "embedding_lookup";
 const WG = 64;
@@ -33,7 +34,7 @@ export function uploadLabels(ctx: GpuContext, labels: ArrayLike<number>, classes
 }
 
 /**
- * table [classes, channels] f32, labels [batch] u32, out [batch, channels] f32: out = table[labels]
+ * table [classes, channels] (f32, f16 or bf16, as stored), labels [batch] u32, out [batch, channels] f32: out = table[labels]
  * (or out += table[labels]). The caller owns `out`; dispose the Dispatch's uniform with disposeDispatches.
  */
 export function embeddingLookup(
@@ -45,8 +46,8 @@ export function embeddingLookup(
 ): Dispatch {
   const shapes = `table ${table.dtype} ${formatShape(table.shape)}, labels ${labels.dtype} ` +
     `${formatShape(labels.shape)}, out ${out.dtype} ${formatShape(out.shape)}`;
-  if (table.dtype !== "f32" || table.shape.length !== 2) {
-    throw new KernelError(KERNEL, `${shapes}: table must be f32 [classes, channels]`);
+  if (!isWeightDType(table.dtype) || table.shape.length !== 2) {
+    throw new KernelError(KERNEL, `${shapes}: table must be f32, f16 or bf16 [classes, channels]`);
   }
   const [classes, channels] = table.shape;
   if (labels.dtype !== "u32" || labels.shape.length !== 1) {
@@ -58,6 +59,7 @@ export function embeddingLookup(
   }
   const kernel = ctx.kernels.get({
     name: KERNEL,
+    source: `${weightBinding("table", 0, table.dtype, false)}\n${shaderSource(KERNEL)}`,
     bindings: BINDINGS,
     constants: { WG, ACCUMULATE: options.accumulate ? 1 : 0 },
   });

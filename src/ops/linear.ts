@@ -6,6 +6,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
 import { formatTiling, linearShader, type LinearTiling, workgroupTile } from "./linear_wgsl.ts";
+import { isWeightDType, type WeightDType } from "./stored_weights.ts";
 
 const KERNEL = "linear";
 const BINDINGS = ["read", "read", "read", "read", "read_write", "uniform"] as const;
@@ -123,7 +124,10 @@ function checkOperands(x: Tensor, w: Tensor, layout: Layout, options: LinearOpti
     ["gate", options.gate?.tensor],
     ["out", options.out?.tensor],
   ];
-  for (const [name, t] of named) {
+  if (!isWeightDType(w.dtype)) {
+    throw new KernelError(KERNEL, `${shapes}: W is ${w.dtype}, expected f32, f16 or bf16`);
+  }
+  for (const [name, t] of named.filter(([name]) => name !== "W")) {
     if (t && t.dtype !== "f32") {
       throw new KernelError(KERNEL, `${shapes}: ${name} ${formatShape(t.shape)} is ${t.dtype}, expected f32`);
     }
@@ -240,7 +244,11 @@ export function linear(ctx: GpuContext, x: Tensor, w: Tensor, options: LinearOpt
   }
 
   const vec4 = depth % 4 === 0;
-  const kernel = ctx.kernels.get({ name: KERNEL, source: linearShader(tiling, vec4), bindings: BINDINGS });
+  const kernel = ctx.kernels.get({
+    name: KERNEL,
+    source: linearShader(tiling, vec4, w.dtype as WeightDType),
+    bindings: BINDINGS,
+  });
   const kDepth = vec4 ? depth / 4 : depth;
   const flags = (options.bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0) |
     (options.gate ? FLAG_GATE : 0);

@@ -2,6 +2,7 @@
 // so the RM x RN accumulators of a lane are named variables (a{i}_{j}) and the loads and dot products of one
 // K step are unrolled. shaders/linear.wgsl (bindings, epilogue, layout comments) is compiled in front of it.
 import { shaderSource } from "../gpu/kernel.ts";
+import { weightBinding, type WeightDType } from "./stored_weights.ts";
 
 export interface LinearTiling {
   /** Output rows and columns owned by one lane: rowsPerLane * colsPerLane named accumulators. */
@@ -41,10 +42,10 @@ function epilogue(tile: number[][], t: LinearTiling): string[] {
 }
 
 /**
- * Full WGSL of the linear kernel for one tiling. `vec4` loads K four at a time (needs K % 4 == 0), else one
- * f32 per load.
+ * Full WGSL of the linear kernel for one tiling and W dtype. `vec4` loads K four at a time (needs K % 4 == 0),
+ * else one element per load.
  */
-export function linearShader(t: LinearTiling, vec4: boolean): string {
+export function linearShader(t: LinearTiling, vec4: boolean, weights: WeightDType = "f32"): string {
   const rows = range(t.rowsPerLane);
   const cols = range(t.colsPerLane);
   const tile = rows.flatMap((i) => cols.map((j) => [i, j]));
@@ -55,6 +56,7 @@ export function linearShader(t: LinearTiling, vec4: boolean): string {
     `const LN: u32 = ${t.laneCols}u;`,
     vec4 ? "alias KVec = vec4<f32>;" : "alias KVec = f32;",
     `fn kdot(a: KVec, b: KVec) -> f32 { return ${vec4 ? "dot(a, b)" : "a * b"}; }`,
+    weightBinding("w", 1, weights, vec4),
     "",
     "@compute @workgroup_size(LM * LN)",
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
@@ -66,7 +68,7 @@ export function linearShader(t: LinearTiling, vec4: boolean): string {
     ...tile.map(([i, j]) => `  var a${i}_${j} = 0.0;`),
     "  for (var k = 0u; k < p.depth; k++) {",
     ...rows.map((i) => `    let x${i} = x[xb${i} + k];`),
-    ...cols.map((j) => `    let w${j} = w[wb${j} + k];`),
+    ...cols.map((j) => `    let w${j} = load_w(wb${j} + k);`),
     ...tile.map(([i, j]) => `    a${i}_${j} += kdot(x${i}, w${j});`),
     "  }",
     ...epilogue(tile, t),

@@ -8,6 +8,7 @@ import { timestepEmbedding as timestepEmbeddingRef } from "../../src/ref/timeste
 import { assertClose } from "../support/assert_close.ts";
 import { gpuTest, runAndRead } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
+import { encodeHalf } from "../support/half.ts";
 
 // The kernel's argument t*f carries two f32 roundings (the float64 frequency f rounded to f32, then the
 // product), |d arg| <= 2 * 2^-24 * |arg| = 1.2e-4 at |arg| = 1000 rad; the range reduction to [-pi, pi] is exact
@@ -89,6 +90,22 @@ gpuTest("timestep_embedding rejects bad t, dim and shift before allocating or di
 });
 
 const CLASSES = 11; // 10 digits + the null class of classifier-free guidance
+
+for (const dtype of ["f16", "bf16"] as const) {
+  gpuTest(`embedding_lookup gathers rows of a ${dtype} table as stored (odd channels)`, async (ctx) => {
+    const channels = 37;
+    const { bytes, rounded } = encodeHalf(randn(CLASSES * channels, 24), dtype);
+    const table = ctx.pool.uploadBytes(bytes, [CLASSES, channels], dtype);
+    const labels = uploadLabels(ctx, [9, 0, 10], CLASSES);
+    const out = ctx.pool.tensor([3, channels]);
+    const dispatch = embeddingLookup(ctx, table, labels, out, { accumulate: false });
+    const got = await runAndRead(ctx, [dispatch], out);
+    // Widening a half to f32 is exact.
+    assertClose(got, embeddingLookupRef(rounded, channels, [9, 0, 10]), { atol: 0, rtol: 0 }, "rows");
+    disposeDispatches([dispatch]);
+    for (const t of [table, labels, out]) t.release();
+  });
+}
 
 gpuTest("embedding_lookup gathers rows for an odd channel count (37)", async (ctx) => {
   const channels = 37;
@@ -178,7 +195,7 @@ gpuTest(
     );
     assert.throws(
       () => embeddingLookup(ctx, table.view([CLASSES * 16]), labels, wrongOut, { accumulate: false }),
-      isError(/table must be f32 \[classes, channels\]/),
+      isError(/table must be f32, f16 or bf16 \[classes, channels\]/),
     );
     for (const x of [table, labels, wrongOut, floatLabels]) x.release();
   },

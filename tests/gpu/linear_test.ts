@@ -7,6 +7,7 @@ import * as ref from "../../src/ref/linear.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { gpuTest, runAndRead } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
+import { encodeHalf } from "../support/half.ts";
 
 // Unit-normal x and W: an output sums K products of size ~1, so partial sums grow to ~sqrt(K) (outputs up to
 // ~70 at K = 300) and each fp32 addition rounds by <= 2^-24 of one. K additions (K/4 running sums of vec4
@@ -272,3 +273,20 @@ gpuTest("linear rejects bad shapes, views and sizes with a KernelError before al
   ok.release();
   for (const t of [x, w, wrongK, batchedW, bias, mod, out, xWide, wWide]) t.release();
 });
+
+for (const dtype of ["f16", "bf16"] as const) {
+  for (const [m, kk, n] of [[5, 64, 24], [9, 30, 11]]) {
+    gpuTest(`linear reads ${dtype} weights as stored: [${m},${kk}]x[${n},${kk}]`, async (ctx) => {
+      const x = randn(m * kk, 11);
+      const { bytes, rounded } = encodeHalf(randn(n * kk, 12), dtype);
+      const tx = ctx.pool.upload(x, [m, kk]);
+      const tw = ctx.pool.uploadBytes(bytes, [n, kk], dtype);
+      const op = linear(ctx, tx, tw);
+      const got = await runAndRead(ctx, op.dispatches, op.out);
+      op.release();
+      tx.release();
+      tw.release();
+      assertClose(got, ref.linear(x, rounded, { rows: m, cols: n, depth: kk }), TOL);
+    });
+  }
+}
