@@ -1,8 +1,8 @@
 // deno task bench [--per-digit 1] [--steps 28] [--guidance 3] [--repeat 1] [--seeds held-out|tuning]
 //   [--only "F1B0 (0.08),..."] [--checkpoint FILE] [--grid docs/cache-grid.png] [--json]
 // Speed against quality for each cache configuration on the embedded model: the same labels and seeds per
-// configuration, one image per request (as a server runs them), configurations interleaved per image and
-// the whole set repeated --repeat times, so that load changes hit all of them alike; the speedup is the
+// configuration, one image per request (as a server runs them), configurations interleaved per image in an
+// order that rotates, and the whole set repeated --repeat times, so that load changes hit all of them alike; the speedup is the
 // median over repeats with its spread. Quality (one figure over the set): PSNR and mean SSIM against the
 // uncached image of the same seed, the classifier's accuracy on the asked digit. Images are judged on
 // held-out seeds (1001, 1002, ...) unless --seeds tuning picks the seeds hand-tuned rows were chosen on
@@ -228,16 +228,21 @@ async function main(): Promise<number> {
     for (let i = r === progress.next.repeat ? progress.next.image : 0; i < images; i++) {
       const label = i % 10;
       const request = { labels: [label], steps, seed: firstSeed + i, guidance };
-      let baseline: Float32Array | null = null;
-      for (const [c, config] of configs.entries()) {
-        const result = await runOne(ctx, model, config, request);
-        baseline ??= clamp(result.images);
+      // The order rotates from image to image and repeat to repeat, so no configuration always runs first
+      // (after the classifier's CPU work) or last; quality is scored once every configuration has run.
+      const results: GenerateResult[] = [];
+      for (let k = 0; k < configs.length; k++) {
+        const c = (k + i + r) % configs.length;
+        results[c] = await runOne(ctx, model, configs[c], request);
+      }
+      const baseline = clamp(results[0].images);
+      for (const [c, result] of results.entries()) {
         const known = progress.records[c][i];
         if (!known) {
           progress.records[c][i] = await record(classifier, result, label, baseline, size);
           if (i < GRID_COLUMNS) progress.grid[c][i] = [...clamp(result.images)];
         } else if (known.checksum !== checksum(result.images)) {
-          throw new Error(`${config.name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
+          throw new Error(`${configs[c].name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
         } else {
           known.seconds[r] = result.seconds;
         }
