@@ -24,7 +24,7 @@ const NAIVE_BINDINGS = ["read", "read", "read", "read_write", "read_write", "uni
 const NAIVE_WG = 16;
 
 /** A lane holds q and the output accumulator of its rows: 2 * headDim floats per row in registers. */
-export const MAX_HEAD_DIM = 128;
+export const MAX_HEAD_DIM = 512;
 /** q and accumulators of all rows of a lane: 2 * rowsPerLane * headDim <= 256 floats, the most GPUs keep. */
 const ROW_FLOATS_PER_LANE = 128;
 /** More rows per lane multiply llvmpipe's JIT time (generated code grows with rows x head dim). */

@@ -83,7 +83,7 @@ for (const tokens of [7, 49, 130]) {
 }
 
 // 8: the smallest tile; 72: DiT-XL and PixArt (one row per lane, not a power of two).
-for (const headDim of [8, 32, 72, 96, 128]) {
+for (const headDim of [8, 32, 72, 96, 128, 512]) {
   gpuTest(`flash_attention head dim ${headDim}, 37 tokens, B=3 H=2 in fused qkv`, async (ctx) => {
     await checkFused(ctx, 37, { batch: 3, heads: 2, headDim }, 20 + headDim);
   });
@@ -215,8 +215,8 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
   const flash = (views: QkvViews, d: AttentionDims, options?: FlashAttentionOptions) => () =>
     flashAttention(ctx, views, d, options);
 
-  rejects(flash(good, { ...dims, headDim: 256 }), /headDim 256.*multiple of 4 in 4\.\.128/);
-  rejects(flash(good, { ...dims, headDim: 30 }), /headDim 30.*multiple of 4 in 4\.\.128/);
+  rejects(flash(good, { ...dims, headDim: 516 }), /headDim 516.*multiple of 4 in 4\.\.512/);
+  rejects(flash(good, { ...dims, headDim: 30 }), /headDim 30.*multiple of 4 in 4\.\.512/);
   rejects(flash(good, { ...dims, heads: 0 }), /heads 0.*positive integers/);
   rejects(flash(good, dims, { scale: NaN }), /scale NaN must be a finite number/);
   rejects(
@@ -240,7 +240,7 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
     /out shares the buffer of q/,
   );
   rejects(flash({ ...good, q: { tensor: u32, offset: 0, rowStride: 384 } }, dims), /must be f32/);
-  rejects(() => naiveAttention(ctx, good, { ...dims, headDim: 132 }), /headDim 132/, "attention_naive");
+  rejects(() => naiveAttention(ctx, good, { ...dims, headDim: 516 }), /headDim 516.*a multiple of 4 in 4..512/, "attention_naive");
   rejects(
     flash(good, dims, { tiling: { rowsPerLane: 0, workgroupSize: 64 } }),
     /tiling rowsPerLane 0 must be an integer in 1\.\.8/,
