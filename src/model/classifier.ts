@@ -46,7 +46,7 @@ export class DigitClassifier {
         `${dir}/config.json: _class_name ${JSON.stringify(config._class_name)} is not MnistClassifier`,
       );
     }
-    return new DigitClassifier(ctx, await loadWeights(ctx, `${dir}/model.safetensors`, SHAPES));
+    return new DigitClassifier(ctx, await loadWeights(ctx, dir, SHAPES, { stem: "model" }));
   }
 
   /** images [n, 1, 28, 28] in [-1, 1] (the DiT's output range). */

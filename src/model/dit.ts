@@ -18,7 +18,6 @@ import { timestepEmbedding } from "../ops/timestep_embedding.ts";
 import { type DitConfig, readConfig } from "./config.ts";
 import { loadWeights, type ShapeSpec } from "./weights.ts";
 
-export const WEIGHTS_FILE = "diffusion_pytorch_model.safetensors";
 const TIMESTEP_FREQUENCIES = 256;
 
 /** Checkpoint keys and shapes of a config, in the order of tools/train_mnist_dit.py. */
@@ -110,7 +109,7 @@ export class Dit {
 
   static async load(ctx: GpuContext, dir: string): Promise<Dit> {
     const config = await readConfig(`${dir}/config.json`);
-    const weights = await loadWeights(ctx, `${dir}/${WEIGHTS_FILE}`, ditShapes(config));
+    const weights = await loadWeights(ctx, dir, ditShapes(config));
     return new Dit(ctx, config, weights);
   }
 

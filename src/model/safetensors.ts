@@ -139,20 +139,28 @@ export function decodeToFloat32(dtype: SafetensorsDType, bytes: Uint8Array): Flo
   return new Float32Array(words.buffer);
 }
 
-/** Reads tensors one by one, in file order, handing each to `use` before reading the next. */
-export async function forEachTensor(
+/** Reads tensors one by one, in file order, handing each one's stored bytes to `use` before reading the next. */
+export async function forEachTensorBytes(
   header: SafetensorsHeader,
   names: Iterable<string>,
-  use: (entry: TensorEntry, data: Float32Array) => void | Promise<void>,
+  use: (entry: TensorEntry, bytes: Uint8Array) => void | Promise<void>,
 ): Promise<void> {
   const entries = [...names].map((n) => header.tensors.get(n)!).sort((a, b) => a.begin - b.begin);
   const file = await Deno.open(header.path, { read: true });
   try {
     for (const entry of entries) {
-      const bytes = await readExactly(file, entry.begin, entry.end - entry.begin, header.path);
-      await use(entry, decodeToFloat32(entry.dtype, bytes));
+      await use(entry, await readExactly(file, entry.begin, entry.end - entry.begin, header.path));
     }
   } finally {
     file.close();
   }
+}
+
+/** forEachTensorBytes with every tensor decoded to float32. */
+export function forEachTensor(
+  header: SafetensorsHeader,
+  names: Iterable<string>,
+  use: (entry: TensorEntry, data: Float32Array) => void | Promise<void>,
+): Promise<void> {
+  return forEachTensorBytes(header, names, (entry, bytes) => use(entry, decodeToFloat32(entry.dtype, bytes)));
 }
