@@ -37,7 +37,7 @@ export interface RmsNormOptions extends Tuning {
   weight?: Tensor;
 }
 
-export interface LayerNormModulateOptions extends Tuning {
+export interface LayerNormModulateOptions extends LayerNormOptions {
   /** Chunk indices of shift and scale in mod [B, k*C]. */
   shift: number;
   scale: number;
@@ -268,7 +268,10 @@ export function rmsNormInPlace(
   });
 }
 
-/** adaLN: LayerNorm(x) * (1 + scale[s]) + shift[s] (non-affine LN) for x [B, T, C], chunks of mod [B, k*C]. */
+/**
+ * adaLN: LayerNorm(x) * (1 + scale[s]) + shift[s] for x [B, T, C], chunks of mod [B, k*C]; the LayerNorm's
+ * own weight and bias, when given, apply first (DiT's affine norm3).
+ */
 export function layerNormModulate(
   ctx: GpuContext,
   x: Tensor,
@@ -277,10 +280,14 @@ export function layerNormModulate(
 ): NormOp {
   const kernel = "layer_norm_modulate";
   const layout = checkModulation(kernel, x, mod, { shift: options.shift, scale: options.scale });
+  checkParameter(kernel, "weight", options.weight, layout.channels, x);
+  checkParameter(kernel, "bias", options.bias, layout.channels, x);
   return launch(ctx, {
     kernel,
     center: true,
     ...rowsOf(x, layout.channels),
+    weight: options.weight,
+    bias: options.bias,
     modulation: { mod, layout, shift: options.shift, scale: options.scale },
     tuning: options,
   });

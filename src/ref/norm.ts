@@ -72,19 +72,19 @@ export function rmsNormInPlace(
   return out;
 }
 
-/** Non-affine LayerNorm(x) * (1 + scale[s]) + shift[s] for x [B, T, C] and mod [B, k*C]. */
+/** LayerNorm(x) (affine when params say so) * (1 + scale[s]) + shift[s] for x [B, T, C] and mod [B, k*C]. */
 export function layerNormModulate(
   x: ArrayLike<number>,
   shape: ModulationShape,
   mod: ArrayLike<number>,
   chunks: Pick<ModulationChunks, "shift" | "scale">,
-  eps = DEFAULT_EPS,
+  params: NormParameters = {},
 ): Float32Array {
   const [, tokens, channels] = shape;
   const out = new Float32Array(x.length);
   for (let r = 0; r < x.length / channels; r++) {
     const s = Math.floor(r / tokens);
-    normalizeRow(x, r * channels, channels, true, { eps }, out, r * channels, (y, c) => {
+    normalizeRow(x, r * channels, channels, true, params, out, r * channels, (y, c) => {
       const scale = chunkValue(mod, shape, s, chunks.scale, c);
       const shift = chunkValue(mod, shape, s, chunks.shift, c);
       return y * (1 + scale) + shift;

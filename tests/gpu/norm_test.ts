@@ -189,6 +189,34 @@ for (
   );
 }
 
+gpuTest(
+  "layer_norm_modulate with the LayerNorm's own weight and bias (affine first), eps 1e-5",
+  async (ctx) => {
+    const [batch, tokens, channels] = [2, 5, 12];
+    const x = randn(batch * tokens * channels, 53, 2);
+    const mod = randn(batch * 6 * channels, 54, 0.5);
+    const weight = randn(channels, 55).map((v) => 1 + 0.3 * v);
+    const bias = randn(channels, 56, 0.2);
+    const [tx, tm, tw, tb] = [
+      ctx.pool.upload(x, [batch, tokens, channels]),
+      ctx.pool.upload(mod, [batch, 6 * channels]),
+      ctx.pool.upload(weight, [channels]),
+      ctx.pool.upload(bias, [channels]),
+    ];
+    const got = await run(
+      ctx,
+      layerNormModulate(ctx, tx, tm, { shift: 3, scale: 4, eps: 1e-5, weight: tw, bias: tb }),
+    );
+    const want = ref.layerNormModulate(x, [batch, tokens, channels], mod, { shift: 3, scale: 4 }, {
+      eps: 1e-5,
+      weight,
+      bias,
+    });
+    assertClose(got, want, MODULATE_TOL, "layer_norm_modulate affine");
+    for (const t of [tx, tm, tw, tb]) t.release();
+  },
+);
+
 gpuTest("norm ops reject bad shapes, chunks, views and options before allocating or dispatching", (ctx) => {
   const x = ctx.pool.tensor([4, 128]);
   const w127 = ctx.pool.tensor([127]);
