@@ -19,7 +19,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { type Command, isDispatch } from "../gpu/kernel.ts";
 import { squaredError, ssim } from "../metrics/image_quality.ts";
 import { DigitClassifier } from "../model/classifier.ts";
-import { Dit } from "../model/dit.ts";
+import { Dit } from "../model/mnist_dit/transformer.ts";
 import { generate, type GenerateResult } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import { StepRecorder } from "../pipeline/step_recorder.ts";

@@ -8,7 +8,7 @@ import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { deterministicInput } from "../gpu/deterministic_input.ts";
 import { fitGaussian, frechetDistance, type Gaussian } from "../metrics/frechet.ts";
 import { CLASSIFIER_DIR, DigitClassifier } from "../model/classifier.ts";
-import { Dit } from "../model/dit.ts";
+import { Dit } from "../model/mnist_dit/transformer.ts";
 import { forEachTensor, readSafetensorsHeader } from "../model/safetensors.ts";
 import { linear } from "../ops/linear.ts";
 import { generate } from "../pipeline/generate.ts";

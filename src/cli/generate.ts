@@ -5,8 +5,8 @@
 import cliProgress from "cli-progress";
 import { parseArgs } from "node:util";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
-import { readConfig } from "../model/config.ts";
-import { Dit } from "../model/dit.ts";
+import { readConfig } from "../model/mnist_dit/config.ts";
+import { Dit } from "../model/mnist_dit/transformer.ts";
 import { WeightsError } from "../model/safetensors.ts";
 import { createStrategy } from "../cache/create.ts";
 import {

@@ -7,7 +7,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import { readbackCount } from "../gpu/readback.ts";
 import { type CacheStats, type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
-import type { Dit, DitGraph } from "../model/dit.ts";
+import type { Dit, DitGraph } from "../model/mnist_dit/transformer.ts";
 import { samplerUpdate } from "../ops/sampler_step.ts";
 import { batchNoise } from "./noise.ts";
 import { type SamplerName, samplerSteps } from "./sampler.ts";
@@ -87,7 +87,7 @@ export async function generate(
     eta: request.eta,
   });
   const updates = schedule.map((s) =>
-    samplerUpdate(ctx, x, graph.velocity, {
+    samplerUpdate(ctx, x, graph.output, {
       a: s.a,
       b: s.b,
       c: s.c,

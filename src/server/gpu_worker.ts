@@ -4,7 +4,7 @@ import { CacheOptionsError } from "../cache/options.ts";
 import { createStrategy } from "../cache/create.ts";
 import type { CacheStrategy } from "../cache/strategy.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { Dit } from "../model/dit.ts";
+import { Dit } from "../model/mnist_dit/transformer.ts";
 import { generate, type GenerateResult, type StepEvent } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import { SharedAbort } from "./shared_abort.ts";

@@ -1,7 +1,7 @@
 // The models a client may name: directories of MODELS_DIR holding a DiT config.json. Names are plain
 // ([a-z0-9._-]+) and must resolve (symlinks included) to a directory inside MODELS_DIR, so a request can
 // never make the server read elsewhere. Configs are read on the HTTP thread; weights only in the worker.
-import { type DitConfig, readConfig } from "../model/config.ts";
+import { type DitConfig, readConfig } from "../model/mnist_dit/config.ts";
 import { ApiError } from "./api_error.ts";
 
 const MODEL_NAME = /^[a-z0-9._-]+$/;

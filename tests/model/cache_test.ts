@@ -5,7 +5,7 @@ import { createStrategy } from "../../src/cache/create.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import { scmMask } from "../../src/cache/scm.ts";
 import { DigitClassifier } from "../../src/model/classifier.ts";
-import { Dit } from "../../src/model/dit.ts";
+import { Dit } from "../../src/model/mnist_dit/transformer.ts";
 import { generate } from "../../src/pipeline/generate.ts";
 import { gpuTest } from "../support/gpu.ts";
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { submitDispatches } from "../../src/gpu/kernel.ts";
 import { readFloats } from "../../src/gpu/readback.ts";
-import { Dit } from "../../src/model/dit.ts";
+import { Dit } from "../../src/model/mnist_dit/transformer.ts";
 import { generate } from "../../src/pipeline/generate.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { fixtureTensor, readFixture } from "../support/fixtures.ts";
@@ -36,7 +36,7 @@ gpuTest(
         fixtureTensor(fixture, "hidden_last_block"),
         graph.hidden,
       ],
-      ["velocity", graph.epilogue, fixtureTensor(fixture, "velocity"), graph.velocity],
+      ["velocity", graph.epilogue, fixtureTensor(fixture, "velocity"), graph.output],
     ];
     for (const [name, commands, want, tensor] of stages) {
       submitDispatches(ctx.gpu, commands);

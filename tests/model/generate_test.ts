@@ -1,7 +1,7 @@
 // The shipped model end to end on WebGPU: reproducible from a seed, and drawing the digit that was asked for.
 import assert from "node:assert/strict";
 import { DigitClassifier } from "../../src/model/classifier.ts";
-import { Dit } from "../../src/model/dit.ts";
+import { Dit } from "../../src/model/mnist_dit/transformer.ts";
 import { generate } from "../../src/pipeline/generate.ts";
 import { gpuTest } from "../support/gpu.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readConfig } from "../../src/model/config.ts";
+import { readConfig } from "../../src/model/mnist_dit/config.ts";
 import { withTempDir } from "../support/temp.ts";
 
 const VALID = {

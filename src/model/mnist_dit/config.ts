@@ -1,7 +1,7 @@
 // config.json beside a checkpoint, diffusers style. `_class_name` picks the architecture; the fields the
 // engine relies on are validated, the rest (training provenance) is kept as it is.
 import { z } from "zod";
-import { WeightsError } from "./safetensors.ts";
+import { WeightsError } from "../safetensors.ts";
 
 const positiveInt = z.number().int().positive();
 

@@ -5,18 +5,20 @@
 // allocated up front, so a denoising step only encodes commands. The graph exposes the transformer as
 // prologue -> blocks[0..L) -> epilogue, each block updating `hidden` in place: that block list is what
 // cache strategies wrap, without the model knowing which strategy runs it.
-import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand } from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import { flashAttention } from "../ops/attention.ts";
-import { embeddingLookup } from "../ops/embedding_lookup.ts";
-import { linear } from "../ops/linear.ts";
-import { silu } from "../ops/modulate.ts";
-import { layerNormModulate, rmsNormInPlace } from "../ops/norm.ts";
-import { im2col, unpatchify } from "../ops/patch.ts";
-import { timestepEmbedding } from "../ops/timestep_embedding.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { type Command, copyCommand } from "../../gpu/kernel.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import { flashAttention } from "../../ops/attention.ts";
+import { embeddingLookup } from "../../ops/embedding_lookup.ts";
+import { linear } from "../../ops/linear.ts";
+import { silu } from "../../ops/modulate.ts";
+import { layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
+import { im2col, unpatchify } from "../../ops/patch.ts";
+import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { type DitConfig, readConfig } from "./config.ts";
-import { loadWeights, type ShapeSpec } from "./weights.ts";
+import { loadWeights, type ShapeSpec } from "../weights.ts";
+import type { DenoiserGraph } from "../denoiser_graph.ts";
+import { Owned } from "../../gpu/owned.ts";
 
 const TIMESTEP_FREQUENCIES = 256;
 
@@ -63,40 +65,8 @@ export function ditShapes(c: DitConfig): ShapeSpec {
   return new Map(shapes);
 }
 
-/** Everything one forward pass of `batch` samples needs, allocated once. */
-export interface DitGraph {
-  batch: number;
-  /** Inputs, written before each step: x [batch, C, S, S], t [batch] (sigma in [0, 1]), labels [batch] u32. */
-  x: Tensor;
-  t: Tensor;
-  labels: Tensor;
-  /** Image-token stream [batch, tokens, hidden], updated in place by every block. */
-  hidden: Tensor;
-  prologue: Command[];
-  blocks: Command[][];
-  epilogue: Command[];
-  /** Predicted velocity [batch, C_out, S, S]. */
-  velocity: Tensor;
-  release(): void;
-}
-
-interface Releasable {
-  release(): void;
-}
-
-/** Collects what a graph allocates so one release() frees all of it. */
-class Owned {
-  readonly #items: Releasable[] = [];
-
-  add<T extends Releasable>(item: T): T {
-    this.#items.push(item);
-    return item;
-  }
-
-  release(): void {
-    for (const item of this.#items.splice(0).reverse()) item.release();
-  }
-}
+/** The embedded model's graph; its output is the predicted velocity. */
+export type DitGraph = DenoiserGraph;
 
 export class Dit {
   readonly #graphs = new Map<number, DitGraph>();
@@ -181,7 +151,7 @@ export class Dit {
         prologue,
         blocks,
         epilogue,
-        velocity,
+        output: velocity,
         release: () => owned.release(),
       };
     } catch (e) {

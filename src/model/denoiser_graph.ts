@@ -1,0 +1,24 @@
+// What every denoising transformer builds for a batch: every tensor and dispatch of one forward pass,
+// allocated once, so that a step only writes its inputs and encodes commands. The transformer is exposed as
+// prologue -> blocks[0..L) -> epilogue, each block updating `hidden` in place: the block list a cache strategy
+// wraps (src/cache/strategy.ts) without the model knowing which strategy runs it.
+import type { Command } from "../gpu/kernel.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+
+export interface DenoiserGraph {
+  batch: number;
+  /** Model input [batch, C, H, W], written before each step. */
+  x: Tensor;
+  /** [batch] f32 timestep in the model's own units (sigma in [0, 1], or a train timestep 0..999). */
+  t: Tensor;
+  /** [batch] u32 class ids, for class-conditional models. */
+  labels: Tensor;
+  /** Image-token stream [batch, tokens, hidden], updated in place by every block. */
+  hidden: Tensor;
+  prologue: Command[];
+  blocks: Command[][];
+  epilogue: Command[];
+  /** Model output [batch, C_out, H, W]. */
+  output: Tensor;
+  release(): void;
+}
