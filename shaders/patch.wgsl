@@ -4,7 +4,8 @@
 //               PyTorch flattens a Conv2d weight [O, C, k, k]; so im2col + linear(W.view(O, C*k*k)) is the
 //               convolution. Window pixels in the padding are 0.
 //   unpatchify: out [B, C, H, W] from tokens [B, (H/k)*(W/k), C*k*k] (k = patch), vectors ordered
-//               (c, py, px): the inverse of im2col with k = s = patch, no padding, nchw.
+//               (c, py, px): the inverse of im2col with k = s = patch, no padding, nchw; or (py, px, c)
+//               with channels_last (diffusers' DiT and PixArt unpatchify, "nhwpqc -> nchpwq").
 // Both write every output element once with consecutive invocations on consecutive outputs (coalesced
 // stores); the gathered loads are strided. No arithmetic: results are exact copies.
 
@@ -20,7 +21,7 @@ struct Params {
   padding: u32,       // on every side (unused by unpatchify: 0)
   out_width: u32,     // Wo = floor((W + 2 pad - k) / s) + 1 (W / k for unpatchify)
   positions: u32,     // Ho * Wo: rows of patches per image
-  channels_last: u32, // 1: images are nhwc (im2col only)
+  channels_last: u32, // im2col: images are nhwc; unpatchify: vectors are (py, px, c)
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;        // im2col: images; unpatchify: tokens
@@ -76,6 +77,9 @@ fn unpatchify(
   let c = plane % p.channels;
   let b = plane / p.channels;
   let token = (iy / p.kernel) * p.out_width + ix / p.kernel;
-  let col = (c * p.kernel + iy % p.kernel) * p.kernel + ix % p.kernel;
+  var col = (c * p.kernel + iy % p.kernel) * p.kernel + ix % p.kernel;
+  if (p.channels_last != 0u) {
+    col = ((iy % p.kernel) * p.kernel + ix % p.kernel) * p.channels + c;
+  }
   dst[e] = src[(b * p.positions + token) * p.channels * p.kernel * p.kernel + col];
 }

@@ -56,7 +56,13 @@ export class BufferPool {
     // writeBuffer needs a multiple of 4 bytes; the pool's buffers are padded to 16.
     const padded = bytes.byteLength % 4 === 0 ? bytes : new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
     if (padded !== bytes) padded.set(bytes);
-    this.gpu.device.queue.writeBuffer(t.buffer, 0, padded.buffer as ArrayBuffer, padded.byteOffset, padded.byteLength);
+    this.gpu.device.queue.writeBuffer(
+      t.buffer,
+      0,
+      padded.buffer as ArrayBuffer,
+      padded.byteOffset,
+      padded.byteLength,
+    );
     return t;
   }
 

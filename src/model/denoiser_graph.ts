@@ -20,5 +20,7 @@ export interface DenoiserGraph {
   epilogue: Command[];
   /** Model output [batch, C_out, H, W]. */
   output: Tensor;
+  /** Intermediate tensors that reference fixtures record, by their stage names (read after the epilogue). */
+  stages?: Record<string, Tensor>;
   release(): void;
 }

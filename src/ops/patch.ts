@@ -39,6 +39,8 @@ export interface PatchGeometry {
   height: number;
   width: number;
   patch: number;
+  /** Order of each token's vector: (c, py, px) by default, (py, px, c) for "channels_last" (diffusers' DiT). */
+  order?: "channels_first" | "channels_last";
 }
 
 export interface PatchOp {
@@ -230,7 +232,7 @@ export function unpatchify(ctx: GpuContext, tokens: Tensor, geom: PatchGeometry)
     geom: { channels, height, width, kernel: patch, stride: patch, padding: 0 },
     outWidth: width / patch,
     positions,
-    channelsLast: false,
+    channelsLast: geom.order === "channels_last",
   });
   return finish(dispatch, out, true);
 }

@@ -23,7 +23,10 @@ const VEC4_LOAD: Record<WeightDType, [string, string]> = {
 const SCALAR_LOAD: Record<WeightDType, [string, string]> = {
   f32: ["f32", "return NAME[i];"],
   f16: ["u32", "return unpack2x16float(NAME[i >> 1u])[i & 1u];"],
-  bf16: ["u32", "let v = NAME[i >> 1u];\n  return bitcast<f32>(select(v << 16u, v & 0xffff0000u, (i & 1u) == 1u));"],
+  bf16: [
+    "u32",
+    "let v = NAME[i >> 1u];\n  return bitcast<f32>(select(v << 16u, v & 0xffff0000u, (i & 1u) == 1u));",
+  ],
 };
 
 /**

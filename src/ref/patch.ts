@@ -47,7 +47,9 @@ export function unpatchify(tokens: ArrayLike<number>, g: PatchGeometry): Float32
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++, o++) {
           const token = Math.floor(y / patch) * columns + Math.floor(x / patch);
-          const j = (c * patch + (y % patch)) * patch + (x % patch);
+          const j = g.order === "channels_last"
+            ? ((y % patch) * patch + (x % patch)) * channels + c
+            : (c * patch + (y % patch)) * patch + (x % patch);
           out[o] = tokens[(b * (height / patch) * columns + token) * depth + j];
         }
       }

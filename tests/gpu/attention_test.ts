@@ -240,7 +240,11 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
     /out shares the buffer of q/,
   );
   rejects(flash({ ...good, q: { tensor: u32, offset: 0, rowStride: 384 } }, dims), /must be f32/);
-  rejects(() => naiveAttention(ctx, good, { ...dims, headDim: 516 }), /headDim 516.*a multiple of 4 in 4..512/, "attention_naive");
+  rejects(
+    () => naiveAttention(ctx, good, { ...dims, headDim: 516 }),
+    /headDim 516.*a multiple of 4 in 4..512/,
+    "attention_naive",
+  );
   rejects(
     flash(good, dims, { tiling: { rowsPerLane: 0, workgroupSize: 64 } }),
     /tiling rowsPerLane 0 must be an integer in 1\.\.8/,

@@ -168,6 +168,7 @@ gpuTest(
 const PATCH_CASES = [
   { batch: 2, channels: 1, height: 28, width: 28, patch: 4 }, // DiT final layer [2, 49, 16]
   { batch: 3, channels: 3, height: 6, width: 10, patch: 2 }, // C > 1 separates (c, py, px) from (py, px, c)
+  { batch: 2, channels: 3, height: 6, width: 9, patch: 3, order: "channels_last" as const }, // diffusers' DiT
 ];
 
 for (const geom of PATCH_CASES) {
@@ -175,7 +176,8 @@ for (const geom of PATCH_CASES) {
   const tokens = (geom.height / geom.patch) * (geom.width / geom.patch);
   const depth = geom.channels * geom.patch ** 2;
   gpuTest(
-    `unpatchify [${batch}, ${tokens}, ${depth}] -> [${batch}, ${geom.channels}, ${geom.height}, ${geom.width}]`,
+    `unpatchify [${batch}, ${tokens}, ${depth}] -> [${batch}, ${geom.channels}, ${geom.height}, ${geom.width}]` +
+      ` (${geom.order ?? "channels_first"})`,
     async (ctx) => {
       const values = randn(batch * tokens * depth, 40);
       const t = ctx.pool.upload(values, [batch, tokens, depth]);
