@@ -1,6 +1,7 @@
-// The fused sampler update x = a*x + b*vg + c*z in place (shaders/sampler_step.wgsl), with classifier-free
-// guidance folded in. Every sampler of src/pipeline/sampler.ts is this update with per-step (a, b, c); a
-// request builds one Dispatch per step once and encodes it after the step's velocity prediction.
+// One scheduler step as a fused update in place on x (shaders/sampler_step.wgsl): classifier-free guidance,
+// the data prediction x0 (clamped when the scheduler clips), and the next sample as a combination of x, x0,
+// the previous step's x0, the model output and fresh noise. A request builds one Dispatch per step up front;
+// the coefficients come from the scheduler (src/pipeline/schedulers/).
 import type { GpuContext } from "../gpu/context.ts";
 import {
   bindKernel,
@@ -18,109 +19,118 @@ const KERNEL = "sampler_step";
 const WG = 256;
 /** Elems per invocation, WG apart. */
 const ITEMS = 4;
-const BINDINGS = ["read_write", "read", "read", "uniform"] as const;
+const BINDINGS = ["read_write", "read", "read", "read_write", "uniform"] as const;
 
-export interface SamplerUpdateOptions {
-  a: number;
-  b: number;
-  /** Weight of `noise`; default 0. */
-  c?: number;
-  /** Guidance scale g: required exactly when v is [2B, ...] (conditional batch, then unconditional). */
-  guidance?: number;
-  /** Standard-normal z of x's shape; required when c != 0. */
-  noise?: Tensor;
+export interface SamplerStepCoefficients {
+  /** x0 = sample*x + model*m, then clamped to [-clip, clip] unless clip is null. */
+  x0: { sample: number; model: number; clip: number | null };
+  /** x' = sample*x + x0*x0 + previous*x0_prev + model*m + noise*z. */
+  next: { sample: number; x0: number; previous: number; model: number; noise: number };
 }
 
-export interface SamplerUpdate {
+export interface SamplerStepOptions extends SamplerStepCoefficients {
+  /** Guidance scale g: required exactly when m holds [2B, ...] (conditional batch, then unconditional). */
+  guidance?: number;
+  /** Standard-normal z of x's shape; required when next.noise != 0. */
+  noise?: Tensor;
+  /** [B, ...] like x: read as the previous x0, then overwritten with this step's (multistep schedulers). */
+  previous?: Tensor;
+}
+
+export interface SamplerStep {
   dispatches: Dispatch[];
-  /** Releases the uniform; never x, v or noise. */
+  /** Releases the uniform; never x, m, noise or previous. */
   release(): void;
 }
 
-/** Returns whether v is the guided [2B, ...] pair; throws unless v's shape fits x [B, ...]. */
-function checkVelocity(x: Tensor, v: Tensor, guidance: number | undefined): boolean {
-  const shapes = `x ${formatShape(x.shape)}, v ${formatShape(v.shape)}`;
-  const [batch, ...rest] = x.shape;
-  const sameRest = v.shape.length === x.shape.length && v.shape.slice(1).join() === rest.join();
-  const guided = sameRest && v.shape[0] === 2 * batch;
-  const pair = formatShape([2 * batch, ...rest]);
-  if (!sameRest || (v.shape[0] !== batch && !guided)) {
-    throw new KernelError(
-      KERNEL,
-      `${shapes}: v must be [B, ...] = ${formatShape(x.shape)} or [2B, ...] = ${pair}`,
-    );
+/** Values per sample of m: checks m is [B or 2B, C_m >= C, ...rest of x]. Returns [stride, guided]. */
+function checkModel(x: Tensor, m: Tensor, guidance: number | undefined): [number, boolean] {
+  const shapes = `x ${formatShape(x.shape)}, m ${formatShape(m.shape)}`;
+  const [batch, channels, ...rest] = x.shape;
+  const guided = guidance !== undefined;
+  const wanted = guided ? 2 * batch : batch;
+  const fits = m.shape.length === x.shape.length && m.shape[0] === wanted && m.shape[1] >= channels &&
+    m.shape.slice(2).join() === rest.join();
+  if (!fits) {
+    const form = `[${guided ? "2B" : "B"} = ${wanted}, >= ${channels} channels, ${rest.join(", ")}]`;
+    throw new KernelError(KERNEL, `${shapes}: m must be ${form}${guided ? " (cond, then uncond)" : ""}`);
   }
-  if (guided && guidance === undefined) {
-    throw new KernelError(
-      KERNEL,
-      `${shapes}: v holds cond and uncond batches [2B, ...], guidance g is required`,
-    );
-  }
-  if (!guided && guidance !== undefined) {
-    throw new KernelError(
-      KERNEL,
-      `${shapes}: guidance ${guidance} needs v [2B, ...] = ${pair} ` +
-        "(cond, then uncond); v [B, ...] is used as is",
-    );
-  }
-  return guided;
+  return [m.size / wanted, guided];
 }
 
-function checkOperands(x: Tensor, v: Tensor, options: SamplerUpdateOptions): boolean {
-  const shapes = `x ${formatShape(x.shape)}, v ${formatShape(v.shape)}`;
-  const { a, b, c = 0, guidance, noise } = options;
-  const coefficients = { a, b, c, guidance: guidance ?? 0 };
-  for (const [name, value] of Object.entries(coefficients)) {
+function checkOperands(x: Tensor, m: Tensor, o: SamplerStepOptions): [number, boolean] {
+  const shapes = `x ${formatShape(x.shape)}, m ${formatShape(m.shape)}`;
+  const values = { ...o.x0, ...Object.fromEntries(Object.entries(o.next).map(([k, v]) => [`next.${k}`, v])) };
+  for (
+    const [name, value] of Object.entries({ ...values, guidance: o.guidance ?? 0, clip: o.x0.clip ?? 0 })
+  ) {
     if (!Number.isFinite(value)) throw new KernelError(KERNEL, `${shapes}: ${name} ${value} must be finite`);
   }
-  for (const [name, t] of [["x", x], ["v", v], ["noise", noise]] as const) {
+  for (const [name, t] of [["x", x], ["m", m], ["noise", o.noise], ["previous", o.previous]] as const) {
     if (t && t.dtype !== "f32") {
       throw new KernelError(KERNEL, `${shapes}: ${name} ${formatShape(t.shape)} is ${t.dtype}, expected f32`);
     }
   }
-  if (x.shape.length < 1) throw new KernelError(KERNEL, `${shapes}: x must be [B, ...]`);
-  const guided = checkVelocity(x, v, guidance);
-  if (c !== 0 && !noise) throw new KernelError(KERNEL, `${shapes}: c ${c} != 0 needs options.noise`);
-  if (noise && noise.shape.join() !== x.shape.join()) {
-    throw new KernelError(KERNEL, `${shapes}: noise ${formatShape(noise.shape)} must have the shape of x`);
+  if (x.shape.length < 2) throw new KernelError(KERNEL, `${shapes}: x must be [B, C, ...]`);
+  const model = checkModel(x, m, o.guidance);
+  if (o.next.noise !== 0 && !o.noise) throw new KernelError(KERNEL, `${shapes}: next.noise != 0 needs noise`);
+  if (o.next.previous !== 0 && !o.previous) {
+    throw new KernelError(KERNEL, `${shapes}: next.previous != 0 needs the previous x0`);
   }
-  for (const [name, t] of [["v", v], ["noise", noise]] as const) {
-    if (t && t.buffer === x.buffer) {
-      throw new KernelError(KERNEL, `${shapes}: ${name} shares x's buffer, which is updated in place`);
+  for (const [name, t] of [["noise", o.noise], ["previous", o.previous]] as const) {
+    if (t && t.shape.join() !== x.shape.join()) {
+      throw new KernelError(KERNEL, `${shapes}: ${name} ${formatShape(t.shape)} must have the shape of x`);
     }
   }
-  return guided;
+  for (const [name, t] of [["m", m], ["noise", o.noise], ["previous", o.previous]] as const) {
+    if (t && t.buffer === x.buffer) throw new KernelError(KERNEL, `${shapes}: ${name} shares x's buffer`);
+  }
+  return model;
 }
 
-/**
- * x = a*x + b*vg + c*z in place on x [B, ...]; vg = v for v [B, ...], or v_u + g*(v_c - v_u) for
- * v [2B, ...] (cond first). The coefficients are fixed in the returned Dispatch. Checks before allocating.
- */
-export function samplerUpdate(
-  ctx: GpuContext,
-  x: Tensor,
-  v: Tensor,
-  options: SamplerUpdateOptions,
-): SamplerUpdate {
-  const guided = checkOperands(x, v, options);
-  const { source, width } = elementwiseSource(KERNEL, x.size);
-  const kernel = ctx.kernels.get({ name: KERNEL, source, bindings: BINDINGS, constants: { WG, ITEMS } });
+/** The step's Dispatch, coefficients fixed in its uniform. Checks everything before allocating. */
+export function samplerStep(ctx: GpuContext, x: Tensor, m: Tensor, options: SamplerStepOptions): SamplerStep {
+  const [stride, guided] = checkOperands(x, m, options);
+  const perSample = x.size / x.shape[0];
+  // vec4 Elems need every count, stride and offset to be a multiple of 4.
+  const aligned = x.size % 4 === 0 && perSample % 4 === 0 && stride % 4 === 0;
+  const { source, width } = elementwiseSource(KERNEL, aligned ? x.size : 1);
+  const store = options.previous !== undefined;
+  const kernel = ctx.kernels.get({
+    name: KERNEL,
+    source,
+    bindings: BINDINGS,
+    constants: { WG, ITEMS, STORE_X0: Number(store) },
+  });
   const count = x.size / width;
+  const { x0, next } = options;
+  const uniform = packUniform([
+    ["u32", count],
+    ["u32", perSample / width],
+    ["u32", stride / width],
+    ["u32", (x.shape[0] * stride) / width],
+    ["u32", Number(guided)],
+    ["f32", options.guidance ?? 0],
+    ["f32", x0.sample],
+    ["f32", x0.model],
+    ["f32", x0.clip ?? -1],
+    ["f32", next.sample],
+    ["f32", next.x0],
+    ["f32", next.previous],
+    ["f32", next.model],
+    ["f32", next.noise],
+  ]);
+  // Unused bindings hold stand-ins: m for z (read-only), a tiny tensor for the writable prev.
+  const standIn = store ? undefined : ctx.pool.tensor([4]);
+  const buffers = [x, m, options.noise ?? m, options.previous ?? standIn!];
   const dispatches = [
-    bindKernel(
-      ctx.gpu,
-      kernel,
-      [x, v, options.noise ?? v], // without noise, v stands in for the unread z
-      flatGrid(ctx.gpu, groups(count, WG * ITEMS)),
-      packUniform([
-        ["u32", count],
-        ["u32", Number(guided)],
-        ["f32", options.a],
-        ["f32", options.b],
-        ["f32", options.c ?? 0],
-        ["f32", options.guidance ?? 0],
-      ]),
-    ),
+    bindKernel(ctx.gpu, kernel, buffers, flatGrid(ctx.gpu, groups(count, WG * ITEMS)), uniform),
   ];
-  return { dispatches, release: () => disposeDispatches(dispatches) };
+  return {
+    dispatches,
+    release() {
+      standIn?.release();
+      disposeDispatches(dispatches);
+    },
+  };
 }

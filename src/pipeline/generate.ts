@@ -8,7 +8,7 @@ import { copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import { readbackCount } from "../gpu/readback.ts";
 import { type CacheStats, type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
 import type { Dit, DitGraph } from "../model/mnist_dit/transformer.ts";
-import { samplerUpdate } from "../ops/sampler_step.ts";
+import { samplerStep } from "../ops/sampler_step.ts";
 import { batchNoise } from "./noise.ts";
 import { type SamplerName, samplerSteps } from "./sampler.ts";
 import { StepRecorder } from "./step_recorder.ts";
@@ -87,10 +87,9 @@ export async function generate(
     eta: request.eta,
   });
   const updates = schedule.map((s) =>
-    samplerUpdate(ctx, x, graph.output, {
-      a: s.a,
-      b: s.b,
-      c: s.c,
+    samplerStep(ctx, x, graph.output, {
+      x0: { sample: 0, model: 0, clip: null },
+      next: { sample: s.a, x0: 0, previous: 0, model: s.b, noise: s.c },
       guidance: guided ? request.guidance : undefined,
       noise,
     })

@@ -1,123 +1,135 @@
 import assert from "node:assert/strict";
 import { KernelError, submitDispatches } from "../../src/gpu/kernel.ts";
 import { readFloats } from "../../src/gpu/readback.ts";
-import { samplerUpdate, type SamplerUpdateOptions } from "../../src/ops/sampler_step.ts";
+import { samplerStep, type SamplerStepCoefficients } from "../../src/ops/sampler_step.ts";
 import * as ref from "../../src/ref/sampler_step.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { gpuTest, runAndRead } from "../support/gpu.ts";
+import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
 
-// Unit-normal x, v, z (|.| < 6): with g = 3.5 the largest intermediate is |g (v_c - v_u)| < 42; the kernel
-// rounds <= 7 times, each by <= 2^-24 of it (2.5e-6), the float64 reference once: |diff| < 2e-5. Swapped
-// cond/uncond halves, a wrong g or a dropped term are off by ~0.1 or more.
-const TOL = { atol: 2e-5, rtol: 0 };
+// Unit-normal inputs (|.| < 6): with g = 3.5 the largest intermediate is |g (m_c - m_u)| < 42 and the
+// coefficients are <= 2 in size; the kernel rounds ~10 times, each by <= 2^-24 of what it rounds (<= 1e-4
+// in all), the float64 reference once. Swapped halves, a wrong g or a dropped term are off by ~0.1 or more.
+const TOL = { atol: 1e-4, rtol: 0 };
+
+const EULER: SamplerStepCoefficients = {
+  x0: { sample: 0, model: 0, clip: null },
+  next: { sample: 1, x0: 0, previous: 0, model: -0.25, noise: 0 },
+};
+/** DDIM-like: x0 from x and eps, clamped, then x' from x0 and eps, plus noise. */
+const CLIPPED: SamplerStepCoefficients = {
+  x0: { sample: 1.3, model: -0.8, clip: 1.5 },
+  next: { sample: 0.2, x0: 0.9, previous: 0, model: 0.4, noise: 0.27 },
+};
+/** DPM-Solver++ 2M-like: the previous step's x0 enters. */
+const MULTISTEP: SamplerStepCoefficients = {
+  x0: { sample: 1.1, model: -0.6, clip: null },
+  next: { sample: 0.7, x0: 0.5, previous: -0.2, model: 0, noise: 0 },
+};
 
 interface Case {
   label: string;
+  coefficients: SamplerStepCoefficients;
   guidance?: number;
-  a: number;
-  b: number;
-  c?: number;
+  /** Channels of m per sample, when more than x's (learned sigma). */
+  modelChannels?: number;
 }
 
 const CASES: Case[] = [
-  { label: "euler, no guidance", a: 1, b: -0.125 },
-  { label: "euler, g = 0 (unconditional half only)", a: 1, b: -0.25, guidance: 0 },
-  { label: "euler, g = 1 (conditional half only)", a: 1, b: -0.25, guidance: 1 },
-  { label: "euler, g = 3.5", a: 1, b: -0.25, guidance: 3.5 },
-  { label: "ddim eta > 0, noise, no guidance", a: 0.93, b: -0.41, c: 0.27 },
-  { label: "ddim eta > 0, noise, g = 3.5", a: 0.93, b: -0.41, c: 0.27, guidance: 3.5 },
+  { label: "euler, no guidance", coefficients: EULER },
+  { label: "euler, g = 0 (unconditional half only)", coefficients: EULER, guidance: 0 },
+  { label: "euler, g = 3.5", coefficients: EULER, guidance: 3.5 },
+  { label: "clipped x0 and noise, g = 3.5", coefficients: CLIPPED, guidance: 3.5 },
+  {
+    label: "multistep, learned-sigma m (2C channels), g = 4",
+    coefficients: MULTISTEP,
+    guidance: 4,
+    modelChannels: 2,
+  },
+  { label: "multistep, learned-sigma m, no guidance", coefficients: MULTISTEP, modelChannels: 2 },
 ];
 
-// 105 values (scalar path, part-filled workgroup) and 2 x 784 (vec4 path, v_u at an aligned offset).
-const SHAPES = [[3, 1, 7, 5], [2, 1, 28, 28]];
+// 105 values per tensor (scalar path) and 2 x 4 x 8 x 8 (vec4 path).
+const SHAPES = [[3, 1, 7, 5], [2, 4, 8, 8]];
 
 for (const shape of SHAPES) {
-  const size = shape.reduce((a, b) => a * b, 1);
   for (const c of CASES) {
-    gpuTest(`sampler_step x [${shape}] ${c.label} matches reference`, async (ctx) => {
+    gpuTest(`sampler_step x [${shape}] ${c.label} matches reference, twice (x0 kept)`, async (ctx) => {
+      const [batch, channels, ...rest] = shape;
+      const size = shape.reduce((a, b) => a * b, 1);
       const guided = c.guidance !== undefined;
+      const mShape = [guided ? 2 * batch : batch, channels * (c.modelChannels ?? 1), ...rest];
       const x = randn(size, 1);
-      const v = randn(guided ? 2 * size : size, 2);
-      const z = c.c ? randn(size, 3) : undefined;
-      const tx = ctx.pool.upload(x, shape);
-      const tv = ctx.pool.upload(v, guided ? [2 * shape[0], ...shape.slice(1)] : shape);
-      const tz = z && ctx.pool.upload(z, shape);
-      const op = samplerUpdate(ctx, tx, tv, { ...c, noise: tz });
-      const got = await runAndRead(ctx, op.dispatches, tx);
-      assertClose(got, ref.samplerUpdate(x, v, { ...c, noise: z }), TOL, c.label);
-      assert.deepEqual(await readFloats(ctx.gpu, tv), v, "v is read-only");
+      const m = randn(mShape.reduce((a, b) => a * b, 1), 2);
+      const z = randn(size, 3);
+      const previous = randn(size, 4);
+      const [tx, tm, tz, tp] = [
+        ctx.pool.upload(x, shape),
+        ctx.pool.upload(m, mShape),
+        ctx.pool.upload(z, shape),
+        ctx.pool.upload(previous, shape),
+      ];
+      const op = samplerStep(ctx, tx, tm, {
+        ...c.coefficients,
+        guidance: c.guidance,
+        noise: tz,
+        previous: tp,
+      });
+      await ctx.kernels.ready();
+      const options = { ...c.coefficients, guidance: c.guidance, noise: z, batch };
+      const first = ref.samplerStep(x, m, { ...options, previous });
+      const second = ref.samplerStep(first.x, m, { ...options, previous: first.x0 });
+      submitDispatches(ctx.gpu, op.dispatches);
+      assertClose(await readFloats(ctx.gpu, tx), first.x, TOL, "x after one step");
+      assertClose(await readFloats(ctx.gpu, tp), first.x0, TOL, "x0 kept for the next step");
+      submitDispatches(ctx.gpu, op.dispatches);
+      assertClose(await readFloats(ctx.gpu, tx), second.x, TOL, "x after two steps");
       op.release();
-      for (const t of [tx, tv, tz]) t?.release();
+      for (const t of [tx, tm, tz, tp]) t.release();
     });
   }
 }
 
-gpuTest("sampler_step: three steps built up front keep their own coefficients", async (ctx) => {
-  const shape = [2, 3, 11];
-  const size = 66;
-  const x = randn(size, 4);
-  const tx = ctx.pool.upload(x, shape);
-  const steps: { v: Float32Array; options: Omit<SamplerUpdateOptions, "noise"> }[] = [
-    { v: randn(2 * size, 5), options: { a: 1, b: -0.5, guidance: 2 } },
-    { v: randn(2 * size, 6), options: { a: 0.8, b: 0.3, guidance: 4 } },
-    { v: randn(2 * size, 7), options: { a: 1.1, b: -0.2, guidance: 0.5 } },
-  ];
-  const velocities = steps.map((s) => ctx.pool.upload(s.v, [4, 3, 11]));
-  const ops = steps.map((s, i) => samplerUpdate(ctx, tx, velocities[i], s.options));
-  const got = await runAndRead(ctx, ops.flatMap((op) => op.dispatches), tx);
-  const want = steps.reduce((acc, s) => ref.samplerUpdate(acc, s.v, s.options), x);
-  assertClose(got, want, TOL, "x after three steps");
-  // Encoding the same dispatches again applies the three steps once more.
-  submitDispatches(ctx.gpu, ops.flatMap((op) => op.dispatches));
-  const again = steps.reduce((acc, s) => ref.samplerUpdate(acc, s.v, s.options), want);
-  assertClose(await readFloats(ctx.gpu, tx), again, TOL, "x after the steps encoded twice");
-  for (const op of ops) op.release();
-  for (const t of [tx, ...velocities]) t.release();
-});
-
-gpuTest("sampler_step with c = 0 never reads the noise tensor (NaN noise leaves x finite)", async (ctx) => {
-  const shape = [2, 9];
-  const x = randn(18, 8);
-  const v = randn(36, 9);
-  const tx = ctx.pool.upload(x, shape);
-  const tv = ctx.pool.upload(v, [4, 9]);
-  const tz = ctx.pool.upload(new Float32Array(18).fill(NaN), shape);
-  const op = samplerUpdate(ctx, tx, tv, { a: 1, b: -0.3, c: 0, guidance: 1.5, noise: tz });
-  const got = await runAndRead(ctx, op.dispatches, tx);
-  assertClose(got, ref.samplerUpdate(x, v, { a: 1, b: -0.3, guidance: 1.5 }), TOL, "x");
-  op.release();
-  for (const t of [tx, tv, tz]) t.release();
-});
+gpuTest(
+  "sampler_step without previous or noise never reads them (NaN stand-ins leave x finite)",
+  async (ctx) => {
+    const shape = [1, 1, 5, 5];
+    const x = randn(25, 5);
+    const m = randn(25, 6);
+    const tx = ctx.pool.upload(x, shape);
+    const tm = ctx.pool.upload(m, shape);
+    const nan = ctx.pool.upload(new Float32Array(25).fill(NaN), shape);
+    const op = samplerStep(ctx, tx, tm, { ...EULER, noise: nan });
+    submitDispatches(ctx.gpu, op.dispatches);
+    assertClose(await readFloats(ctx.gpu, tx), ref.samplerStep(x, m, { ...EULER, batch: 1 }).x, TOL, "x");
+    op.release();
+    for (const t of [tx, tm, nan]) t.release();
+  },
+);
 
 gpuTest("sampler_step rejects bad shapes, buffers and coefficients before allocating", (ctx) => {
-  const x = ctx.pool.tensor([2, 1, 4, 4]);
-  const v = ctx.pool.tensor([2, 1, 4, 4]);
-  const pair = ctx.pool.tensor([4, 1, 4, 4]);
-  const triple = ctx.pool.tensor([6, 1, 4, 4]);
-  const wide = ctx.pool.tensor([2, 1, 4, 5]);
-  const noise = ctx.pool.tensor([2, 16]);
-  const before = { pool: ctx.pool.stats(), kernels: ctx.kernels.size };
-  const rejects = (options: SamplerUpdateOptions, pattern: RegExp, velocity = v, target = x) =>
+  const x = ctx.pool.tensor([2, 4, 3, 3]);
+  const m = ctx.pool.tensor([2, 8, 3, 3]);
+  const pair = ctx.pool.tensor([4, 4, 3, 3]);
+  const narrow = ctx.pool.tensor([2, 2, 3, 3]);
+  const before = ctx.pool.stats().buffersInUse;
+  const rejects = (run: () => unknown, pattern: RegExp) =>
     assert.throws(
-      () => samplerUpdate(ctx, target, velocity, options),
+      run,
       (e) => e instanceof KernelError && e.message.startsWith("sampler_step: ") && pattern.test(e.message),
-      `expected ${pattern}`,
     );
+  rejects(() => samplerStep(ctx, x, narrow, EULER), /m must be \[B = 2, >= 4 channels, 3, 3\]/);
   rejects(
-    { a: 1, b: 1 },
-    /x \[2, 1, 4, 4\], v \[6, 1, 4, 4\]: v must be \[B, \.\.\.\] = \[2, 1, 4, 4\] or \[2B, \.\.\.\] = \[4, 1, 4, 4\]/,
-    triple,
+    () => samplerStep(ctx, x, m, { ...EULER, guidance: 2 }),
+    /m must be \[2B = 4, >= 4 channels, 3, 3\] \(cond, then uncond\)/,
   );
-  rejects({ a: 1, b: 1 }, /v \[2, 1, 4, 5\]: v must be/, wide);
-  rejects({ a: 1, b: 1 }, /v holds cond and uncond batches \[2B, \.\.\.\], guidance g is required/, pair);
-  rejects({ a: 1, b: 1, guidance: 3 }, /guidance 3 needs v \[2B, \.\.\.\] = \[4, 1, 4, 4\]/);
-  rejects({ a: 1, b: 1, c: 0.5 }, /c 0.5 != 0 needs options\.noise/);
-  rejects({ a: 1, b: 1, c: 0.5, noise }, /noise \[2, 16\] must have the shape of x/);
-  rejects({ a: 1, b: 1, c: 0.5, noise: x.view([2, 1, 4, 4]) }, /noise shares x's buffer/);
-  rejects({ a: 1, b: 1 }, /v shares x's buffer/, x.view([2, 1, 4, 4]));
-  rejects({ a: 1, b: Infinity }, /b Infinity must be finite/);
-  rejects({ a: 1, b: 1, guidance: NaN }, /guidance NaN must be finite/, pair);
-  assert.deepEqual({ pool: ctx.pool.stats(), kernels: ctx.kernels.size }, before, "something was allocated");
-  for (const t of [x, v, pair, triple, wide, noise]) t.release();
+  rejects(
+    () => samplerStep(ctx, x, pair, { ...EULER, next: { ...EULER.next, sample: NaN } }),
+    /next.sample NaN must be finite/,
+  );
+  rejects(() => samplerStep(ctx, x, m, CLIPPED), /next.noise != 0 needs noise/);
+  rejects(() => samplerStep(ctx, x, m, MULTISTEP), /next.previous != 0 needs the previous x0/);
+  rejects(() => samplerStep(ctx, x, m, { ...EULER, previous: x }), /previous shares x's buffer/);
+  assert.equal(ctx.pool.stats().buffersInUse, before, "a rejected step must not allocate");
+  for (const t of [x, m, pair, narrow]) t.release();
 });

@@ -9,6 +9,8 @@ import type { PruneOptions } from "../../cache/prune_decision.ts";
 import { disposeDispatches, isDispatch } from "../kernel.ts";
 import { flashAttention } from "../../ops/attention.ts";
 import { axpy } from "../../ops/axpy.ts";
+import { conv2d } from "../../ops/conv2d.ts";
+import { groupNorm } from "../../ops/group_norm.ts";
 import { embeddingLookup, uploadLabels } from "../../ops/embedding_lookup.ts";
 import { linear } from "../../ops/linear.ts";
 import { gatedResidual } from "../../ops/modulate.ts";
@@ -16,10 +18,12 @@ import { layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
 import { im2col, type Im2colGeometry } from "../../ops/patch.ts";
 import { residualDiff } from "../../ops/residual_diff.ts";
 import { rope, type RopeAxes, ropeTable } from "../../ops/rope.ts";
-import { samplerUpdate, type SamplerUpdateOptions } from "../../ops/sampler_step.ts";
+import { samplerStep, type SamplerStepOptions } from "../../ops/sampler_step.ts";
 import { timestepEmbedding, type TimestepEmbeddingOptions } from "../../ops/timestep_embedding.ts";
 import * as attentionRef from "../../ref/attention.ts";
 import * as axpyRef from "../../ref/axpy.ts";
+import * as conv2dRef from "../../ref/conv2d.ts";
+import * as groupNormRef from "../../ref/group_norm.ts";
 import * as embeddingLookupRef from "../../ref/embedding_lookup.ts";
 import * as linearRef from "../../ref/linear.ts";
 import * as modulateRef from "../../ref/modulate.ts";
@@ -61,7 +65,23 @@ const IM2COL: Im2colGeometry = {
   padding: 1,
   layout: "nchw",
 };
-const SAMPLER = { a: 0.9, b: -0.1, c: 0.3, guidance: 3.5 };
+/** A clipped data prediction, the previous x0, noise and guidance: every term of the update. */
+const CONV2D = {
+  batch: 1,
+  channels: 3,
+  height: 3,
+  width: 5,
+  outChannels: 4,
+  kernel: 3,
+  padding: 1,
+  upsample: 2,
+};
+
+const SAMPLER = {
+  x0: { sample: 1.2, model: -0.7, clip: 1 },
+  next: { sample: 0.3, x0: 0.6, previous: -0.2, model: 0.1, noise: 0.3 },
+  guidance: 3.5,
+};
 const PRUNE: PruneOptions = {
   blocks: 1,
   Fn: 0,
@@ -198,15 +218,34 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     reference: (v) => patchRef.im2col(v.x, IM2COL),
     tolerance: 0,
   }),
-  // Guided: |g (v_c - v_u)| < 7, a few roundings of it (~4e-7 each) against one of the float64 reference.
+  // Guided: |g (m_c - m_u)| < 7, a few roundings of it (~4e-7 each) against one of the float64 reference.
   selfCheckCase({
-    kernel: "sampler_update",
-    inputs: { x: [2, 1, 4, 5], v: [4, 1, 4, 5], noise: [2, 1, 4, 5] },
+    kernel: "sampler_step",
+    inputs: { x: [2, 1, 4, 5], m: [4, 2, 4, 5], noise: [2, 1, 4, 5], previous: [2, 1, 4, 5] },
     build: (ctx, t) => {
-      const options: SamplerUpdateOptions = { ...SAMPLER, noise: t.noise };
-      return { ...samplerUpdate(ctx, t.x, t.v, options), out: t.x };
+      const options: SamplerStepOptions = { ...SAMPLER, noise: t.noise, previous: t.previous };
+      return { ...samplerStep(ctx, t.x, t.m, options), out: t.x };
     },
-    reference: (v) => samplerRef.samplerUpdate(v.x, v.v, { ...SAMPLER, noise: v.noise }),
+    reference: (v) =>
+      samplerRef.samplerStep(v.x, v.m, { ...SAMPLER, noise: v.noise, previous: v.previous, batch: 2 }).x,
+    tolerance: 1e-5,
+  }),
+  // 3x3 over 3 channels of |.| < 1 with nearest x2 upsampling and a bias: 28 terms, ~1e-7 each rounding.
+  selfCheckCase({
+    kernel: "conv2d",
+    inputs: { x: [1, 3, 3, 5], w: [4, 3, 3, 3], bias: [4] },
+    build: (ctx, t) => conv2d(ctx, t.x, t.w, { padding: 1, upsample: 2, bias: t.bias }),
+    reference: (v) => conv2dRef.conv2d(v.x, v.w, CONV2D, v.bias),
+    tolerance: 1e-5,
+  }),
+  // Normalised values ~1, the affine and SiLU after: f32 statistics against float64 ones.
+  selfCheckCase({
+    kernel: "group_norm",
+    inputs: { x: [2, 6, 3, 4], weight: [6], bias: [6] },
+    build: (ctx, t) =>
+      groupNorm(ctx, t.x, { groups: 3, eps: 1e-6, weight: t.weight, bias: t.bias, silu: true }),
+    reference: (v) =>
+      groupNormRef.groupNorm(v.x, { batch: 2, channels: 6, groups: 3, eps: 1e-6 }, v.weight, v.bias, true),
     tolerance: 1e-5,
   }),
   // y - x of |.| < 1: the sum rounds once, like the reference.
