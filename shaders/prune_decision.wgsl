@@ -8,21 +8,7 @@
 // block's own history (the steps it stored on), for the host to copy into their uniforms.
 // CPU references: PruneDecision (src/cache/prune_decision.ts), TaylorSeerReference (src/ref/taylor_seer.ts).
 
-struct Params {
-  step: u32,
-  column: u32,       // the block's index in the history and log rows
-  blocks: u32,       // row length
-  first: u32,        // 1 at the step's first prunable block
-  slots: u32,        // conditional dispatches of this block
-  dynamic: u32,      // 1: dynamic threshold on
-  max_pruned: i32,   // < 0: no limit
-  threshold: f32,
-  relax: f32,
-  cap: f32,
-  mode: u32,         // 0: decide here; 1: the host forced the block to run
-  refresh: u32,      // 1: a block that runs stores its input and residual this step
-  derivatives: u32,  // TaylorSeer order n (0 without a calibrator)
-}
+// struct Params is generated from its declaration in src/cache/kernels/prune_decision.ts.
 
 @group(0) @binding(0) var<storage, read> diff: array<f32>;          // [1 + samples]: the block input's diff first
 @group(0) @binding(1) var<storage, read> plan: array<vec4<u32>>;    // [slots]: workgroups x, y, z; condition

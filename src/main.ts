@@ -2,7 +2,7 @@
 // Bad settings exit 2; no GPU adapter (or a model that fails to load) exits 1; SIGINT/SIGTERM exit 0 after
 // in-flight requests are answered. `--self-check` instead compiles and checks every kernel and exits.
 import { acquireGpuOrExplain } from "./cli/acquire_gpu.ts";
-import { selfCheck } from "./gpu/self_check.ts";
+import { selfCheck } from "./self_check/self_check.ts";
 import { ApiError } from "./server/api_error.ts";
 import { WorkerUnavailableError } from "./server/gpu_worker_client.ts";
 import { parseServerOptions, ServerOptionsError } from "./server/options.ts";

@@ -13,7 +13,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { axpy } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { ElementwiseOp } from "../ops/modulate.ts";
-import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import type { StepRecorder } from "../gpu/step_recorder.ts";
 import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
 import { CacheDecision, type Decision, similar, stepGate } from "./decision.ts";
 import { GpuDecidedSpan } from "./gpu_decided_span.ts";

@@ -1,17 +1,17 @@
 // DBPrune (cache-strategies.md): per step, every prunable block compares its input with the input it saw
 // when it last ran; a similar one is pruned, hidden = input + its stored residual (or the TaylorSeer
 // prediction of that residual or of its output), otherwise it runs and refreshes what it stores. When nobody
-// waits on per-step reports each block is decided on the GPU (src/ops/prune_decision.ts, TaylorSeer included)
+// waits on per-step reports each block is decided on the GPU (src/cache/kernels/prune_decision.ts, TaylorSeer included)
 // and the run reads the decisions once at the end; otherwise each judged block costs one counted readback,
 // since the next block's input depends on the answer.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
-import { type GpuPruneDecision, gpuPruneDecision } from "../ops/prune_decision.ts";
-import { ON_CACHED, ON_COMPUTE, SLOT } from "../ops/conditional_dispatch.ts";
+import { type GpuPruneDecision, gpuPruneDecision } from "./kernels/prune_decision.ts";
+import { ON_CACHED, ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
-import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import type { StepRecorder } from "../gpu/step_recorder.ts";
 import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
 import type { ResolvedDbPrune } from "./options.ts";
 import type { Gate } from "./decision.ts";

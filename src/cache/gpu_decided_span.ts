@@ -13,10 +13,11 @@ import {
   gpuCacheDecision,
   type GpuDecisionOptions,
   type LoggedStep,
-} from "../ops/cache_decision.ts";
-import { type ConditionalSlot, ON_CACHED, ON_COMPUTE, SLOT } from "../ops/conditional_dispatch.ts";
+} from "./kernels/cache_decision.ts";
+import type { ConditionalSlot } from "./kernels/conditional_dispatch.ts";
+import { ON_CACHED, ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
 import type { ResidualDiff } from "../ops/residual_diff.ts";
-import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import type { StepRecorder } from "../gpu/step_recorder.ts";
 import type { TaylorSeer } from "./calibrators/taylor_seer.ts";
 import type { Decision } from "./decision.ts";
 

@@ -3,7 +3,7 @@
 // checks what needs the model and the step count. Both fail before any GPU work with a message naming the
 // option and its allowed range.
 import { z } from "zod";
-import { formatIssues } from "../pipeline/request_schema.ts";
+import { formatIssues } from "../validation/issues.ts";
 import type { DecisionOptions } from "./decision.ts";
 import { SCM_PRESET_NAMES, scmMask } from "./scm.ts";
 

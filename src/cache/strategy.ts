@@ -4,7 +4,7 @@
 import type { Command } from "../gpu/kernel.ts";
 import type { Decision, Gate } from "./decision.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import type { StepRecorder } from "../pipeline/step_recorder.ts";
+import type { StepRecorder } from "../gpu/step_recorder.ts";
 
 export interface BlockList {
   /** Commands of each block; each updates `hidden` in place. */

@@ -19,10 +19,13 @@ import type { GpuContext } from "../gpu/context.ts";
 import { type Command, isDispatch } from "../gpu/kernel.ts";
 import { squaredError, ssim } from "../metrics/image_quality.ts";
 import { DigitClassifier } from "../model/classifier.ts";
-import { Dit } from "../model/mnist_dit/transformer.ts";
-import { generate, type GenerateResult } from "../pipeline/generate.ts";
+import type { GenerateResult } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
-import { StepRecorder } from "../pipeline/step_recorder.ts";
+import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
+import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
+import { loadPipeline } from "../pipeline/pipelines/load.ts";
+import { resolveRequest } from "../pipeline/request.ts";
+import { StepRecorder } from "../gpu/step_recorder.ts";
 
 const SEED_SETS = { "held-out": 1001, tuning: 1 } as const;
 type SeedSet = keyof typeof SEED_SETS;
@@ -30,6 +33,7 @@ type SeedSet = keyof typeof SEED_SETS;
 const GRID_COLUMNS = 20;
 
 interface Settings {
+  model: string;
   perDigit: number;
   steps: number;
   guidance: number;
@@ -52,14 +56,21 @@ const clamp = (images: Float32Array) => images.map((v) => Math.min(1, Math.max(-
 
 async function runOne(
   ctx: GpuContext,
-  model: Dit,
+  pipeline: ImagePipeline,
   config: BenchConfig,
-  request: { labels: number[]; steps: number; seed: number; guidance: number },
+  input: { label: number; steps: number; seed: number; guidance: number },
 ): Promise<GenerateResult> {
-  const context = { blocks: model.depth, steps: request.steps, channels: model.config.hidden_size };
-  const strategy = createStrategy(ctx, resolveCacheOptions(config.cache, context));
+  const { label, ...sampling } = input;
+  const request = resolveRequest(pipeline.card, {
+    ...sampling,
+    labels: [label],
+    shift: 1,
+    eta: 0,
+    cache: config.cache,
+  });
+  const strategy = createStrategy(ctx, request.cache);
   try {
-    return await generate(ctx, model, request, { strategy });
+    return await pipeline.run(request, { strategy });
   } finally {
     strategy.release();
   }
@@ -79,8 +90,13 @@ class CommandLog extends StepRecorder {
  * the blocks: F's input snapshot, R_F, the diff, the decision, the compute path's copies and stores, the
  * replay as a zero-size dispatch, and TaylorSeer's dispatches when on).
  */
-async function decisionPath(ctx: GpuContext, model: Dit, guided: boolean, extra: Record<string, unknown>) {
-  const graph = model.graph(guided ? 2 : 1);
+async function decisionPath(
+  ctx: GpuContext,
+  pipeline: ImagePipeline,
+  guided: boolean,
+  extra: Record<string, unknown>,
+) {
+  const graph = pipeline.denoiser.graph(guided ? 2 : 1);
   const cache = {
     strategy: "dbcache",
     Fn: 1,
@@ -89,7 +105,7 @@ async function decisionPath(ctx: GpuContext, model: Dit, guided: boolean, extra:
     residual_diff_threshold: 0,
     ...extra,
   };
-  const context = { blocks: model.depth, steps: 2, channels: model.config.hidden_size };
+  const context = { blocks: pipeline.card.blocks, steps: 2, channels: pipeline.card.streamWidth };
   const strategy = createStrategy(ctx, resolveCacheOptions(cache, context));
   let log = new CommandLog(ctx.gpu);
   // Step 0 computes because nothing is stored; step 1 is decided by the kernel (threshold 0: compute).
@@ -108,6 +124,7 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
   const { values } = parseArgs({
     args,
     options: {
+      model: { type: "string", default: "weights/mnist-dit" },
       "per-digit": { type: "string", default: "1" },
       steps: { type: "string", default: "28" },
       guidance: { type: "string", default: "3" },
@@ -147,7 +164,15 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
   }
   const configs = names.filter((n, i) => i === 0 || !wanted || wanted.includes(n));
   return {
-    settings: { perDigit, steps, guidance, repeat, seeds: values.seeds as SeedSet, configs },
+    settings: {
+      model: values.model!,
+      perDigit,
+      steps,
+      guidance,
+      repeat,
+      seeds: values.seeds as SeedSet,
+      configs,
+    },
     json: values.json!,
     grid: values.grid!,
     checkpoint: values.checkpoint,
@@ -180,12 +205,28 @@ async function saveAtomically(path: string, text: string): Promise<void> {
   await Deno.rename(`${path}.tmp`, path);
 }
 
+/** Mean SSIM over the channel planes of one image [C, H, W]. */
+function imageSsim(image: Float32Array, baseline: Float32Array, shape: GenerateResult["shape"]): number {
+  const [, channels, height, width] = shape;
+  const plane = height * width;
+  let total = 0;
+  for (let c = 0; c < channels; c++) {
+    total += ssim(
+      image.subarray(c * plane, (c + 1) * plane),
+      baseline.subarray(c * plane, (c + 1) * plane),
+      width,
+      height,
+      2,
+    );
+  }
+  return total / channels;
+}
+
 async function record(
-  classifier: DigitClassifier,
+  classifier: DigitClassifier | null,
   result: GenerateResult,
   label: number,
   baseline: Float32Array,
-  size: number,
 ): Promise<ImageRecord> {
   const image = clamp(result.images);
   return {
@@ -196,18 +237,19 @@ async function record(
     blocksTotal: result.cache.blocksTotal,
     readbacks: result.readbacks,
     memoryBytes: result.cache.memoryBytes,
-    correct: (await classifier.classify(result.images)).predicted[0] === label,
-    ssim: ssim(image, baseline, size, size, 2),
+    correct: classifier ? (await classifier.classify(result.images)).predicted[0] === label : null,
+    ssim: imageSsim(image, baseline, result.shape),
     squaredError: squaredError(image, baseline),
     values: image.length,
   };
 }
 
 async function main(): Promise<number> {
-  let parsed, progress;
+  let parsed, progress, card: ModelCard;
   try {
     parsed = parse(Deno.args);
     progress = await loadProgress(parsed.checkpoint, parsed.settings);
+    card = await readModelCard(parsed.settings.model);
   } catch (e) {
     console.error((e as Error).message);
     return 2;
@@ -216,30 +258,31 @@ async function main(): Promise<number> {
   const configs = settings.configs.map((name) => BENCH_CONFIGS.find((c) => c.name === name)!);
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
-  const model = await Dit.load(ctx, "weights/mnist-dit");
-  const classifier = await DigitClassifier.load(ctx);
+  const pipeline = await loadPipeline(ctx, card);
+  // The digit classifier judges the embedded digits model only.
+  const classifier = card.pipeline === "MnistDiT" ? await DigitClassifier.load(ctx) : null;
   const { steps, guidance } = settings;
   const images = 10 * settings.perDigit;
   const firstSeed = SEED_SETS[settings.seeds];
-  const size = model.config.sample_size;
+  const classes = Math.min(10, card.classes.names.length);
   // Compile every pipeline the configurations use before anything is timed.
-  for (const config of configs) await runOne(ctx, model, config, { labels: [0], steps, seed: 0, guidance });
+  for (const config of configs) await runOne(ctx, pipeline, config, { label: 0, steps, seed: 0, guidance });
   for (let r = progress.next.repeat; r < settings.repeat; r++) {
     for (let i = r === progress.next.repeat ? progress.next.image : 0; i < images; i++) {
-      const label = i % 10;
-      const request = { labels: [label], steps, seed: firstSeed + i, guidance };
+      const label = i % classes;
+      const request = { label, steps, seed: firstSeed + i, guidance };
       // The order rotates from image to image and repeat to repeat, so no configuration always runs first
       // (after the classifier's CPU work) or last; quality is scored once every configuration has run.
       const results: GenerateResult[] = [];
       for (let k = 0; k < configs.length; k++) {
         const c = (k + i + r) % configs.length;
-        results[c] = await runOne(ctx, model, configs[c], request);
+        results[c] = await runOne(ctx, pipeline, configs[c], request);
       }
       const baseline = clamp(results[0].images);
       for (const [c, result] of results.entries()) {
         const known = progress.records[c][i];
         if (!known) {
-          progress.records[c][i] = await record(classifier, result, label, baseline, size);
+          progress.records[c][i] = await record(classifier, result, label, baseline);
           if (i < GRID_COLUMNS) progress.grid[c][i] = [...clamp(result.images)];
         } else if (known.checksum !== checksum(result.images)) {
           throw new Error(`${configs[c].name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
@@ -260,11 +303,11 @@ async function main(): Promise<number> {
     summarise(config, judged(config), progress.records[c], progress.records[0])
   );
   const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
-  const guided = guidance !== 1;
-  const graph = model.graph(guided ? 2 : 1);
+  const guided = pipeline.guided(guidance);
+  const graph = pipeline.denoiser.graph(guided ? 2 : 1);
   const stepMs = await timeCommands(ctx, [...graph.prologue, ...graph.blocks.flat(), ...graph.epilogue]);
-  const path = await decisionPath(ctx, model, guided, {});
-  const seerPath = await decisionPath(ctx, model, guided, { enable_taylorseer: true, n_derivatives: 1 });
+  const path = await decisionPath(ctx, pipeline, guided, {});
+  const seerPath = await decisionPath(ctx, pipeline, guided, { enable_taylorseer: true, n_derivatives: 1 });
   if (json) {
     const common = {
       adapter,
@@ -278,7 +321,10 @@ async function main(): Promise<number> {
     for (const r of rows) console.log(JSON.stringify({ ...r, ...common }));
   } else {
     console.log(
-      `${images} images (digits 0-9, ${settings.seeds} seeds from ${firstSeed}), ${steps} steps, guidance ` +
+      `${card.dir}: ${images} images (classes 0-${
+        classes - 1
+      }, ${settings.seeds} seeds from ${firstSeed}), ` +
+        `${steps} steps, guidance ` +
         `${guidance}, one image per request, ${settings.repeat} repeat(s) interleaved; ${adapter}\n`,
     );
     console.log(markdown(rows, steps, settings.repeat));
@@ -294,9 +340,13 @@ async function main(): Promise<number> {
   }
   const shown = Math.min(images, GRID_COLUMNS);
   const grid = new Float32Array(progress.grid.flat(2));
-  await Deno.writeFile(parsed.grid, encodeImagesPng(grid, [configs.length * shown, 1, size, size], shown));
-  classifier.release();
-  model.release();
+  const [channels, height, width] = [card.latent[0] === 1 ? 1 : 3, card.size.height, card.size.width];
+  await Deno.writeFile(
+    parsed.grid,
+    encodeImagesPng(grid, [configs.length * shown, channels, height, width], shown),
+  );
+  classifier?.release();
+  pipeline.release();
   ctx.destroy();
   return 0;
 }

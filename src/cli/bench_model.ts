@@ -8,10 +8,11 @@ import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { deterministicInput } from "../gpu/deterministic_input.ts";
 import { fitGaussian, frechetDistance, type Gaussian } from "../metrics/frechet.ts";
 import { CLASSIFIER_DIR, DigitClassifier } from "../model/classifier.ts";
-import { Dit } from "../model/mnist_dit/transformer.ts";
+import { readModelCard } from "../pipeline/model_card.ts";
+import { MnistDitPipeline } from "../pipeline/pipelines/mnist_dit.ts";
+import { resolveRequest } from "../pipeline/request.ts";
 import { forEachTensor, readSafetensorsHeader } from "../model/safetensors.ts";
 import { linear } from "../ops/linear.ts";
-import { generate } from "../pipeline/generate.ts";
 import { gflops, timeCommands } from "./bench/harness.ts";
 
 const FEATURES = 128;
@@ -75,7 +76,9 @@ async function main(): Promise<number> {
   }
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
-  const model = await Dit.load(ctx, "weights/mnist-dit");
+  const card = await readModelCard("weights/mnist-dit");
+  if (card.pipeline !== "MnistDiT") throw new Error("weights/mnist-dit is not the embedded MnistDiT");
+  const model = await MnistDitPipeline.load(ctx, card);
   const classifier = await DigitClassifier.load(ctx);
   const labels = Array.from({ length: 10 * perDigit }, (_, i) => i % 10);
   const correct = new Array(10).fill(0);
@@ -84,7 +87,16 @@ async function main(): Promise<number> {
   let forwards = 0;
   for (let start = 0; start < labels.length; start += batch) {
     const chunk = labels.slice(start, start + batch);
-    const result = await generate(ctx, model, { labels: chunk, steps, seed: 1000 + start, guidance });
+    const request = resolveRequest(card, {
+      labels: chunk,
+      steps,
+      seed: 1000 + start,
+      guidance,
+      shift: 1,
+      eta: 0,
+      cache: "none",
+    });
+    const result = await model.run(request);
     seconds += result.seconds;
     forwards += (guidance === 1 ? 1 : 2) * chunk.length * steps;
     const scored = await classifier.classify(result.images);
@@ -101,7 +113,7 @@ async function main(): Promise<number> {
   const torch = await pytorchForward();
   const report = {
     adapter: `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`,
-    weights: `weights/mnist-dit (${model.config.trained_iterations} iterations)`,
+    weights: `weights/mnist-dit (${card.config.trained_iterations} iterations)`,
     images: labels.length,
     steps,
     guidance,

@@ -1,5 +1,5 @@
 // Reproducible inputs without a seeded-generator dependency, and the error measure against a reference: shared
-// by the start-up self-check (src/gpu/self_check.ts) and the kernel benchmarks (src/cli/bench/harness.ts).
+// by the start-up self-check (src/self_check/self_check.ts) and the kernel benchmarks (src/cli/bench/harness.ts).
 
 /** `size` values in [-1, 1) from a linear congruential sequence started at `seed`: the same on every run. */
 export function deterministicInput(size: number, seed: number): Float32Array<ArrayBuffer> {

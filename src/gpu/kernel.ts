@@ -35,15 +35,19 @@ export class KernelError extends Error {
 const shaderDir = new URL("../../shaders/", import.meta.url);
 const sourceCache = new Map<string, string>();
 
-/** WGSL has no includes: every shader file is compiled with common.wgsl in front of it. */
-export function shaderSource(name: string): string {
+/** The text of shaders/<name>.wgsl as it is (a prelude, or a kernel before common.wgsl is added). */
+export function shaderFile(name: string): string {
   let text = sourceCache.get(name);
   if (text === undefined) {
-    const common = Deno.readTextFileSync(new URL("common.wgsl", shaderDir));
-    text = common + "\n" + Deno.readTextFileSync(new URL(`${name}.wgsl`, shaderDir));
+    text = Deno.readTextFileSync(new URL(`${name}.wgsl`, shaderDir));
     sourceCache.set(name, text);
   }
   return text;
+}
+
+/** WGSL has no includes: every shader file is compiled with common.wgsl in front of it. */
+export function shaderSource(name: string): string {
+  return `${shaderFile("common")}\n${shaderFile(name)}`;
 }
 
 const BINDING_TYPES: Record<BindingKind, GPUBufferBindingType> = {

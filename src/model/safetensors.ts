@@ -164,3 +164,17 @@ export function forEachTensor(
 ): Promise<void> {
   return forEachTensorBytes(header, names, (entry, bytes) => use(entry, decodeToFloat32(entry.dtype, bytes)));
 }
+
+/** Every tensor of a (small) file decoded to float32: inputs such as --latents and reference fixtures. */
+export async function readFloat32Tensors(
+  path: string,
+): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const header = await readSafetensorsHeader(path);
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  await forEachTensor(
+    header,
+    header.tensors.keys(),
+    (entry, data) => void tensors.set(entry.name, { shape: entry.shape, data }),
+  );
+  return tensors;
+}

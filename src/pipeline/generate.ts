@@ -1,50 +1,160 @@
-// The denoising loop: seeded noise -> `steps` sampler updates, each one model forward (conditional and
-// unconditional halves batched together for classifier-free guidance) -> images. One encoder per step; the
-// block list runs through the request's cache strategy; the only readback is the final image, plus whatever
-// the strategy's decisions read (a strategy that decides on the GPU reads its log once, at the end, unless
+// The denoising loop every pipeline runs: initial latents (seeded noise or given) -> one step per scheduler
+// step, each a model forward (conditional and unconditional halves batched together for classifier-free
+// guidance) through the request's cache strategy, then the scheduler's fused update -> latents on the GPU,
+// which the pipeline decodes. One encoder per step; nothing is read back inside the loop except what the
+// strategy's decisions read (a strategy that decides on the GPU reads its log once, at the end, unless
 // onStep waits on every step's report).
 import type { GpuContext } from "../gpu/context.ts";
-import { copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import { Owned } from "../gpu/owned.ts";
 import { readbackCount } from "../gpu/readback.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { type CacheStats, type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
-import type { Dit, DitGraph } from "../model/mnist_dit/transformer.ts";
+import type { DenoiserGraph } from "../model/denoiser_graph.ts";
+import { axpy } from "../ops/axpy.ts";
 import { samplerStep } from "../ops/sampler_step.ts";
 import { batchNoise } from "./noise.ts";
-import { type SamplerName, samplerSteps } from "./sampler.ts";
-import { StepRecorder } from "./step_recorder.ts";
-
-export interface GenerateRequest {
-  /** One image per label (class indices of the model). */
-  labels: number[];
-  steps: number;
-  seed: number;
-  /** Classifier-free guidance scale; 1 runs the conditional pass only. */
-  guidance: number;
-  sampler?: SamplerName;
-  /** Timestep shift (FLUX/SD3); 1 = uniform grid. */
-  shift?: number;
-  /** DDIM stochasticity. */
-  eta?: number;
-}
+import type { Schedule } from "./schedulers/schedule.ts";
+import { StepRecorder } from "../gpu/step_recorder.ts";
 
 export interface StepEvent extends ForwardReport {
   step: number;
   steps: number;
+  /** The model's timestep input at this step. */
   t: number;
 }
 
-export interface GenerateOptions {
+export interface DenoiseSpec {
+  denoiser: { graph(batch: number): DenoiserGraph };
+  schedule: Schedule;
+  /** [C, H, W] per image. */
+  latentShape: readonly [number, number, number];
+  /** Class id per image. */
+  labels: number[];
+  /** Label of the unconditional half when guided. */
+  nullClass: number;
+  /** Guidance scale, or null for a conditional pass only. */
+  guidance: number | null;
+  seed: number;
+  /** [images, C, H, W] starting latents instead of the seeded noise (before init_noise_sigma, as diffusers). */
+  latents?: Float32Array;
+}
+
+export interface DenoiseOptions {
   strategy?: CacheStrategy;
   /** Called once the GPU has finished each step (waiting costs ~11 ms per step, so only when asked). */
   onStep?: (event: StepEvent) => void;
   /** Checked between steps; an aborted request stops before the next step is encoded. */
   signal?: AbortSignal;
-  /** Starting noise [images, C, S, S] instead of the seeded one (reference comparisons, img2img later). */
-  initialNoise?: Float32Array;
+}
+
+export interface Denoised {
+  /** Final latents [images, C, H, W]; the caller releases it. */
+  latents: Tensor;
+  recorder: StepRecorder;
+  steps: StepEvent[];
+  cache: CacheStats;
+}
+
+/** Independent noise per (seed, step): a step's fresh noise must not repeat the starting noise. */
+function stepSeed(seed: number, step: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + step + 1) >>> 0;
+}
+
+/** Writes inputScale * x into the model input, twice under guidance (conditional half, then unconditional). */
+function feedCommands(
+  owned: Owned,
+  ctx: GpuContext,
+  x: Tensor,
+  graph: DenoiserGraph,
+  scale: number,
+): Command[] {
+  let source = x;
+  const commands: Command[] = [];
+  if (scale !== 1) {
+    const scaled = owned.add(axpy(ctx, x, x, { alpha: scale, beta: 0 }));
+    commands.push(...scaled.dispatches);
+    source = scaled.out;
+  }
+  for (let half = 0; half < graph.batch / x.shape[0]; half++) {
+    commands.push(copyCommand("model input", source, graph.x, { dstOffset: half * x.byteLength }));
+  }
+  owned.add({ release: () => disposeDispatches(commands) });
+  return commands;
+}
+
+/** Runs every step; the latents stay on the GPU for the pipeline to decode. */
+export async function denoise(
+  ctx: GpuContext,
+  spec: DenoiseSpec,
+  options: DenoiseOptions = {},
+): Promise<Denoised> {
+  const images = spec.labels.length;
+  const guided = spec.guidance !== null;
+  const graph = spec.denoiser.graph(guided ? 2 * images : images);
+  const perImage = spec.latentShape.reduce((a, b) => a * b, 1);
+  const shape = [images, ...spec.latentShape];
+  const labels = guided ? [...spec.labels, ...spec.labels.map(() => spec.nullClass)] : spec.labels;
+  ctx.pool.write(graph.labels, Uint32Array.from(labels));
+  const { steps, initNoiseSigma } = spec.schedule;
+  const initial = spec.latents ?? batchNoise(spec.seed, images, perImage);
+  const x = ctx.pool.upload(initNoiseSigma === 1 ? initial : initial.map((v) => v * initNoiseSigma), shape);
+  const owned = new Owned();
+  try {
+    const noise = owned.add(ctx.pool.tensor(shape));
+    const previous = owned.add(ctx.pool.tensor(shape));
+    const updates = steps.map((s) =>
+      owned.add(samplerStep(ctx, x, graph.output, {
+        x0: s.x0,
+        next: s.next,
+        guidance: guided ? spec.guidance! : undefined,
+        noise,
+        previous,
+      }))
+    );
+    const feeds = steps.map((s) => feedCommands(owned, ctx, x, graph, s.inputScale));
+    const strategy = options.strategy ?? new NoCache();
+    const recorder = new StepRecorder(ctx.gpu);
+    const reports: (ForwardReport | null)[] = [];
+    try {
+      for (const [i, s] of steps.entries()) {
+        options.signal?.throwIfAborted();
+        ctx.pool.write(graph.t, new Float32Array(graph.batch).fill(s.timestep));
+        if (s.next.noise !== 0) ctx.pool.write(noise, batchNoise(stepSeed(spec.seed, i), images, perImage));
+        recorder.encode(feeds[i]);
+        recorder.encode(graph.prologue);
+        const info = { step: i, steps: steps.length, deferReport: !options.onStep };
+        const report = await strategy.forward(info, graph, recorder);
+        recorder.encode(graph.epilogue);
+        recorder.encode(updates[i].dispatches);
+        recorder.submit();
+        reports.push(report);
+        if (options.onStep) {
+          if (!report) throw new Error(`${strategy.name}: deferred a report that onStep waits for`);
+          await ctx.gpu.device.queue.onSubmittedWorkDone();
+          options.onStep({ step: i, steps: steps.length, t: s.timestep, ...report });
+        }
+      }
+      const settled = await strategy.settle(recorder);
+      const events = steps.map((s, i): StepEvent => {
+        const report = reports[i] ?? settled.shift();
+        if (!report) throw new Error(`${strategy.name}: no report for step ${i}`);
+        return { step: i, steps: steps.length, t: s.timestep, ...report };
+      });
+      return { latents: x, recorder, steps: events, cache: strategy.stats() };
+    } finally {
+      recorder.submit();
+    }
+  } catch (e) {
+    x.release();
+    throw e;
+  } finally {
+    owned.release();
+  }
 }
 
 export interface GenerateResult {
-  /** [images, channels, size, size] in the model's data range (about [-1, 1]). */
+  /** [images, channels, height, width] in the model's data range (about [-1, 1]). */
   images: Float32Array;
   shape: [number, number, number, number];
   steps: StepEvent[];
@@ -56,92 +166,16 @@ export interface GenerateResult {
   cache: CacheStats;
 }
 
-/** Independent noise per (seed, step): DDIM's fresh noise must not repeat the starting noise. */
-function stepSeed(seed: number, step: number): number {
-  return (Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + step + 1) >>> 0;
-}
-
-export async function generate(
-  ctx: GpuContext,
-  model: Dit,
-  request: GenerateRequest,
-  options: GenerateOptions = {},
+/** Times a whole run and counts its readbacks around `body`, which denoises and decodes. */
+export async function timedRun(
+  body: () => Promise<Omit<GenerateResult, "seconds" | "readbacks">>,
 ): Promise<GenerateResult> {
   const started = performance.now();
   const readbacksBefore = readbackCount();
-  const c = model.config;
-  const images = request.labels.length;
-  const guided = request.guidance !== 1;
-  const graph: DitGraph = model.graph(guided ? 2 * images : images);
-  const perImage = c.in_channels * c.sample_size * c.sample_size;
-  const shape: [number, number, number, number] = [images, c.in_channels, c.sample_size, c.sample_size];
-  const labels = guided ? [...request.labels, ...request.labels.map(() => c.null_class)] : request.labels;
-  ctx.pool.write(graph.labels, Uint32Array.from(labels));
-
-  const x = ctx.pool.upload(options.initialNoise ?? batchNoise(request.seed, images, perImage), shape);
-  const noise = ctx.pool.tensor(shape);
-  const schedule = samplerSteps({
-    sampler: request.sampler ?? "euler",
-    steps: request.steps,
-    shift: request.shift,
-    eta: request.eta,
-  });
-  const updates = schedule.map((s) =>
-    samplerStep(ctx, x, graph.output, {
-      x0: { sample: 0, model: 0, clip: null },
-      next: { sample: s.a, x0: 0, previous: 0, model: s.b, noise: s.c },
-      guidance: guided ? request.guidance : undefined,
-      noise,
-    })
-  );
-  // The model input is the current x, twice under guidance (conditional half, then unconditional half).
-  const feed = [copyCommand("feed x", x, graph.x)];
-  if (guided) feed.push(copyCommand("feed x (unconditional)", x, graph.x, { dstOffset: x.byteLength }));
-  const strategy = options.strategy ?? new NoCache();
-  const recorder = new StepRecorder(ctx.gpu);
-  const reports: (ForwardReport | null)[] = [];
-  try {
-    for (const [i, s] of schedule.entries()) {
-      options.signal?.throwIfAborted();
-      ctx.pool.write(graph.t, new Float32Array(graph.batch).fill(s.t));
-      if (s.c !== 0) {
-        ctx.pool.write(noise, batchNoise(stepSeed(request.seed, i), images, perImage));
-      }
-      recorder.encode(feed);
-      recorder.encode(graph.prologue);
-      const info = { step: i, steps: schedule.length, deferReport: !options.onStep };
-      const report = await strategy.forward(info, graph, recorder);
-      recorder.encode(graph.epilogue);
-      recorder.encode(updates[i].dispatches);
-      recorder.submit();
-      reports.push(report);
-      if (options.onStep) {
-        if (!report) throw new Error(`${strategy.name}: deferred a report that onStep waits for`);
-        await ctx.gpu.device.queue.onSubmittedWorkDone();
-        options.onStep({ step: i, steps: schedule.length, t: s.t, ...report });
-      }
-    }
-    const result = await recorder.read(x);
-    const settled = await strategy.settle(recorder);
-    const events = schedule.map((s, i): StepEvent => {
-      const report = reports[i] ?? settled.shift();
-      if (!report) throw new Error(`${strategy.name}: no report for step ${i}`);
-      return { step: i, steps: schedule.length, t: s.t, ...report };
-    });
-    return {
-      images: result,
-      shape,
-      steps: events,
-      seconds: (performance.now() - started) / 1000,
-      readbacks: readbackCount() - readbacksBefore,
-      submits: recorder.submits,
-      cache: strategy.stats(),
-    };
-  } finally {
-    recorder.submit();
-    for (const u of updates) u.release();
-    disposeDispatches(feed);
-    x.release();
-    noise.release();
-  }
+  const result = await body();
+  return {
+    ...result,
+    seconds: (performance.now() - started) / 1000,
+    readbacks: readbackCount() - readbacksBefore,
+  };
 }

@@ -31,3 +31,21 @@ export function encodeImagesPng(
   }
   return encode({ width: W, height: rows * height, data, channels, depth: 8 });
 }
+
+/** [B, C, H, W] in [-1, 1] -> [B, H, W, C] in [0, 1], clamped: diffusers' output_type="np". */
+export function toUnitHwc(
+  images: Float32Array,
+  shape: readonly [number, number, number, number],
+): Float32Array {
+  const [count, channels, height, width] = shape;
+  const out = new Float32Array(images.length);
+  for (let n = 0; n < count; n++) {
+    for (let c = 0; c < channels; c++) {
+      for (let p = 0; p < height * width; p++) {
+        const v = images[(n * channels + c) * height * width + p] / 2 + 0.5;
+        out[(n * height * width + p) * channels + c] = Math.min(1, Math.max(0, v));
+      }
+    }
+  }
+  return out;
+}

@@ -3,6 +3,8 @@
 // update x <- a x + b v + c z (z fresh noise), so one GPU kernel serves all samplers; this file only
 // computes the per-step coefficients on the CPU.
 
+import type { Schedule } from "./schedulers/schedule.ts";
+
 export type SamplerName = "euler" | "ddim";
 
 export interface SamplerOptions {
@@ -55,4 +57,20 @@ export function samplerSteps(options: SamplerOptions): SamplerStep[] {
   return grid.slice(0, -1).map((t, i) =>
     options.sampler === "ddim" ? ddimStep(t, grid[i + 1], options.eta ?? 0) : eulerStep(t, grid[i + 1])
   );
+}
+
+/**
+ * The embedded flow model's samplers as a scheduler Schedule: its timestep input is t itself (the model
+ * scales it), the update needs no data prediction (x' = a x + b v + c z) and the noise starts at sigma 1.
+ */
+export function flowSchedule(options: SamplerOptions): Schedule {
+  return {
+    initNoiseSigma: 1,
+    steps: samplerSteps(options).map((s) => ({
+      timestep: s.t,
+      inputScale: 1,
+      x0: { sample: 0, model: 0, clip: null },
+      next: { sample: s.a, x0: 0, previous: 0, model: s.b, noise: s.c },
+    })),
+  };
 }

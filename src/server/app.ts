@@ -9,7 +9,7 @@ import { HTTPException } from "hono/http-exception";
 import { matchedRoutes } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import type { z } from "zod";
-import { formatIssues } from "../pipeline/request_schema.ts";
+import { formatIssues } from "../validation/issues.ts";
 import { ApiError, errorResponse } from "./api_error.ts";
 import type { GenerationService } from "./generation_service.ts";
 import type { GpuWorker } from "./gpu_worker_client.ts";

@@ -1,7 +1,6 @@
 // One generation from the HTTP side: queue it (bounded FIFO), run it on the GPU worker, enforce the request
 // timeout, and turn every way it can end into an ApiError with the status the API promises.
-import type { ResolvedCacheOptions } from "../cache/options.ts";
-import type { SamplingParams } from "../pipeline/request_schema.ts";
+import type { GenerationRequest } from "../pipeline/request.ts";
 import { ApiError } from "./api_error.ts";
 import {
   type GpuWorker,
@@ -14,11 +13,10 @@ import type { ServerMetrics } from "./metrics.ts";
 import type { ModelEntry } from "./model_catalog.ts";
 import type { GenerationJob, JobOutput, StepProgress } from "./worker_protocol.ts";
 
-export interface GenerationRequest {
+/** A resolved request for one model, and how its PNGs are laid out. */
+export interface Submission {
   model: ModelEntry;
-  labels: number[];
-  sampling: SamplingParams;
-  cache: ResolvedCacheOptions;
+  request: GenerationRequest;
   layout: GenerationJob["layout"];
 }
 
@@ -36,9 +34,9 @@ export interface SubmitOptions {
 
 const seconds = (ms: number) => Number((ms / 1000).toFixed(4));
 
-function toJob(request: GenerationRequest, progress: boolean): GenerationJob {
-  const { model, labels, sampling, cache, layout } = request;
-  return { modelDir: model.dir, labels, sampling, cache, progress, layout };
+function toJob(submission: Submission, progress: boolean): GenerationJob {
+  const { model, request, layout } = submission;
+  return { card: model.card, request, progress, layout };
 }
 
 /** Rejects with the signal's reason when it aborts. */
@@ -59,12 +57,12 @@ export class GenerationService {
   ) {}
 
   /** Throws ApiError 429 synchronously when the queue is full, so a stream is never opened for it. */
-  submit(request: GenerationRequest, options: SubmitOptions): Promise<GenerationOutcome> {
+  submit(submission: Submission, options: SubmitOptions): Promise<GenerationOutcome> {
     const received = performance.now();
     let started = received;
     const deadline = this.#deadline();
     const signal = AbortSignal.any([options.signal, deadline.signal, this.#shutdown.signal]);
-    const job = toJob(request, options.onStep !== undefined);
+    const job = toJob(submission, options.onStep !== undefined);
     let pending: Promise<JobOutput>;
     try {
       pending = this.queue.enqueue((s) => {
@@ -118,7 +116,7 @@ export class GenerationService {
     if (e instanceof WorkerCrashedError || e instanceof WorkerUnavailableError) {
       return new ApiError(503, e.message);
     }
-    if (e instanceof JobFailedError && e.kind === "bad_request") return new ApiError(400, e.message, "cache");
+    if (e instanceof JobFailedError && e.kind === "bad_request") return new ApiError(400, e.message);
     if (signal.aborted) {
       return signal.reason instanceof ApiError
         ? signal.reason

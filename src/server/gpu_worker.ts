@@ -1,12 +1,14 @@
 // The GPU worker: owns the WebGPU device, the loaded models and every generate() call, so that waiting on
 // the GPU (mapAsync blocks the event loop for >= 11 ms) never stalls HTTP. Jobs arrive fully validated.
-import { CacheOptionsError } from "../cache/options.ts";
 import { createStrategy } from "../cache/create.ts";
 import type { CacheStrategy } from "../cache/strategy.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { Dit } from "../model/mnist_dit/transformer.ts";
-import { generate, type GenerateResult, type StepEvent } from "../pipeline/generate.ts";
+import type { GenerateResult, StepEvent } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
+import type { ModelCard } from "../pipeline/model_card.ts";
+import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
+import { loadPipeline } from "../pipeline/pipelines/load.ts";
+import { SchedulerConfigError } from "../pipeline/schedulers/schedule.ts";
 import { SharedAbort } from "./shared_abort.ts";
 import type { FromWorker, GenerationJob, JobFailureKind, ToWorker } from "./worker_protocol.ts";
 
@@ -16,22 +18,22 @@ const scope = self as unknown as {
 };
 
 let ctx: GpuContext | null = null;
-const models = new Map<string, Promise<Dit>>();
+const models = new Map<string, Promise<ImagePipeline>>();
 let aborts: SharedAbort | null = null;
 /** The job in flight; closing waits for it so the device is never destroyed under a running job. */
 let running: Promise<void> = Promise.resolve();
 
-function loadModel(gpu: GpuContext, dir: string): Promise<Dit> {
-  let model = models.get(dir);
+function loadModel(gpu: GpuContext, card: ModelCard): Promise<ImagePipeline> {
+  let model = models.get(card.dir);
   if (!model) {
-    model = Dit.load(gpu, dir);
-    models.set(dir, model);
-    model.catch(() => models.delete(dir));
+    model = loadPipeline(gpu, card);
+    models.set(card.dir, model);
+    model.catch(() => models.delete(card.dir));
   }
   return model;
 }
 
-async function init(preload: string[]): Promise<void> {
+async function init(preload: ModelCard[]): Promise<void> {
   try {
     const gpu = await GpuContext.create();
     ctx = gpu;
@@ -40,7 +42,7 @@ async function init(preload: string[]): Promise<void> {
         scope.postMessage({ type: "lost", reason: info.message || info.reason });
       }
     });
-    for (const dir of preload) await loadModel(gpu, dir);
+    for (const card of preload) await loadModel(gpu, card);
     scope.postMessage({
       type: "ready",
       adapter: gpu.gpu.info.adapter,
@@ -63,7 +65,7 @@ function encode(result: GenerateResult, layout: GenerationJob["layout"]): Uint8A
 }
 
 function failureKind(gpu: GpuContext, e: unknown, signal: AbortSignal): JobFailureKind {
-  if (e instanceof CacheOptionsError) return "bad_request";
+  if (e instanceof SchedulerConfigError) return "bad_request";
   if (signal.aborted) return "aborted";
   return gpu.gpu.healthy ? "internal" : "gpu_lost";
 }
@@ -84,9 +86,9 @@ async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: Abor
       },
     });
   try {
-    const model = await loadModel(gpu, job.modelDir);
-    strategy = createStrategy(gpu, job.cache);
-    const result = await generate(gpu, model, { labels: job.labels, ...job.sampling }, {
+    const pipeline = await loadModel(gpu, job.card);
+    strategy = createStrategy(gpu, job.request.cache);
+    const result = await pipeline.run(job.request, {
       strategy,
       signal,
       onStep: job.progress ? onStep : undefined,

@@ -2,6 +2,7 @@
 // replaces it when it crashes or loses its device (the job in flight fails with WorkerCrashedError, later
 // jobs run on the new worker).
 import type { PoolStats } from "../gpu/pool.ts";
+import type { ModelCard } from "../pipeline/model_card.ts";
 import { SharedAbort } from "./shared_abort.ts";
 import type {
   FromWorker,
@@ -73,10 +74,10 @@ export class GpuWorker {
   #current: InFlight | null = null;
   #nextId = 1;
 
-  /** `preload`: model directories loaded before the worker reports ready. */
+  /** `preload`: models loaded before the worker reports ready. */
   constructor(
     private readonly spawn: WorkerFactory,
-    private readonly preload: string[],
+    private readonly preload: ModelCard[],
     private readonly options: GpuWorkerOptions = {},
   ) {
     this.#start();

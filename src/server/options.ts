@@ -3,7 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { formatIssues } from "../pipeline/request_schema.ts";
+import { formatIssues } from "../validation/issues.ts";
 
 export interface ServerOptions {
   port: number;

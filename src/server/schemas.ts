@@ -4,7 +4,7 @@
 // generated from these schemas.
 import { z } from "zod";
 import { CACHE_STRATEGIES, cacheOptionNames, type CacheStrategyName } from "../cache/options.ts";
-import { samplingSchema } from "../pipeline/request_schema.ts";
+import { samplingSchema } from "../pipeline/request.ts";
 
 export const MAX_IMAGES = 8;
 
@@ -98,13 +98,22 @@ export const imagesResultSchema = z.object({
 
 const range = z.object({ min: z.number(), max: z.number() });
 
+/** The OpenAI models list shape (`client.models.list()` reads `data`), with what this server knows beside it. */
 export const modelsSchema = z.object({
-  models: z.array(z.object({
+  object: z.literal("list"),
+  data: z.array(z.object({
     id: z.string(),
-    classes: z.array(z.string()),
-    class_words: z.array(z.string()),
+    object: z.literal("model"),
+    created: z.number().describe("Seconds since the epoch: when the model directory last changed"),
+    owned_by: z.string(),
+    pipeline: z.string().describe("The diffusers pipeline (or embedded model) class that runs it"),
+    inputs: z.array(z.string()).describe("What a request conditions it on"),
+    classes: z.array(z.string()).describe("Class names by id; `label` or `prompt` names one"),
+    class_words: z.array(z.string()).describe("Other accepted names of the classes"),
+    sizes: z.array(z.string()).describe('Image sizes it draws, "WxH"'),
     blocks: z.number(),
-    sample_size: z.number(),
+    samplers: z.array(z.string()),
+    defaults: z.object({ steps: z.number(), guidance: z.number() }),
     strategies: z.array(z.string()),
     presets: z.array(z.string()),
     scm_presets: z.array(z.string()),

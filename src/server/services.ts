@@ -33,7 +33,7 @@ export async function createServices(
   const defaultModel = await catalog.get(options.defaultModel);
   const queue = new JobQueue(options.maxQueue);
   const metrics = new ServerMetrics(queue);
-  const worker = new GpuWorker(spawn, [defaultModel.dir], {
+  const worker = new GpuWorker(spawn, [defaultModel.card], {
     onPoolStats: (stats) => metrics.pool(stats),
     onJobEnd: (outcome) => metrics.jobEnded(outcome),
     onRestart: (reason) => {

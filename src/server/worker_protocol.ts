@@ -1,17 +1,14 @@
 // Messages between the HTTP thread and the GPU worker. The HTTP thread never touches WebGPU: it sends fully
 // validated jobs and receives PNG bytes, step events and pool statistics.
-import type { ResolvedCacheOptions } from "../cache/options.ts";
 import type { CacheStats } from "../cache/strategy.ts";
 import type { PoolStats } from "../gpu/pool.ts";
-import type { SamplingParams } from "../pipeline/request_schema.ts";
+import type { ModelCard } from "../pipeline/model_card.ts";
+import type { GenerationRequest } from "../pipeline/request.ts";
 
 export interface GenerationJob {
-  /** Model directory, already checked to lie inside MODELS_DIR. */
-  modelDir: string;
-  /** Class index per image. */
-  labels: number[];
-  sampling: SamplingParams;
-  cache: ResolvedCacheOptions;
+  /** The model, its directory already checked to lie inside MODELS_DIR. */
+  card: ModelCard;
+  request: GenerationRequest;
   /** Send a `step` message after each step (for Server-Sent Events). */
   progress: boolean;
   /** "grid": one PNG with the images side by side; "each": one PNG per image. */
@@ -37,7 +34,7 @@ export type JobFailureKind = "bad_request" | "aborted" | "gpu_lost" | "internal"
 
 export type ToWorker =
   /** `aborts`: the SharedAbort cell through which the HTTP thread stops the running job between steps. */
-  | { type: "init"; preload: string[]; aborts: SharedArrayBuffer }
+  | { type: "init"; preload: ModelCard[]; aborts: SharedArrayBuffer }
   | { type: "generate"; id: number; job: GenerationJob }
   /** Release the GPU (after the job in flight, if any) and end the worker. */
   | { type: "close" };

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { type CacheStrategy, type ForwardReport, NoCache } from "../../src/cache/strategy.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
-import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
+import { StepRecorder } from "../../src/gpu/step_recorder.ts";
 import { dyadic, type FakeBlocks, fakeBlocks } from "../support/fake_blocks.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";

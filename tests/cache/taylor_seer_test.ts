@@ -2,7 +2,7 @@
 // reference over an irregular computed/cached sequence, in both of its modes.
 import assert from "node:assert/strict";
 import { TaylorSeer } from "../../src/cache/calibrators/taylor_seer.ts";
-import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
+import { StepRecorder } from "../../src/gpu/step_recorder.ts";
 import { TaylorSeerReference } from "../../src/ref/taylor_seer.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { gpuTest } from "../support/gpu.ts";

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { CacheDecision, type DecisionOptions, stepGate } from "../../src/cache/decision.ts";
 import { scmMask } from "../../src/cache/scm.ts";
 import { axpy } from "../../src/ops/axpy.ts";
-import { gpuCacheDecision } from "../../src/ops/cache_decision.ts";
-import { branchSlots } from "../../src/ops/conditional_dispatch.ts";
-import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
+import { gpuCacheDecision } from "../../src/cache/kernels/cache_decision.ts";
+import { branchSlots } from "../../src/cache/kernels/conditional_dispatch.ts";
+import { StepRecorder } from "../../src/gpu/step_recorder.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
 

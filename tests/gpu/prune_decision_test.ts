@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { PruneDecision, type PruneOptions } from "../../src/cache/prune_decision.ts";
 import { axpy } from "../../src/ops/axpy.ts";
-import { gpuPruneDecision } from "../../src/ops/prune_decision.ts";
-import { branchSlots } from "../../src/ops/conditional_dispatch.ts";
-import { StepRecorder } from "../../src/pipeline/step_recorder.ts";
+import { gpuPruneDecision } from "../../src/cache/kernels/prune_decision.ts";
+import { branchSlots } from "../../src/cache/kernels/conditional_dispatch.ts";
+import { StepRecorder } from "../../src/gpu/step_recorder.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
 

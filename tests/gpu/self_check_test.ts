@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { GpuContext } from "../../src/gpu/context.ts";
-import { selfCheck } from "../../src/gpu/self_check.ts";
-import { runSelfCheckCase, selfCheckCase } from "../../src/gpu/self_check/case.ts";
+import { selfCheck } from "../../src/self_check/self_check.ts";
+import { runSelfCheckCase, selfCheckCase } from "../../src/self_check/case.ts";
 import type { Tensor } from "../../src/gpu/tensor.ts";
 import { axpy } from "../../src/ops/axpy.ts";
 import { axpy as axpyRef } from "../../src/ref/axpy.ts";
@@ -26,7 +26,7 @@ gpuTest("self-check: every kernel family runs and matches its CPU reference", as
   assert.deepEqual(
     missing,
     [],
-    "shader families that no self-check case runs (add one to src/gpu/self_check/cases.ts)",
+    "shader families that no self-check case runs (add one to src/self_check/cases.ts)",
   );
   assert.equal(ctx.pool.stats().buffersInUse, inUse, "the self-check must release every tensor it made");
 });

@@ -3,13 +3,11 @@
 import assert from "node:assert/strict";
 import { submitDispatches } from "../../src/gpu/kernel.ts";
 import { readFloats } from "../../src/gpu/readback.ts";
-import { Dit } from "../../src/model/mnist_dit/transformer.ts";
-import { generate } from "../../src/pipeline/generate.ts";
+import { loadMnist, mnistRequest } from "../support/mnist.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { fixtureTensor, readFixture } from "../support/fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 
-const WEIGHTS = "weights/mnist-dit";
 const FIXTURE = "tests/fixtures/mnist-dit-forward.safetensors";
 
 // fp32 on both sides with different summation orders, tanh/exp implementations and an online softmax. Measured
@@ -21,8 +19,8 @@ gpuTest(
   "DiT forward matches PyTorch after the prologue, block 0, the last block and the output",
   async (ctx) => {
     const fixture = await readFixture(FIXTURE);
-    const model = await Dit.load(ctx, WEIGHTS);
-    const graph = model.build(2);
+    const model = await loadMnist(ctx);
+    const graph = model.model.build(2);
     ctx.pool.write(graph.x, fixtureTensor(fixture, "x"));
     ctx.pool.write(graph.t, fixtureTensor(fixture, "t"));
     ctx.pool.write(graph.labels, Uint32Array.from(fixtureTensor(fixture, "labels")));
@@ -49,12 +47,12 @@ gpuTest(
 
 gpuTest("DiT sampling (4 Euler steps, guidance 1.5) matches PyTorch from the same noise", async (ctx) => {
   const fixture = await readFixture(FIXTURE);
-  const model = await Dit.load(ctx, WEIGHTS);
+  const model = await loadMnist(ctx);
   const labels = [...fixtureTensor(fixture, "sample_labels")];
   const steps = Number(fixture.metadata.sample_steps ?? 4);
   const guidance = Number(fixture.metadata.sample_guidance ?? 1.5);
-  const result = await generate(ctx, model, { labels, steps, seed: 0, guidance }, {
-    initialNoise: fixtureTensor(fixture, "sample_noise"),
+  const result = await model.run(mnistRequest(model, { labels, steps, seed: 0, guidance }), {
+    latents: fixtureTensor(fixture, "sample_noise"),
   });
   assertClose(result.images, fixtureTensor(fixture, "sample_final"), HIDDEN_TOL, "sample_final");
   assert.equal(result.readbacks, 1, "the only readback of a plain run is the final image");

@@ -1,7 +1,7 @@
 // The GPU worker handle on its own: a worker that never takes an abort is replaced after the grace period,
 // and a worker that cannot start reports why instead of restarting in a loop.
 import assert from "node:assert/strict";
-import { samplingSchema } from "../../src/pipeline/request_schema.ts";
+import { resolveRequest } from "../../src/pipeline/request.ts";
 import {
   GpuWorker,
   spawnGpuWorker,
@@ -16,10 +16,8 @@ import { serverTest } from "./support/http.ts";
 const model = await new ModelCatalog("weights").get("mnist-dit");
 
 const job = (seed: number): GenerationJob => ({
-  modelDir: model.dir,
-  labels: [1],
-  sampling: samplingSchema.parse({ steps: 2, seed }),
-  cache: { strategy: "none", notes: [] },
+  card: model.card,
+  request: resolveRequest(model.card, { labels: [1], steps: 2, seed, shift: 1, eta: 0, cache: "none" }),
   progress: false,
   layout: "grid",
 });
@@ -28,7 +26,7 @@ serverTest(
   "a worker that does not stop after an abort is replaced; the next job runs on a new one",
   async () => {
     const restarts: string[] = [];
-    const worker = new GpuWorker(spawnCrashingWorker, [model.dir], {
+    const worker = new GpuWorker(spawnCrashingWorker, [model.card], {
       abortGraceMs: 300,
       onRestart: (reason) => restarts.push(reason),
     });
@@ -54,7 +52,7 @@ serverTest(
 
 serverTest("a worker that cannot load its model fails once, saying why, and is not restarted", async () => {
   const restarts: string[] = [];
-  const worker = new GpuWorker(spawnGpuWorker, ["/nonexistent/model"], {
+  const worker = new GpuWorker(spawnGpuWorker, [{ ...model.card, dir: "/nonexistent/model" }], {
     onRestart: (r) => restarts.push(r),
   });
   try {

@@ -24,7 +24,7 @@ Deno.test("the shipped models dir lists mnist-dit (the classifier is not a DiT) 
   const catalog = new ModelCatalog("weights");
   assert.deepEqual((await catalog.list()).map((m) => m.id), ["mnist-dit"]);
   const model = await catalog.get("mnist-dit");
-  assert.equal(model.config.depth, 12);
+  assert.equal(model.card.blocks, 12);
   assert.ok(model.dir.endsWith("/weights/mnist-dit"));
 });
 

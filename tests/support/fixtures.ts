@@ -1,5 +1,5 @@
 // Reads the PyTorch reference fixtures (safetensors written by the scripts in tools/, named in __metadata__).
-import { forEachTensor, readSafetensorsHeader } from "../../src/model/safetensors.ts";
+import { readFloat32Tensors, readSafetensorsHeader } from "../../src/model/safetensors.ts";
 
 export interface Fixture {
   tensors: Map<string, { shape: number[]; data: Float32Array }>;
@@ -7,12 +7,8 @@ export interface Fixture {
 }
 
 export async function readFixture(path: string): Promise<Fixture> {
-  const header = await readSafetensorsHeader(path);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  await forEachTensor(header, header.tensors.keys(), (entry, data) => {
-    tensors.set(entry.name, { shape: entry.shape, data });
-  });
-  return { tensors, metadata: header.metadata };
+  const { metadata } = await readSafetensorsHeader(path);
+  return { tensors: await readFloat32Tensors(path), metadata };
 }
 
 export function fixtureTensor(fixture: Fixture, name: string): Float32Array {

@@ -7,9 +7,10 @@ import type { GpuContext } from "../../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../../gpu/kernel.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy, type AxpyOp, copyByDispatch } from "../../ops/axpy.ts";
-import { type ConditionalSlot, ON_COMPUTE, SLOT } from "../../ops/conditional_dispatch.ts";
+import type { ConditionalSlot } from "../kernels/conditional_dispatch.ts";
+import { ON_COMPUTE, SLOT } from "../kernels/decision_abi.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
-import type { StepRecorder } from "../../pipeline/step_recorder.ts";
+import type { StepRecorder } from "../../gpu/step_recorder.ts";
 import type { TaylorSeerOptions } from "../options.ts";
 
 export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +
@@ -97,7 +98,7 @@ export class TaylorSeer {
   }
 
   /**
-   * The calibrator as slots of a GPU-decided span (src/ops/cache_decision.ts): the update runs on computed
+   * The calibrator as slots of a GPU-decided span (src/cache/kernels/cache_decision.ts): the update runs on computed
    * steps and the approximation on cached ones, each dispatch gated by the history the decision kernel keeps
    * and weighted by it (1/w, k^i/i!), so no step needs the host to know what was decided.
    */

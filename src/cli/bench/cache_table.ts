@@ -17,7 +17,8 @@ export interface ImageRecord {
   blocksTotal: number;
   readbacks: number;
   memoryBytes: number;
-  correct: boolean;
+  /** Whether the classifier read the asked class; null where no classifier judges the model. */
+  correct: boolean | null;
   ssim: number;
   /** Sum of squared differences to the uncached image, over `values` values. */
   squaredError: number;
@@ -41,7 +42,8 @@ export interface Row {
   blocksSaved: number;
   psnr: number;
   ssim: number;
-  accuracy: number;
+  /** null where no classifier judges the model. */
+  accuracy: number | null;
   readbacksPerImage: number;
   memoryBytes: number;
 }
@@ -82,7 +84,7 @@ export function summarise(
     blocksSaved: 1 - sum(records.map((x) => x.blocksExecuted)) / sum(records.map((x) => x.blocksTotal)),
     psnr: psnrOfSquaredError(sum(records.map((x) => x.squaredError)), sum(records.map((x) => x.values)), 2),
     ssim: sum(records.map((x) => x.ssim)) / images,
-    accuracy: records.filter((x) => x.correct).length / images,
+    accuracy: records[0].correct === null ? null : records.filter((x) => x.correct).length / images,
     readbacksPerImage: sum(records.map((x) => x.readbacks)) / images,
     memoryBytes: Math.max(...records.map((x) => x.memoryBytes)),
   };
@@ -115,7 +117,7 @@ export function markdown(rows: readonly Row[], steps: number, repeats: number): 
     `${(100 * r.blocksSaved).toFixed(1)}%`,
     Number.isFinite(r.psnr) ? r.psnr.toFixed(1) : "inf",
     r.ssim.toFixed(3),
-    `${(100 * r.accuracy).toFixed(0)}%`,
+    r.accuracy === null ? "n/a" : `${(100 * r.accuracy).toFixed(0)}%`,
     r.readbacksPerImage.toFixed(1),
     `${(r.memoryBytes / 1024).toFixed(0)} KiB`,
   ]);

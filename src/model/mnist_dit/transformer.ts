@@ -83,6 +83,11 @@ export class Dit {
     return new Dit(ctx, config, weights);
   }
 
+  /** Bytes of GPU memory the weights hold, in their stored dtypes. */
+  get weightBytes(): number {
+    return [...this.weights.values()].reduce((n, t) => n + t.byteLength, 0);
+  }
+
   get depth(): number {
     return this.config.depth;
   }

@@ -6,11 +6,12 @@ import type { Context } from "hono";
 import { type SSEMessage, type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { Buffer } from "node:buffer";
 import { z } from "zod";
-import { samplingSchema } from "../../pipeline/request_schema.ts";
+import type { GenerationRequest } from "../../pipeline/request.ts";
+import { RequestError, type RequestInput, resolveRequest } from "../../pipeline/request.ts";
 import { ApiError, errorBody } from "../api_error.ts";
 import type { AppDeps } from "../app.ts";
-import { resolveCache, resolveLabel } from "../resolve_request.ts";
-import type { GenerationOutcome, GenerationRequest } from "../generation_service.ts";
+import type { GenerationOutcome, Submission } from "../generation_service.ts";
+import type { ModelEntry } from "../model_catalog.ts";
 import {
   errorSchema,
   type GenerateBody,
@@ -45,17 +46,14 @@ const jsonBody = <T extends z.ZodType>(schema: T) => ({
 
 const base64 = (png: Uint8Array) => Buffer.from(png).toString("base64");
 
-function resultBody(
-  body: GenerateBody,
-  request: GenerationRequest,
-  outcome: GenerationOutcome,
-): GenerateResult {
+function resultBody(submission: Submission, outcome: GenerationOutcome): GenerateResult {
+  const { model, request } = submission;
   return {
-    model: request.model.id,
-    label: request.model.config.class_names[request.labels[0]],
-    n: body.n,
-    seed: body.seed,
-    steps: body.steps,
+    model: model.id,
+    label: model.card.classes.names[request.labels[0]],
+    n: request.labels.length,
+    seed: request.seed,
+    steps: request.steps,
     images: outcome.output.pngs.map(base64),
     cache: outcome.output.cache,
     timings: outcome.timings,
@@ -63,31 +61,38 @@ function resultBody(
   };
 }
 
-async function toRequest(deps: AppDeps, body: GenerateBody, layout: GenerationRequest["layout"]) {
+/** The request resolved against its model (pipeline/request.ts); every failure is a 400 naming the field. */
+function resolve(model: ModelEntry, input: RequestInput): GenerationRequest {
+  try {
+    return resolveRequest(model.card, input);
+  } catch (e) {
+    if (e instanceof RequestError) throw new ApiError(400, e.message, e.field);
+    throw e;
+  }
+}
+
+async function toSubmission(
+  deps: AppDeps,
+  body: GenerateBody,
+  layout: Submission["layout"],
+): Promise<Submission> {
   const model = await deps.catalog.get(body.model ?? deps.settings.defaultModel);
-  const label = resolveLabel(model, body.label, "label");
-  const { model: _m, label: _l, n, cache, ...sampling } = body;
-  return {
-    model,
-    labels: new Array<number>(n).fill(label),
-    sampling,
-    cache: resolveCache(cache, model, body.steps),
-    layout,
-  } satisfies GenerationRequest;
+  const { model: _m, label, n, ...rest } = body;
+  return { model, request: resolve(model, { ...rest, labels: new Array(n).fill(label) }), layout };
 }
 
 /**
  * Steps and the result are written in order; 429 and other refusals happen before the stream opens. Hono's
  * SSE writes never throw (a closed stream swallows them), so the callback cannot fail.
  */
-function streamGeneration(c: Context, deps: AppDeps, body: GenerateBody, request: GenerationRequest) {
+function streamGeneration(c: Context, deps: AppDeps, submission: Submission) {
   const closed = new AbortController();
   const opened = Promise.withResolvers<SSEStreamingApi>();
   let written: Promise<void> = Promise.resolve();
   const send = (message: SSEMessage) => {
     written = written.then(async () => (await opened.promise).writeSSE(message));
   };
-  const pending = deps.generator.submit(request, {
+  const pending = deps.generator.submit(submission, {
     signal: AbortSignal.any([c.req.raw.signal, closed.signal]),
     onStep: (progress) => send({ event: "step", data: JSON.stringify(progress) }),
   });
@@ -96,7 +101,7 @@ function streamGeneration(c: Context, deps: AppDeps, body: GenerateBody, request
     opened.resolve(stream);
     send(
       await pending.then(
-        (outcome) => ({ event: "result", data: JSON.stringify(resultBody(body, request, outcome)) }),
+        (outcome) => ({ event: "result", data: JSON.stringify(resultBody(submission, outcome)) }),
         (e) => ({ event: "error", data: JSON.stringify(errorBody(ApiError.from(e))) }),
       ),
     );
@@ -128,10 +133,10 @@ export function registerGenerateRoutes(app: OpenAPIHono, deps: AppDeps): void {
     async (c) => {
       const body = c.req.valid("json");
       const wantsPng = (c.req.header("accept") ?? "").includes("image/png");
-      const request = await toRequest(deps, body, wantsPng ? "grid" : "each");
-      if (c.req.valid("query").stream === "true") return streamGeneration(c, deps, body, request);
-      const outcome = await deps.generator.submit(request, { signal: c.req.raw.signal });
-      if (!wantsPng) return c.json(resultBody(body, request, outcome), 200);
+      const submission = await toSubmission(deps, body, wantsPng ? "grid" : "each");
+      if (c.req.valid("query").stream === "true") return streamGeneration(c, deps, submission);
+      const outcome = await deps.generator.submit(submission, { signal: c.req.raw.signal });
+      if (!wantsPng) return c.json(resultBody(submission, outcome), 200);
       return c.body(outcome.output.pngs[0].slice(), 200, {
         "content-type": "image/png",
         "x-seconds": String(outcome.timings.generate_seconds),
@@ -154,18 +159,18 @@ export function registerGenerateRoutes(app: OpenAPIHono, deps: AppDeps): void {
     async (c) => {
       const body = c.req.valid("json");
       const model = await deps.catalog.get(body.model ?? deps.settings.defaultModel);
-      const size = `${model.config.sample_size}x${model.config.sample_size}`;
-      if (body.size !== undefined && body.size !== size) {
-        throw new ApiError(400, `size: model ${model.id} draws ${size} images only`, "size");
-      }
-      const label = resolveLabel(model, body.prompt, "prompt");
-      const outcome = await deps.generator.submit({
-        model,
-        labels: new Array<number>(body.n).fill(label),
-        sampling: samplingSchema.parse({}),
-        cache: resolveCache("none", model, 1),
-        layout: "each",
-      }, { signal: c.req.raw.signal });
+      const request = resolve(model, {
+        labels: new Array(body.n).fill(body.prompt),
+        labelField: "prompt",
+        size: body.size,
+        seed: 0,
+        shift: 1,
+        eta: 0,
+        cache: "none",
+      });
+      const outcome = await deps.generator.submit({ model, request, layout: "each" }, {
+        signal: c.req.raw.signal,
+      });
       return c.json({
         created: Math.floor(Date.now() / 1000),
         data: outcome.output.pngs.map((png) => ({ b64_json: base64(png) })),

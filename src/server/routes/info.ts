@@ -3,7 +3,8 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { CACHE_STRATEGIES } from "../../cache/options.ts";
 import { SCM_PRESET_NAMES } from "../../cache/scm.ts";
-import { LIMITS } from "../../pipeline/request_schema.ts";
+import { classWords } from "../../pipeline/model_card.ts";
+import { LIMITS } from "../../pipeline/request.ts";
 import type { AppDeps } from "../app.ts";
 import { errorSchema, MAX_IMAGES, modelsSchema } from "../schemas.ts";
 
@@ -65,22 +66,31 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
     createRoute({
       method: "get",
       path: "/v1/models",
-      summary: "Models, their classes, block count, cache strategies and limits",
+      summary: "Models (OpenAI list shape), their classes, sizes, block count, cache strategies and limits",
       responses: { 200: json(modelsSchema, "models under MODELS_DIR") },
     }),
     async (c) => {
-      const models = (await deps.catalog.list()).map(({ id, config }) => ({
+      const data = (await deps.catalog.list()).map(({ id, card, created }) => ({
         id,
-        classes: config.class_names,
-        class_words: config.class_words ?? [],
-        blocks: config.depth,
-        sample_size: config.sample_size,
+        object: "model" as const,
+        created,
+        owned_by: "ditserve",
+        pipeline: card.pipeline,
+        inputs: ["class_labels"],
+        classes: card.classes.names,
+        class_words: card.classes.aliases.flatMap((names) => names.slice(1)).filter((n) =>
+          !card.classes.names.includes(n)
+        ),
+        sizes: [`${card.size.width}x${card.size.height}`],
+        blocks: card.blocks,
+        samplers: [...card.samplers],
+        defaults: card.defaults,
         strategies: CACHE_STRATEGIES,
         presets: SPLIT_PRESETS,
         scm_presets: SCM_PRESET_NAMES,
         limits: { ...LIMITS, n: { min: 1, max: MAX_IMAGES } },
       }));
-      return c.json({ models }, 200);
+      return c.json({ object: "list" as const, data }, 200);
     },
   );
 

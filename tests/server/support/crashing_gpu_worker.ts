@@ -6,13 +6,13 @@ import { CRASH_SEED, HANG_SEED, LOST_SEED } from "./crash.ts";
 self.addEventListener("message", (event) => {
   const message = (event as MessageEvent<ToWorker>).data;
   if (message.type !== "generate") return;
-  if (message.job.sampling.seed === CRASH_SEED) throw new Error("simulated GPU worker crash");
-  if (message.job.sampling.seed === HANG_SEED) {
+  if (message.job.request.seed === CRASH_SEED) throw new Error("simulated GPU worker crash");
+  if (message.job.request.seed === HANG_SEED) {
     while (true) {
       // Spins like a wedged GPU wait: no step is ever reached, so an abort is never taken.
     }
   }
-  if (message.job.sampling.seed === LOST_SEED) {
+  if (message.job.request.seed === LOST_SEED) {
     self.postMessage({ type: "lost", reason: "simulated device loss" } satisfies FromWorker);
   }
 });

@@ -1,9 +1,9 @@
 // One self-check case and its runner: a kernel family on tiny deterministic inputs against its CPU reference.
-import type { GpuContext } from "../context.ts";
-import { deterministicInput, maxAbsDiff } from "../deterministic_input.ts";
-import { type Dispatch, submitDispatches } from "../kernel.ts";
-import { readFloats } from "../readback.ts";
-import { elementCount, type Tensor } from "../tensor.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { deterministicInput, maxAbsDiff } from "../gpu/deterministic_input.ts";
+import { type Dispatch, submitDispatches } from "../gpu/kernel.ts";
+import { readFloats } from "../gpu/readback.ts";
+import { elementCount, type Tensor } from "../gpu/tensor.ts";
 
 export interface SelfCheckResult {
   /** The op checked, as the start-up log names it. */

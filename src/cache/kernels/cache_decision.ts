@@ -4,21 +4,32 @@
 // conditions depend on the calibrator's history, their weights are computed by the kernel and copied into
 // their uniforms. The host reads the per-step log once, after the run. CPU references: CacheDecision
 // (src/cache/decision.ts), TaylorSeerReference (src/ref/taylor_seer.ts).
-import type { GpuContext } from "../gpu/context.ts";
-import {
-  bindKernel,
-  type Command,
-  type Dispatch,
-  disposeDispatches,
-  KernelError,
-  packUniform,
-} from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import { type Decision, type Gate, GATES } from "../cache/decision.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { bindKernel, type Command, type Dispatch, disposeDispatches, KernelError } from "../../gpu/kernel.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import { type Decision, type Gate, GATES } from "../decision.ts";
 import { conditionalDispatches, type ConditionalSlot, weightCopies } from "./conditional_dispatch.ts";
+import { decisionKernelSource } from "./decision_abi.ts";
+import { uniformLayout } from "../../gpu/uniform_layout.ts";
 
 const KERNEL = "cache_decision";
 const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
+const PARAMS = uniformLayout("Params", [
+  { name: "step", type: "u32" },
+  {
+    name: "mode",
+    type: "u32",
+    note: "0: decide here; 1: the host forced compute; 2: the host forced cached",
+  },
+  { name: "host_gate", type: "u32", note: "gate code of a forced step" },
+  { name: "slots", type: "u32", note: "conditional dispatches" },
+  { name: "threshold", type: "f32" },
+  { name: "max_cached", type: "i32", note: "< 0: no limit" },
+  { name: "max_continuous", type: "i32", note: "< 0: no limit" },
+  { name: "max_accumulated", type: "f32", note: "< 0: gate off" },
+  { name: "derivatives", type: "u32", note: "TaylorSeer order n (0 without a calibrator)" },
+]);
+
 /** Per-request counters ahead of the per-step log in the state tensor. */
 const COUNTERS = 8;
 
@@ -63,19 +74,23 @@ export function gpuCacheDecision(
   initial[3] = -1; // no computed step yet
   const state = ctx.pool.upload(initial, [initial.length]);
   const weights = ctx.pool.tensor([2 * Math.max(slots.length, 1)]);
-  const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS });
+  const kernel = ctx.kernels.get({
+    name: KERNEL,
+    source: decisionKernelSource(KERNEL, PARAMS),
+    bindings: BINDINGS,
+  });
   const uniform = (step: number, mode: number, gate: number) =>
-    packUniform([
-      ["u32", step],
-      ["u32", mode],
-      ["u32", gate],
-      ["u32", slots.length],
-      ["f32", options.residual_diff_threshold],
-      ["i32", options.max_cached_steps],
-      ["i32", options.max_continuous_cached_steps],
-      ["f32", options.max_accumulated_residual_diff ?? -1],
-      ["u32", options.derivatives ?? 0],
-    ]);
+    PARAMS.pack({
+      step,
+      mode,
+      host_gate: gate,
+      slots: slots.length,
+      threshold: options.residual_diff_threshold,
+      max_cached: options.max_cached_steps,
+      max_continuous: options.max_continuous_cached_steps,
+      max_accumulated: options.max_accumulated_residual_diff ?? -1,
+      derivatives: options.derivatives ?? 0,
+    });
   const decision = bindKernel(
     ctx.gpu,
     kernel,

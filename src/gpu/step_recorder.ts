@@ -1,9 +1,9 @@
 // One command encoder per denoising step. A cache strategy that must see a number mid-step calls read(),
 // which submits what is recorded so far and reads the tensor back (counted by readback()).
-import type { Gpu } from "../gpu/device.ts";
-import { type Command, encodeCommands } from "../gpu/kernel.ts";
-import { readFloats } from "../gpu/readback.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import type { Gpu } from "./device.ts";
+import { type Command, encodeCommands } from "./kernel.ts";
+import { readFloats } from "./readback.ts";
+import type { Tensor } from "./tensor.ts";
 
 export class StepRecorder {
   #encoder: GPUCommandEncoder | null = null;

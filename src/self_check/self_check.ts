@@ -1,8 +1,8 @@
 // Start-up check that the adapter computes what the CPU references compute: one tiny case per kernel family
-// (src/gpu/self_check/cases.ts), so a driver that miscompiles a kernel is caught before it serves an image.
-import type { GpuContext } from "./context.ts";
-import { runSelfCheckCase, type SelfCheckResult } from "./self_check/case.ts";
-import { SELF_CHECK_CASES } from "./self_check/cases.ts";
+// (src/self_check/cases.ts), so a driver that miscompiles a kernel is caught before it serves an image.
+import type { GpuContext } from "../gpu/context.ts";
+import { runSelfCheckCase, type SelfCheckResult } from "./case.ts";
+import { SELF_CHECK_CASES } from "./cases.ts";
 
 export type { SelfCheckResult };
 

@@ -3,17 +3,12 @@
 // TaylorSeer's update or extrapolation, weighted from the block's own history), with the step counters and
 // the dynamic threshold's running mean in one state tensor shared by all blocks. The host reads the log once,
 // after the run. CPU references: PruneDecision (src/cache/prune_decision.ts), TaylorSeerReference.
-import type { GpuContext } from "../gpu/context.ts";
-import {
-  bindKernel,
-  type Command,
-  type Dispatch,
-  disposeDispatches,
-  KernelError,
-  packUniform,
-} from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import type { PruneOptions } from "../cache/prune_decision.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { bindKernel, type Command, type Dispatch, disposeDispatches, KernelError } from "../../gpu/kernel.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import type { PruneOptions } from "../prune_decision.ts";
+import { uniformLayout } from "../../gpu/uniform_layout.ts";
+import { decisionKernelSource } from "./decision_abi.ts";
 import {
   type ConditionalDispatches,
   conditionalDispatches,
@@ -24,6 +19,22 @@ import {
 const KERNEL = "prune_decision";
 const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
 const COUNTERS = 4;
+
+const PARAMS = uniformLayout("Params", [
+  { name: "step", type: "u32" },
+  { name: "column", type: "u32", note: "the block's index in the history and log rows" },
+  { name: "blocks", type: "u32", note: "row length" },
+  { name: "first", type: "u32", note: "1 at the step's first prunable block" },
+  { name: "slots", type: "u32", note: "conditional dispatches of this block" },
+  { name: "dynamic", type: "u32", note: "1: dynamic threshold on" },
+  { name: "max_pruned", type: "i32", note: "< 0: no limit" },
+  { name: "threshold", type: "f32" },
+  { name: "relax", type: "f32" },
+  { name: "cap", type: "f32" },
+  { name: "mode", type: "u32", note: "0: decide here; 1: the host forced the block to run" },
+  { name: "refresh", type: "u32", note: "1: a block that runs stores its input and residual this step" },
+  { name: "derivatives", type: "u32", note: "TaylorSeer order n (0 without a calibrator)" },
+]);
 
 export interface PrunableInput {
   /** The block input's diff against its stored input ([1 + samples], whole-tensor value first). */
@@ -79,24 +90,28 @@ export function gpuPruneDecision(
   for (let i = COUNTERS; i < logStart; i += 2) initial[i] = -1;
   for (let i = logStart + 1; i < initial.length; i += 2) initial[i] = -1;
   const state = ctx.pool.upload(initial, [initial.length]);
-  const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS });
+  const kernel = ctx.kernels.get({
+    name: KERNEL,
+    source: decisionKernelSource(KERNEL, PARAMS),
+    bindings: BINDINGS,
+  });
   const first = inputs.findIndex((b) => b !== null);
   const uniform = (step: number, column: number, slots: number, how: PruneStep) =>
-    packUniform([
-      ["u32", step],
-      ["u32", column],
-      ["u32", columns],
-      ["u32", Number(column === first)],
-      ["u32", slots],
-      ["u32", Number(options.enable_dynamic_prune_threshold)],
-      ["i32", options.max_pruned_steps],
-      ["f32", options.residual_diff_threshold],
-      ["f32", options.dynamic_prune_threshold_relax_ratio],
-      ["f32", options.max_dynamic_prune_threshold],
-      ["u32", Number(how.forced)],
-      ["u32", Number(how.refresh)],
-      ["u32", options.derivatives ?? 0],
-    ]);
+    PARAMS.pack({
+      step,
+      column,
+      blocks: columns,
+      first: Number(column === first),
+      slots,
+      dynamic: Number(options.enable_dynamic_prune_threshold),
+      max_pruned: options.max_pruned_steps,
+      threshold: options.residual_diff_threshold,
+      relax: options.dynamic_prune_threshold_relax_ratio,
+      cap: options.max_dynamic_prune_threshold,
+      mode: Number(how.forced),
+      refresh: Number(how.refresh),
+      derivatives: options.derivatives ?? 0,
+    });
   const owned: { conditional: ConditionalDispatches; weights: Tensor; decision: Dispatch }[] = [];
   const blocks = inputs.map((input, column): BlockDecision | null => {
     if (!input) return null;

@@ -2,37 +2,37 @@
 // its CPU reference in src/ref/. Sizes are a few hundred values, odd where the kernel tiles, and use the
 // embedded DiT's head dim (32) and hidden size (128) where a pipeline's code depends on them, so that most
 // pipelines compiled here are the ones the model needs anyway. Inputs lie in [-1, 1).
-import { GATES, similar } from "../../cache/decision.ts";
-import { gpuCacheDecision } from "../../ops/cache_decision.ts";
-import { gpuPruneDecision } from "../../ops/prune_decision.ts";
-import type { PruneOptions } from "../../cache/prune_decision.ts";
-import { disposeDispatches, isDispatch } from "../kernel.ts";
-import { flashAttention } from "../../ops/attention.ts";
-import { axpy } from "../../ops/axpy.ts";
-import { conv2d } from "../../ops/conv2d.ts";
-import { groupNorm } from "../../ops/group_norm.ts";
-import { embeddingLookup, uploadLabels } from "../../ops/embedding_lookup.ts";
-import { linear } from "../../ops/linear.ts";
-import { gatedResidual } from "../../ops/modulate.ts";
-import { layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
-import { im2col, type Im2colGeometry } from "../../ops/patch.ts";
-import { residualDiff } from "../../ops/residual_diff.ts";
-import { rope, type RopeAxes, ropeTable } from "../../ops/rope.ts";
-import { samplerStep, type SamplerStepOptions } from "../../ops/sampler_step.ts";
-import { timestepEmbedding, type TimestepEmbeddingOptions } from "../../ops/timestep_embedding.ts";
-import * as attentionRef from "../../ref/attention.ts";
-import * as axpyRef from "../../ref/axpy.ts";
-import * as conv2dRef from "../../ref/conv2d.ts";
-import * as groupNormRef from "../../ref/group_norm.ts";
-import * as embeddingLookupRef from "../../ref/embedding_lookup.ts";
-import * as linearRef from "../../ref/linear.ts";
-import * as modulateRef from "../../ref/modulate.ts";
-import * as normRef from "../../ref/norm.ts";
-import * as patchRef from "../../ref/patch.ts";
-import * as residualDiffRef from "../../ref/residual_diff.ts";
-import * as ropeRef from "../../ref/rope.ts";
-import * as samplerRef from "../../ref/sampler_step.ts";
-import * as timestepRef from "../../ref/timestep_embedding.ts";
+import { GATES, similar } from "../cache/decision.ts";
+import { gpuCacheDecision } from "../cache/kernels/cache_decision.ts";
+import { gpuPruneDecision } from "../cache/kernels/prune_decision.ts";
+import type { PruneOptions } from "../cache/prune_decision.ts";
+import { disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import { flashAttention } from "../ops/attention.ts";
+import { axpy } from "../ops/axpy.ts";
+import { conv2d } from "../ops/conv2d.ts";
+import { groupNorm } from "../ops/group_norm.ts";
+import { embeddingLookup, uploadLabels } from "../ops/embedding_lookup.ts";
+import { linear } from "../ops/linear.ts";
+import { gatedResidual } from "../ops/modulate.ts";
+import { layerNormModulate, rmsNormInPlace } from "../ops/norm.ts";
+import { im2col, type Im2colGeometry } from "../ops/patch.ts";
+import { residualDiff } from "../ops/residual_diff.ts";
+import { rope, type RopeAxes, ropeTable } from "../ops/rope.ts";
+import { samplerStep, type SamplerStepOptions } from "../ops/sampler_step.ts";
+import { timestepEmbedding, type TimestepEmbeddingOptions } from "../ops/timestep_embedding.ts";
+import * as attentionRef from "../ref/attention.ts";
+import * as axpyRef from "../ref/axpy.ts";
+import * as conv2dRef from "../ref/conv2d.ts";
+import * as groupNormRef from "../ref/group_norm.ts";
+import * as embeddingLookupRef from "../ref/embedding_lookup.ts";
+import * as linearRef from "../ref/linear.ts";
+import * as modulateRef from "../ref/modulate.ts";
+import * as normRef from "../ref/norm.ts";
+import * as patchRef from "../ref/patch.ts";
+import * as residualDiffRef from "../ref/residual_diff.ts";
+import * as ropeRef from "../ref/rope.ts";
+import * as samplerRef from "../ref/sampler_step.ts";
+import * as timestepRef from "../ref/timestep_embedding.ts";
 import { type SelfCheckCase, selfCheckCase } from "./case.ts";
 
 /** q, k, v of a fused qkv [1, 7, 3*H*D] at head dim 32 (7 tokens: not a multiple of any tile). */

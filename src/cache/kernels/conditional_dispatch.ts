@@ -1,24 +1,14 @@
 // Dispatches made conditional on a decision taken on the GPU: each reads its workgroup counts from a slot of
 // an indirect-arguments buffer that a decision kernel fills, full size when the slot's condition holds for
-// the step and zero otherwise. A slot's condition is a code the decision kernels share (shaders/common.wgsl:
+// the step and zero otherwise. A slot's condition is a code the decision kernels share (decision_abi.ts:
 // the compute path, the cached path, and TaylorSeer's dispatches, gated by its history); a weighted slot's
 // axpy coefficients are computed by the kernel and copied into its uniform. The plan tensor tells the kernel
 // each slot's full size and code.
-import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, KernelError } from "../gpu/kernel.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { type Command, copyCommand, type Dispatch, KernelError } from "../../gpu/kernel.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
 
-export const ON_COMPUTE = 0;
-export const ON_CACHED = 1;
-
-/** Slot conditions for TaylorSeer's dispatches (decision_slot_runs in shaders/common.wgsl). */
-export const SLOT = {
-  cachedWithoutHistory: 2,
-  cachedWithHistory: 3,
-  keepPrevious: (i: number) => 0x100 + i,
-  difference: (i: number) => 0x200 + i,
-  term: (i: number) => 0x300 + i,
-} as const;
+import { ON_CACHED, ON_COMPUTE } from "./decision_abi.ts";
 
 export interface ConditionalSlot {
   dispatch: Dispatch;
