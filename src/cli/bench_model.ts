@@ -3,17 +3,14 @@
 // distance of classifier features against held-out real digits, seconds per step, the model's effective
 // GFLOP/s next to the matmul kernel's and next to the same model in PyTorch on this CPU.
 import { parseArgs } from "node:util";
-import type { GpuContext } from "../gpu/context.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
-import { deterministicInput } from "../gpu/deterministic_input.ts";
 import { fitGaussian, frechetDistance, type Gaussian } from "../metrics/frechet.ts";
 import { CLASSIFIER_DIR, DigitClassifier } from "../model/classifier.ts";
 import { readModelCard } from "../pipeline/model_card.ts";
 import { MnistDitPipeline } from "../pipeline/pipelines/mnist_dit.ts";
 import { resolveRequest } from "../pipeline/request.ts";
 import { forEachTensor, readSafetensorsHeader } from "../model/safetensors.ts";
-import { linear } from "../ops/linear.ts";
-import { gflops, timeCommands } from "./bench/harness.ts";
+import { matmulKernelGflops } from "./bench/harness.ts";
 
 const FEATURES = 128;
 
@@ -22,19 +19,6 @@ async function heldOutGaussian(path: string): Promise<Gaussian> {
   const found = new Map<string, Float32Array>();
   await forEachTensor(header, ["mean", "cov"], (entry, data) => void found.set(entry.name, data));
   return { mean: Float64Array.from(found.get("mean")!), covariance: Float64Array.from(found.get("cov")!) };
-}
-
-/** The promoted matmul kernel at 1024^3 on this adapter, measured now (same conditions as the model). */
-async function matmulGflops(ctx: GpuContext): Promise<number> {
-  const n = 1024;
-  const x = ctx.pool.upload(deterministicInput(n * n, 1), [n, n]);
-  const w = ctx.pool.upload(deterministicInput(n * n, 2), [n, n]);
-  const op = linear(ctx, x, w);
-  const ms = await timeCommands(ctx, op.dispatches);
-  op.release();
-  x.release();
-  w.release();
-  return gflops(2 * n * n * n, ms);
 }
 
 /** PyTorch forward time per sample on this CPU, from the training script; null where torch is missing. */
@@ -109,7 +93,7 @@ async function main(): Promise<number> {
     await heldOutGaussian(`${CLASSIFIER_DIR}/heldout-features.safetensors`),
   );
   const modelGflops = (forwards * model.flopsPerSample) / seconds / 1e9;
-  const kernelGflops = await matmulGflops(ctx);
+  const kernelGflops = await matmulKernelGflops(ctx);
   const torch = await pytorchForward();
   const report = {
     adapter: `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`,

@@ -41,7 +41,7 @@ function input(inputs: Inputs, name: string, shape: (number | string)[]): Float3
 /** Runs one forward and returns output.sample with its shape. */
 type Forward = (ctx: GpuContext, inputs: Inputs) => Promise<{ shape: readonly number[]; data: Float32Array }>;
 
-async function transformerForward(dir: string, json: unknown): Promise<Forward> {
+function transformerForward(dir: string, json: unknown): Forward {
   const config = parseConfig(`${dir}/config.json`, json, ditTransformerConfigSchema);
   return async (ctx, inputs) => {
     const batch = inputs.get("hidden_states")?.shape[0] ?? 0;
@@ -70,7 +70,7 @@ async function transformerForward(dir: string, json: unknown): Promise<Forward> 
   };
 }
 
-async function vaeForward(dir: string, json: unknown): Promise<Forward> {
+function vaeForward(dir: string, json: unknown): Forward {
   const config = parseConfig(`${dir}/config.json`, json, autoencoderKlConfigSchema);
   return async (ctx, inputs) => {
     const shape = inputs.get("z")?.shape ?? [];
@@ -106,8 +106,8 @@ async function parse(args: string[]) {
   const name = className(json);
   let forward: Forward;
   if ((DIT_CLASS_NAMES as readonly (string | null)[]).includes(name)) {
-    forward = await transformerForward(values.model, json);
-  } else if (name === "AutoencoderKL") forward = await vaeForward(values.model, json);
+    forward = transformerForward(values.model, json);
+  } else if (name === "AutoencoderKL") forward = vaeForward(values.model, json);
   else {
     throw new WeightsError(
       `${values.model}/config.json: _class_name ${JSON.stringify(name)} is not supported; supported: ${

@@ -12,10 +12,27 @@ export async function readJsonFile(path: string): Promise<unknown> {
     throw e;
   }
   try {
-    return JSON.parse(text);
+    return parsePythonJson(text);
   } catch (e) {
     throw new WeightsError(`${path}: not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** Bare Infinity, -Infinity and NaN outside strings: what Python's json writes for float("inf") and nan. */
+const PYTHON_NUMBER = /("(?:[^"\\]|\\.)*")|(-?Infinity|NaN)/g;
+const MARK = "__python_number__:";
+
+/**
+ * JSON as Python writes it: diffusers configs hold bare -Infinity (DPM-Solver's lambda_min_clipped), which
+ * JSON.parse rejects. Strings are kept as they are; only bare tokens become their numbers.
+ */
+export function parsePythonJson(text: string): unknown {
+  const marked = text.replace(PYTHON_NUMBER, (match, quoted) => quoted ?? `"${MARK}${match}"`);
+  return JSON.parse(
+    marked,
+    (_key, value) =>
+      typeof value === "string" && value.startsWith(MARK) ? Number(value.slice(MARK.length)) : value,
+  );
 }
 
 export function parseConfig<S extends z.ZodType>(path: string, json: unknown, schema: S): z.infer<S> {

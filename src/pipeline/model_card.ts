@@ -147,6 +147,7 @@ async function ditPipelineCard(dir: string, index: Record<string, unknown>): Pro
 
 /** Reads what `dir` is; throws naming the missing or invalid file. */
 export async function readModelCard(dir: string): Promise<ModelCard> {
+  if (!(await exists(dir))) throw new WeightsError(`${dir}: directory not found`);
   const indexPath = `${dir}/model_index.json`;
   if (await exists(indexPath)) {
     const index = await readJsonFile(indexPath) as Record<string, unknown>;

@@ -1,6 +1,7 @@
 // The schedulers' coefficients against diffusers (tools/diffusers_fixtures.py, scheduler_run): each fixture's
 // run is replayed on the CPU in float64 from the recorded model outputs, checking the model input and the
 // sample after every step; then the refusals of configs and options the coefficients cannot reproduce.
+import { parsePythonJson } from "../../src/model/component_config.ts";
 import assert from "node:assert/strict";
 import {
   createSchedule,
@@ -24,23 +25,19 @@ const NAMES = [
   "flow-euler-shift3",
   "flow-euler-dynamic",
 ];
-// diffusers rounds every tensor op to float32 (~6e-8 relative each); the replay applies float32-exact
-// coefficients in float64, so a step differs by a few float32 roundings, growing over ≤ 12 steps to a few
-// 1e-7 relative. 1e-5 leaves room for that while a wrong coefficient (even a float32 sigma instead of the
-// float64 one where it matters) moves samples by 1e-4 or more.
+// diffusers rounds every tensor op to float32; the replay applies the coefficients in float64. One step agrees
+// to ~2e-7 of the samples' magnitude, but epsilon-prediction steps scale earlier differences up (DDIM weighs
+// the sample by sqrt(alpha_prev / alpha) > 1), so after 10-12 steps samples of magnitude ~15 are off by up
+// to ~3e-5 (ddim-epsilon and dpm-2m-epsilon use ~60% of this bound, the others < 15%). A wrong formula for
+// any coefficient moves samples by far more.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
-
-/** Python's json writes -inf (DPM-Solver's lambda_min_clipped default) as the non-JSON token -Infinity. */
-function parsePythonJson(text: string): Record<string, unknown> {
-  return JSON.parse(
-    text.replace(/:\s*-Infinity\b/g, ': "-Infinity"'),
-    (_, v) => v === "-Infinity" ? -Infinity : v,
-  );
-}
 
 function scheduleOf(fixture: Fixture, name: string) {
   const { metadata } = fixture;
-  const config = { _class_name: metadata.class, ...parsePythonJson(metadata.config) };
+  const config = {
+    _class_name: metadata.class,
+    ...parsePythonJson(metadata.config) as Record<string, unknown>,
+  };
   const options = metadata.mu === undefined ? {} : { mu: Number(metadata.mu) };
   return createSchedule(`scheduler-${name}`, config, Number(metadata.steps), options);
 }

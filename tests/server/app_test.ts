@@ -23,8 +23,15 @@ serverTest("health, readiness (adapter named) and the model list", async () => {
   const body = await ready.json();
   assert.equal(body.model, "mnist-dit");
   assert.ok(body.adapter.length > 0);
-  const { models } = await (await app.request("/v1/models")).json();
+  const list = await (await app.request("/v1/models")).json();
+  assert.equal(list.object, "list");
+  const models = list.data;
   assert.equal(models.length, 1);
+  assert.equal(models[0].object, "model");
+  assert.equal(models[0].owned_by, "ditserve");
+  assert.ok(Number.isInteger(models[0].created) && models[0].created > 0);
+  assert.deepEqual(models[0].sizes, ["28x28"]);
+  assert.deepEqual(models[0].inputs, ["class_labels"]);
   assert.equal(models[0].id, "mnist-dit");
   assert.deepEqual(models[0].classes, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
   assert.equal(models[0].class_words[7], "seven");
@@ -119,7 +126,7 @@ const BAD_INPUT: [string, string | unknown, number, string, RegExp][] = [
   ["guidance as a string", { label: 7, guidance: "high" }, 400, "guidance", /guidance must be a number/],
   ["n 0", { label: 7, n: 0 }, 400, "n", /n must be an integer in 1\.\.8/],
   ["n 9", { label: 7, n: 9 }, 400, "n", /1\.\.8/],
-  ["unknown sampler", { label: 7, sampler: "heun" }, 400, "sampler", /"euler" or "ddim"/],
+  ["unknown sampler", { label: 7, sampler: "heun" }, 400, "sampler", /"heun" is not one of euler, ddim/],
   ["unknown field", { label: 7, colour: "red" }, 400, "colour", /colour/],
   ["unknown model", { label: 7, model: "sd3" }, 404, "model", /model "sd3" not found; available: mnist-dit/],
   ["model path outside MODELS_DIR", { label: 7, model: "../weights" }, 400, "model", /plain name/],

@@ -1,7 +1,9 @@
 // Shared timing for kernel benchmarks: a benchmark is measured as whole submits waited on, so the figure
 // includes what a user would see (dispatch overhead too), never a timed test.
 import type { GpuContext } from "../../gpu/context.ts";
+import { deterministicInput } from "../../gpu/deterministic_input.ts";
 import { type Command, encodeCommands } from "../../gpu/kernel.ts";
+import { linear } from "../../ops/linear.ts";
 
 /** Seeded inputs in [-1, 1) and the error measure of every suite: the ones the start-up self-check uses. */
 export { deterministicInput as benchInput, maxAbsDiff } from "../../gpu/deterministic_input.ts";
@@ -92,6 +94,19 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** The promoted matmul kernel at 1024^3 on this adapter, measured now (same conditions as a model beside it). */
+export async function matmulKernelGflops(ctx: GpuContext): Promise<number> {
+  const n = 1024;
+  const x = ctx.pool.upload(deterministicInput(n * n, 1), [n, n]);
+  const w = ctx.pool.upload(deterministicInput(n * n, 2), [n, n]);
+  const op = linear(ctx, x, w);
+  const ms = await timeCommands(ctx, op.dispatches);
+  op.release();
+  x.release();
+  w.release();
+  return gflops(2 * n * n * n, ms);
 }
 
 export function gflops(flops: number, ms: number): number {

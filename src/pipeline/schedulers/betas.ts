@@ -1,6 +1,7 @@
 // The training noise schedule (betas and alphas_cumprod) as diffusers builds it in float32 torch, and the
 // numpy arithmetic the schedulers' set_timesteps share. Each float32 rounding of the reference is reproduced
 // (Math.fround) so that tests can hold the coefficients to float32 precision instead of a loose tolerance.
+// Only torch's sqrt, log and exp (MKL/SLEEF on the CPU) can still differ by an ulp from correct rounding.
 import { z } from "zod";
 
 export const f32 = Math.fround;

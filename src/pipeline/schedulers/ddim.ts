@@ -50,6 +50,8 @@ export function ddimSchedule(config: DdimConfig, numInferenceSteps: number, eta:
   const stride = Math.floor(config.num_train_timesteps / numInferenceSteps);
   const clip = config.clip_sample ? config.clip_sample_range : null;
   const steps = ddimTimesteps(config, numInferenceSteps).map((timestep): SchedulerStep => {
+    // Leading spacing with a large steps_offset can pass the last training timestep (an IndexError in
+    // diffusers): the lookup is then undefined, and createSchedule refuses the NaN coefficients.
     const alphaBar = alphaBars[timestep];
     const alphaBarPrev = timestep - stride >= 0 ? alphaBars[timestep - stride] : finalAlphaBar;
     const betaBar = f32(1 - alphaBar);

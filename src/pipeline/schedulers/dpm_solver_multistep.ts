@@ -75,7 +75,8 @@ function timestepsAndSigmas(
   alphaBars: Float32Array,
 ) {
   const trainSigmas = trainingSigmas(alphaBars);
-  // Timesteps whose lambda falls below lambda_min_clipped are never visited (cosine schedules end near -inf).
+  // lambda_min_clipped keeps the solver off the last training timesteps, whose lambda (half the log SNR)
+  // plunges for cosine schedules: they are cut from the spacing.
   const clipped = trainingLambdas(alphaBars).filter((l) => l < config.lambda_min_clipped).length;
   let timesteps = spacedTimesteps(config, numInferenceSteps, config.num_train_timesteps - clipped);
   let sigmas = timesteps.map((t) => interpolateAtIndex(t, trainSigmas));
@@ -140,7 +141,7 @@ export function dpmSolverMultistepSchedule(
     if (config.solver_order === 2 && i > 0 && !lowerOrderFinal) {
       const previous = noiseLevel(sigmas[i - 1]);
       const inverseR0 = f32(1 / f32(f32(current.lambda - previous.lambda) / h));
-      // x_t gets derivativeWeight * D1, with D1 = (x0 - previousX0) / r0.
+      // The second-order term derivativeWeight * D1, D1 = (x0 - previousX0) / r0, splits over x0 and previousX0.
       const derivativeWeight = config.solver_type === "midpoint"
         ? -f32(0.5 * firstOrderWeight)
         : f32(target.alpha * f32(f32(f32(expMinusH - 1) / h) + 1));

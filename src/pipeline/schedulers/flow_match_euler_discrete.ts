@@ -29,7 +29,7 @@ export function flowMatchEulerDiscreteSchedule(
 ): Schedule {
   const trainSteps = config.num_train_timesteps;
   // __init__ shifts its float32 sigmas (unless shifting dynamically) and set_timesteps spaces the new sigmas
-  // between the first and last of those, then shifts again: diffusers shifts the end point twice.
+  // between the first and last of those, then shifts again: the last sigma is shifted twice.
   const shiftF32 = f32(config.shift);
   const initSigma = (sigma: number) =>
     config.use_dynamic_shifting

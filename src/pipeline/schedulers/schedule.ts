@@ -114,12 +114,19 @@ export const SCHEDULER_CLASSES: readonly string[] = Object.keys(BUILDERS);
 /** A NaN or infinite coefficient would only surface as a black image; diffusers itself fails or NaNs here. */
 function checkFinite(path: string, numInferenceSteps: number, schedule: Schedule): Schedule {
   schedule.steps.forEach((step, i) => {
-    const { clip, ...x0 } = step.x0;
-    const values = [step.timestep, step.inputScale, ...Object.values(x0), ...Object.values(step.next)];
-    if (!values.every(Number.isFinite) || (clip !== null && !Number.isFinite(clip))) {
+    const coefficients = {
+      timestep: step.timestep,
+      inputScale: step.inputScale,
+      "x0.sample": step.x0.sample,
+      "x0.model": step.x0.model,
+      "x0.clip": step.x0.clip ?? 0,
+      ...Object.fromEntries(Object.entries(step.next).map(([k, v]) => [`next.${k}`, v])),
+    };
+    const bad = Object.entries(coefficients).filter(([, v]) => !Number.isFinite(v));
+    if (bad.length > 0) {
       throw new SchedulerConfigError(
         `${path}: step ${i} (timestep ${step.timestep}) of num_inference_steps ${numInferenceSteps} has ` +
-          `non-finite coefficients: ${JSON.stringify(step, (_, v) => typeof v === "number" ? String(v) : v)}`,
+          `non-finite coefficients: ${bad.map(([k, v]) => `${k} ${v}`).join(", ")}`,
       );
     }
   });

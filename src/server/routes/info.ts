@@ -78,9 +78,7 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
         pipeline: card.pipeline,
         inputs: ["class_labels"],
         classes: card.classes.names,
-        class_words: card.classes.aliases.flatMap((names) => names.slice(1)).filter((n) =>
-          !card.classes.names.includes(n)
-        ),
+        class_words: classWords(card.classes),
         sizes: [`${card.size.width}x${card.size.height}`],
         blocks: card.blocks,
         samplers: [...card.samplers],

@@ -1,0 +1,141 @@
+// The CLI on diffusers directories: deno task generate --model on a DiTPipeline with diffusers' latents and
+// --out-tensor gives diffusers' np images; deno task forward runs one component on inputs named like the
+// diffusers forward arguments and writes output.sample; bad input is one line naming the tensor or file.
+import assert from "node:assert/strict";
+import { readFloat32Tensors } from "../../src/model/safetensors.ts";
+import { encodeSafetensors } from "../../src/model/safetensors_writer.ts";
+import { assertClose } from "../support/assert_close.ts";
+import { fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { withTempDir } from "../support/temp.ts";
+
+const FIXTURES = "tests/fixtures/diffusers";
+// As in tests/model (the same computation, run by the CLI).
+const TOL = { atol: 5e-4, rtol: 0 };
+
+async function cli(script: string, args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-read", "--allow-env", "--allow-write", `src/cli/${script}.ts`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr).trim() };
+}
+
+Deno.test("generate --model DIT_PIPELINE --latents --class --out-tensor: diffusers' images", () =>
+  withTempDir(async (dir) => {
+    const run = await readFixture(`${FIXTURES}/dit-pipeline-run-4.safetensors`);
+    const latents = `${dir}/latents.safetensors`;
+    // Two images need two --class values: the CLI draws one class, so only the first latent is used.
+    const one = fixtureTensor(run, "latents").subarray(0, 4 * 8 * 8);
+    await Deno.writeFile(latents, encodeSafetensors({ latents: { shape: [1, 4, 8, 8], data: one } }));
+    const args = ["--model", `${FIXTURES}/dit-pipeline`, "--class", "golden retriever", "--latents", latents];
+    const result = await cli("generate", [
+      ...args,
+      "--steps",
+      "5",
+      "--guidance",
+      "4",
+      "--out",
+      `${dir}/x.png`,
+      "--out-tensor",
+      `${dir}/x.safetensors`,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).labels, ["golden retriever"]);
+    const images = (await readFloat32Tensors(`${dir}/x.safetensors`)).get("images")!;
+    assert.deepEqual(images.shape, [1, 16, 16, 3]);
+    assertClose(images.data, fixtureTensor(run, "images").subarray(0, 16 * 16 * 3), TOL, "images");
+    // Latents of another shape name both shapes; nothing is written.
+    await Deno.writeFile(
+      latents,
+      encodeSafetensors({ latents: { shape: [1, 4, 4, 4], data: new Float32Array(64) } }),
+    );
+    const bad = await cli("generate", [...args, "--out", `${dir}/y.png`]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^latents: latents hold 64 values; the model takes \[1, 4, 8, 8\]/);
+    const unknown = await cli("generate", [
+      "--model",
+      `${FIXTURES}/dit-pipeline`,
+      "--class",
+      "1000",
+      "--out",
+      `${dir}/y.png`,
+    ]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^label: unknown class "1000"; valid: a class id in 0..999/);
+    assert.equal(
+      [...Deno.readDirSync(dir)].filter((e) => e.name.startsWith("y")).length,
+      0,
+      "nothing written",
+    );
+  }));
+
+for (const component of ["dit-a", "dit-b", "vae-a", "vae-b"]) {
+  Deno.test(`forward --model ${component}: output.sample as diffusers computes it`, () =>
+    withTempDir(async (dir) => {
+      const isVae = component.startsWith("vae");
+      const fixture = await readFixture(
+        `${FIXTURES}/${component}-${isVae ? "decode" : "forward"}.safetensors`,
+      );
+      const names = isVae ? ["z"] : ["hidden_states", "timestep", "class_labels"];
+      const inputs = Object.fromEntries(names.map((n) => [n, fixture.tensors.get(n)!]));
+      await Deno.writeFile(`${dir}/in.safetensors`, encodeSafetensors(inputs));
+      const model = `${FIXTURES}/${component}${isVae ? "" : "/transformer"}`;
+      const result = await cli("forward", [
+        "--model",
+        model,
+        "--inputs",
+        `${dir}/in.safetensors`,
+        "--out",
+        `${dir}/out.safetensors`,
+      ]);
+      assert.equal(result.code, 0, result.stderr);
+      const sample = (await readFloat32Tensors(`${dir}/out.safetensors`)).get("sample")!;
+      assertClose(sample.data, fixtureTensor(fixture, "sample"), { atol: 2e-4, rtol: 2e-4 }, "sample");
+    }));
+}
+
+Deno.test("forward: a missing input, a wrong shape and an unsupported component are named", () =>
+  withTempDir(async (dir) => {
+    const input = `${dir}/in.safetensors`;
+    await Deno.writeFile(
+      input,
+      encodeSafetensors({ hidden_states: { shape: [1, 4, 8, 8], data: new Float32Array(256) } }),
+    );
+    const missing = await cli("forward", [
+      "--model",
+      `${FIXTURES}/dit-a/transformer`,
+      "--inputs",
+      input,
+      "--out",
+      `${dir}/o.safetensors`,
+    ]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^inputs: no tensor "timestep" \[1\]; found hidden_states$/);
+    await Deno.writeFile(
+      input,
+      encodeSafetensors({ z: { shape: [1, 5, 3, 3], data: new Float32Array(45) } }),
+    );
+    const shape = await cli("forward", [
+      "--model",
+      `${FIXTURES}/vae-a`,
+      "--inputs",
+      input,
+      "--out",
+      `${dir}/o.safetensors`,
+    ]);
+    assert.equal(shape.code, 2);
+    assert.match(shape.stderr, /^inputs: tensor "z" is \[1, 5, 3, 3\], expected \[B, 4, h, w\]$/);
+    const other = await cli("forward", [
+      "--model",
+      `${FIXTURES}/dit-pipeline/scheduler`,
+      "--inputs",
+      input,
+      "--out",
+      `${dir}/o.safetensors`,
+    ]);
+    assert.equal(other.code, 2);
+    assert.match(other.stderr, /scheduler\/config.json: file not found/);
+    assert.ok(!(await Deno.stat(`${dir}/o.safetensors`).catch(() => null)), "nothing written");
+  }));
