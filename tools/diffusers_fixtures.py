@@ -111,7 +111,7 @@ VAE_CONFIGS = {
     "a": dict(config=dict(latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
                           down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                           scaling_factor=0.18215, sample_size=16),
-              dtype=torch.float32, z=(2, 4, 5, 7)),
+              dtype=torch.float32, z=(2, 4, 5, 7), tiled_z=(1, 4, 12, 21)),
     # FLUX-like: no post_quant_conv, shift_factor, odd latent channels, three levels, 3 groups, BF16.
     "b": dict(config=dict(latent_channels=3, block_out_channels=(6, 12, 12), layers_per_block=2,
                           norm_num_groups=3, down_block_types=("DownEncoderBlock2D",) * 3,
@@ -137,6 +137,15 @@ def vae_decode(out, name, spec, seed):
         sample = model.decode(z).sample
     save_file(contiguous({"z": z, "sample": sample, **stages}), f"{out}/vae-{name}-decode.safetensors",
               metadata=header({"component": f"vae-{name}", "dtype": str(spec["dtype"])}))
+    if "tiled_z" in spec:
+        # diffusers' tiled decode (enable_tiling): overlapping latent tiles of sample_size / scale, blended.
+        model.enable_tiling()
+        tiled_z = torch.randn(spec["tiled_z"], generator=torch.Generator().manual_seed(seed + 2))
+        with torch.no_grad():
+            tiled = model.decode(tiled_z).sample
+        save_file(contiguous({"z": tiled_z, "sample": tiled}), f"{out}/vae-{name}-tiled-decode.safetensors",
+                  metadata=header({"component": f"vae-{name}", "tile_latent_min_size": str(model.tile_latent_min_size),
+                                   "tile_sample_min_size": str(model.tile_sample_min_size)}))
 
 
 SCHEDULERS = {

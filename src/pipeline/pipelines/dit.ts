@@ -2,10 +2,14 @@
 // directory's scheduler, then AutoencoderKL's decoder. As diffusers does it: guidance applies when the scale
 // is above 1 and only to the noise-prediction channels (the learned-sigma half of the output is dropped, by
 // reading the first in_channels of it), the unconditional half uses the last label row, and the latents are
-// divided by the VAE's scaling_factor before decoding.
+// divided by the VAE's scaling_factor before decoding (in diffusers' tiles when the image is too large for one
+// pass within the adapter's binding limits).
 import type { GpuContext } from "../../gpu/context.ts";
 import { DitTransformer } from "../../model/dit/transformer.ts";
 import { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
+import { decodeTiled, largestActivationBytes } from "../../model/vae/tiled_decode.ts";
+import type { StepRecorder } from "../../gpu/step_recorder.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy } from "../../ops/axpy.ts";
 import { denoise, timedRun } from "../generate.ts";
 import type { ModelCard } from "../model_card.ts";
@@ -14,6 +18,7 @@ import { createSchedule } from "../schedulers/schedule.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
 
 type DitCard = ModelCard & { pipeline: "DiTPipeline" };
+type Shape = [number, number, number, number];
 
 export class DitPipeline implements ImagePipeline {
   private constructor(
@@ -98,6 +103,26 @@ export class DitPipeline implements ImagePipeline {
         latents.release();
       }
     });
+  }
+
+  /** latents / scaling_factor through the VAE: in one graph, or in diffusers' tiles when one would not fit. */
+  async #decode(latents: Tensor, recorder: StepRecorder): Promise<{ images: Float32Array; shape: Shape }> {
+    const shape = latents.shape as Shape;
+    const scale = 1 / this.card.vae.scaling_factor;
+    const limit = this.ctx.gpu.info.limits.maxStorageBufferBindingSize;
+    if (largestActivationBytes(this.card.vae, shape) > limit) {
+      const z = (await recorder.read(latents)).map((v) => v * scale);
+      const decoded = await decodeTiled(this.ctx, this.vae, { data: z, shape });
+      return { images: decoded.data, shape: decoded.shape };
+    }
+    const decoder = this.vae.graph(shape);
+    const scaled = axpy(this.ctx, latents, latents, { alpha: scale, beta: 0, out: decoder.z });
+    try {
+      recorder.encode([...scaled.dispatches, ...decoder.commands]);
+      return { images: await recorder.read(decoder.output), shape: decoder.output.shape as Shape };
+    } finally {
+      scaled.release();
+    }
   }
 
   release(): void {
