@@ -5,8 +5,12 @@ family run on random weights of the real shapes: DiTTransformer2DModel as facebo
 (28 blocks, 1152 wide, 16 heads x 72, patch 2, learned sigma, 1000 classes) and the SD AutoencoderKL
 (block_out_channels 128, 256, 512, 512; 2 layers per block; 32 groups) that DiT decodes with, in the
 save_pretrained layout with a DDIM scheduler and an id2label. About 1.5 GB; it is not committed.
+--narrow keeps DiT-XL/2's 28 blocks, 16 heads, patch 2 and 256 tokens but makes each head 8 wide (128 in all)
+and the VAE 4 levels of 32-64 channels: a model of XL/2's shape that a software adapter runs in seconds per
+step, for the cache benchmark (deno task bench --model).
 
   PYTHONPATH=/work/diffusers/src /work/ref-venv/bin/python tools/dit_random_pipeline.py --out /work/dit-xl-2-random
+  PYTHONPATH=/work/diffusers/src /work/ref-venv/bin/python tools/dit_random_pipeline.py --narrow --out /work/dit-xl-2-narrow
   PYTHONPATH=/work/diffusers/src /work/ref-venv/bin/python tools/dit_random_pipeline.py --bench /work/dit-xl-2-random
 
 --bench loads that directory in float32 (the BF16 weights widened, as the engine computes) and prints one JSON
@@ -47,9 +51,14 @@ def randomize(module, seed):
     return module
 
 
-def write(out):
-    transformer = randomize(DiTTransformer2DModel(**DIT_XL_2_256), 1).to(torch.bfloat16)
-    vae = randomize(AutoencoderKL(**SD_VAE), 2).to(torch.bfloat16)
+NARROW = dict(attention_head_dim=8)
+NARROW_VAE = dict(block_out_channels=(32, 64, 64, 64), norm_num_groups=16)
+
+
+def write(out, narrow):
+    transformer = randomize(DiTTransformer2DModel(**{**DIT_XL_2_256, **(NARROW if narrow else {})}), 1)
+    vae = randomize(AutoencoderKL(**{**SD_VAE, **(NARROW_VAE if narrow else {})}), 2)
+    transformer, vae = transformer.to(torch.bfloat16), vae.to(torch.bfloat16)
     DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(out)
     index = json.load(open(f"{out}/model_index.json"))
     index["id2label"] = {str(i): f"class {i}" for i in range(1000)}
@@ -87,9 +96,10 @@ def main():
     p.add_argument("--out")
     p.add_argument("--bench")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--narrow", action="store_true")
     args = p.parse_args()
     if args.out:
-        write(args.out)
+        write(args.out, args.narrow)
     if args.bench:
         bench(args.bench, args.repeat)
 

@@ -5,7 +5,7 @@ import { parsePythonJson } from "../../src/model/component_config.ts";
 import { WeightsError } from "../../src/model/safetensors.ts";
 import { readModelCard } from "../../src/pipeline/model_card.ts";
 import { RequestError, resolveRequest } from "../../src/pipeline/request.ts";
-import { withTempDir } from "../support/temp.ts";
+import { copyTree, withTempDir } from "../support/temp.ts";
 
 const FIXTURE = "tests/fixtures/diffusers/dit-pipeline";
 const named = (pattern: RegExp) => (e: unknown) => e instanceof WeightsError && pattern.test(e.message);
@@ -48,14 +48,6 @@ Deno.test("a DiTPipeline card: 1000 classes named by id2label, 16x16 images, the
       /draws 16x16 images only; allowed sizes: 16x16/.test(e.message),
   );
 });
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    if (entry.isDirectory) await copyTree(`${from}/${entry.name}`, `${to}/${entry.name}`);
-    else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
-  }
-}
 
 Deno.test("bad model directories are named with the file at fault, before any weights are read", () =>
   withTempDir(async (root) => {
