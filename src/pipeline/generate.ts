@@ -5,7 +5,7 @@
 // strategy's decisions read (a strategy that decides on the GPU reads its log once, at the end, unless
 // onStep waits on every step's report).
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
+import { type Command, copyCommand } from "../gpu/kernel.ts";
 import { Owned } from "../gpu/owned.ts";
 import { readbackCount } from "../gpu/readback.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -79,7 +79,6 @@ function feedCommands(
   for (let half = 0; half < graph.batch / x.shape[0]; half++) {
     commands.push(copyCommand("model input", source, graph.x, { dstOffset: half * x.byteLength }));
   }
-  owned.add({ release: () => disposeDispatches(commands) });
   return commands;
 }
 
