@@ -165,16 +165,34 @@ export interface GenerateResult {
   cache: CacheStats;
 }
 
-/** Times a whole run and counts its readbacks around `body`, which denoises and decodes. */
-export async function timedRun(
-  body: () => Promise<Omit<GenerateResult, "seconds" | "readbacks">>,
+/** Latents -> images [n, C, H, W] in the model's data range: a pipeline's decode stage. */
+export type Decode = (
+  latents: Tensor,
+  recorder: StepRecorder,
+) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+
+/** Denoises, decodes, and accounts for the whole run: its seconds and its readbacks. */
+export async function generateImages(
+  ctx: GpuContext,
+  spec: DenoiseSpec,
+  options: DenoiseOptions,
+  decode: Decode,
 ): Promise<GenerateResult> {
   const started = performance.now();
   const readbacksBefore = readbackCount();
-  const result = await body();
-  return {
-    ...result,
-    seconds: (performance.now() - started) / 1000,
-    readbacks: readbackCount() - readbacksBefore,
-  };
+  const { latents, recorder, steps, cache } = await denoise(ctx, spec, options);
+  try {
+    const { images, shape } = await decode(latents, recorder);
+    return {
+      images,
+      shape,
+      steps,
+      cache,
+      submits: recorder.submits,
+      seconds: (performance.now() - started) / 1000,
+      readbacks: readbackCount() - readbacksBefore,
+    };
+  } finally {
+    latents.release();
+  }
 }

@@ -17,6 +17,7 @@ import { layerNormModulate } from "../../ops/norm.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import type { DenoiserGraph } from "../denoiser_graph.ts";
+import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import { ditDims, type DitTransformerConfig } from "./config.ts";
 import { sincosPositions } from "./pos_embed.ts";
@@ -59,17 +60,17 @@ export function ditTransformerShapes(c: DitTransformerConfig): ShapeSpec {
 }
 
 export class DitTransformer {
-  readonly #graphs = new Map<number, DenoiserGraph>();
+  readonly #graphs = new GraphCache<DenoiserGraph>();
 
   private constructor(
     private readonly ctx: GpuContext,
     readonly config: DitTransformerConfig,
-    private readonly weights: Map<string, Tensor>,
+    private readonly weights: ModelWeights,
     private readonly positions: Tensor,
   ) {}
 
   static async load(ctx: GpuContext, dir: string, config: DitTransformerConfig): Promise<DitTransformer> {
-    const weights = await loadWeights(ctx, dir, ditTransformerShapes(config));
+    const weights = new ModelWeights(await loadWeights(ctx, dir, ditTransformerShapes(config)));
     const { inner, grid } = ditDims(config);
     const positions = ctx.pool.upload(sincosPositions(inner, grid, grid), [grid * grid, inner]);
     return new DitTransformer(ctx, config, weights, positions);
@@ -81,7 +82,7 @@ export class DitTransformer {
 
   /** Bytes of GPU memory the weights hold, in their stored dtypes. */
   get weightBytes(): number {
-    return [...this.weights.values()].reduce((n, t) => n + t.byteLength, 0);
+    return this.weights.bytes;
   }
 
   /** Approximate FLOPs of one forward per sample (matmuls and attention), for reports. */
@@ -95,26 +96,17 @@ export class DitTransformer {
   }
 
   graph(batch: number): DenoiserGraph {
-    let graph = this.#graphs.get(batch);
-    if (!graph) {
-      graph = this.#build(batch);
-      this.#graphs.set(batch, graph);
-    }
-    return graph;
+    return this.#graphs.get(batch, () => this.#build(batch));
   }
 
   release(): void {
-    for (const g of this.#graphs.values()) g.release();
-    this.#graphs.clear();
-    for (const t of this.weights.values()) t.release();
-    this.weights.clear();
+    this.#graphs.release();
+    this.weights.release();
     this.positions.release();
   }
 
   #w(name: string): Tensor {
-    const t = this.weights.get(name);
-    if (!t) throw new Error(`weight ${name} is not loaded (model released?)`);
-    return t;
+    return this.weights.get(name);
   }
 
   #build(batch: number): DenoiserGraph {
@@ -233,7 +225,7 @@ export class DitTransformer {
   #block(owned: Owned, i: number, hidden: Tensor, mod: Tensor): Command[] {
     const { ctx, config: c } = this;
     const w = (name: string) => this.#w(`transformer_blocks.${i}.${name}`);
-    const maybe = (name: string) => this.weights.get(`transformer_blocks.${i}.${name}`);
+    const maybe = (name: string) => this.weights.find(`transformer_blocks.${i}.${name}`);
     const [batch, tokens, d] = hidden.shape;
     // mod [batch, 6d] chunks: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
     const gate = (chunk: number) => ({ tensor: mod, offset: chunk * d, stride: 6 * d, rowsPerGate: tokens });

@@ -16,6 +16,7 @@ import { layerNormModulate, rmsNormInPlace } from "../../ops/norm.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { type DitConfig, readConfig } from "./config.ts";
+import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import type { DenoiserGraph } from "../denoiser_graph.ts";
 import { Owned } from "../../gpu/owned.ts";
@@ -69,23 +70,22 @@ export function ditShapes(c: DitConfig): ShapeSpec {
 export type DitGraph = DenoiserGraph;
 
 export class Dit {
-  readonly #graphs = new Map<number, DitGraph>();
+  readonly #graphs = new GraphCache<DitGraph>();
 
   private constructor(
     private readonly ctx: GpuContext,
     readonly config: DitConfig,
-    private readonly weights: Map<string, Tensor>,
+    private readonly weights: ModelWeights,
   ) {}
 
   static async load(ctx: GpuContext, dir: string): Promise<Dit> {
     const config = await readConfig(`${dir}/config.json`);
-    const weights = await loadWeights(ctx, dir, ditShapes(config));
-    return new Dit(ctx, config, weights);
+    return new Dit(ctx, config, new ModelWeights(await loadWeights(ctx, dir, ditShapes(config))));
   }
 
   /** Bytes of GPU memory the weights hold, in their stored dtypes. */
   get weightBytes(): number {
-    return [...this.weights.values()].reduce((n, t) => n + t.byteLength, 0);
+    return this.weights.bytes;
   }
 
   get depth(): number {
@@ -114,25 +114,16 @@ export class Dit {
 
   /** The graph for `batch` samples, built on first use and kept: later requests of that size allocate nothing. */
   graph(batch: number): DitGraph {
-    let graph = this.#graphs.get(batch);
-    if (!graph) {
-      graph = this.build(batch);
-      this.#graphs.set(batch, graph);
-    }
-    return graph;
+    return this.#graphs.get(batch, () => this.build(batch));
   }
 
   release(): void {
-    for (const g of this.#graphs.values()) g.release();
-    this.#graphs.clear();
-    for (const t of this.weights.values()) t.release();
-    this.weights.clear();
+    this.#graphs.release();
+    this.weights.release();
   }
 
   #w(name: string): Tensor {
-    const t = this.weights.get(name);
-    if (!t) throw new Error(`weight ${name} is not loaded (model released?)`);
-    return t;
+    return this.weights.get(name);
   }
 
   build(batch: number): DitGraph {

@@ -13,6 +13,7 @@ import { conv2d } from "../../ops/conv2d.ts";
 import { groupNorm } from "../../ops/group_norm.ts";
 import { linear } from "../../ops/linear.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
+import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import type { AutoencoderKlConfig } from "./config.ts";
 
@@ -104,12 +105,12 @@ export function decoderShapes(c: AutoencoderKlConfig): ShapeSpec {
 const encoderOnly = (name: string) => name.startsWith("encoder.") || name.startsWith("quant_conv.");
 
 export class AutoencoderKlDecoder {
-  readonly #graphs = new Map<string, DecoderGraph>();
+  readonly #graphs = new GraphCache<DecoderGraph>();
 
   private constructor(
     private readonly ctx: GpuContext,
     readonly config: AutoencoderKlConfig,
-    private readonly weights: Map<string, Tensor>,
+    private readonly weights: ModelWeights,
   ) {}
 
   static async load(
@@ -117,39 +118,26 @@ export class AutoencoderKlDecoder {
     dir: string,
     config: AutoencoderKlConfig,
   ): Promise<AutoencoderKlDecoder> {
-    return new AutoencoderKlDecoder(
-      ctx,
-      config,
-      await loadWeights(ctx, dir, decoderShapes(config), { ignore: encoderOnly }),
-    );
+    const weights = await loadWeights(ctx, dir, decoderShapes(config), { ignore: encoderOnly });
+    return new AutoencoderKlDecoder(ctx, config, new ModelWeights(weights));
   }
 
   get weightBytes(): number {
-    return [...this.weights.values()].reduce((n, t) => n + t.byteLength, 0);
+    return this.weights.bytes;
   }
 
   /** The graph for latents of `shape` [B, latent_channels, h, w], built on first use and kept. */
   graph(shape: readonly [number, number, number, number]): DecoderGraph {
-    const key = shape.join();
-    let graph = this.#graphs.get(key);
-    if (!graph) {
-      graph = this.#build(shape);
-      this.#graphs.set(key, graph);
-    }
-    return graph;
+    return this.#graphs.get(shape.join(), () => this.#build(shape));
   }
 
   release(): void {
-    for (const g of this.#graphs.values()) g.release();
-    this.#graphs.clear();
-    for (const t of this.weights.values()) t.release();
-    this.weights.clear();
+    this.#graphs.release();
+    this.weights.release();
   }
 
   #w(name: string): Tensor {
-    const t = this.weights.get(name);
-    if (!t) throw new Error(`weight ${name} is not loaded (model released?)`);
-    return t;
+    return this.weights.get(name);
   }
 
   #build(shape: readonly [number, number, number, number]): DecoderGraph {
@@ -218,7 +206,7 @@ export class AutoencoderKlDecoder {
     const h1 = run(groupNorm(ctx, x, this.#groupNorm(`${name}.norm1`, true)));
     const h2 = convolve(`${name}.conv1`, h1, { padding: 1 });
     run(groupNorm(ctx, h2, { ...this.#groupNorm(`${name}.norm2`, true), inPlace: true }));
-    const residual = this.weights.has(`${name}.conv_shortcut.weight`)
+    const residual = this.weights.find(`${name}.conv_shortcut.weight`)
       ? convolve(`${name}.conv_shortcut`, x, { padding: 0 })
       : x;
     return convolve(`${name}.conv2`, h2, { padding: 1, out: residual, accumulate: true });

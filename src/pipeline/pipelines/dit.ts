@@ -11,7 +11,7 @@ import { decodeTiled, largestActivationBytes } from "../../model/vae/tiled_decod
 import type { StepRecorder } from "../../gpu/step_recorder.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy } from "../../ops/axpy.ts";
-import { denoise, timedRun } from "../generate.ts";
+import { generateImages } from "../generate.ts";
 import type { ModelCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
@@ -73,36 +73,17 @@ export class DitPipeline implements ImagePipeline {
   run(request: GenerationRequest, options: RunOptions = {}) {
     checkLatents(this.card, request.labels.length, options.latents);
     const schedule = this.#schedule(request);
-    return timedRun(async () => {
-      const { latents, recorder, steps, cache } = await denoise(this.ctx, {
-        denoiser: this.transformer,
-        schedule,
-        latentShape: this.card.latent,
-        labels: request.labels,
-        nullClass: this.card.classes.nullClass,
-        guidance: this.guided(request.guidance) ? request.guidance : null,
-        seed: request.seed,
-        latents: options.latents,
-      }, options);
-      try {
-        const decoder = this.vae.graph(latents.shape as [number, number, number, number]);
-        const scaled = axpy(this.ctx, latents, latents, {
-          alpha: 1 / this.card.vae.scaling_factor,
-          beta: 0,
-          out: decoder.z,
-        });
-        try {
-          recorder.encode([...scaled.dispatches, ...decoder.commands]);
-          const images = await recorder.read(decoder.output);
-          const shape = decoder.output.shape as [number, number, number, number];
-          return { images, shape, steps, submits: recorder.submits, cache };
-        } finally {
-          scaled.release();
-        }
-      } finally {
-        latents.release();
-      }
-    });
+    const spec = {
+      denoiser: this.transformer,
+      schedule,
+      latentShape: this.card.latent,
+      labels: request.labels,
+      nullClass: this.card.classes.nullClass,
+      guidance: this.guided(request.guidance) ? request.guidance : null,
+      seed: request.seed,
+      latents: options.latents,
+    };
+    return generateImages(this.ctx, spec, options, (latents, recorder) => this.#decode(latents, recorder));
   }
 
   /** latents / scaling_factor through the VAE: in one graph, or in diffusers' tiles when one would not fit. */

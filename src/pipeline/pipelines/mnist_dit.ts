@@ -2,7 +2,7 @@
 // "decode" is the identity; its samplers are the flow ones of src/pipeline/sampler.ts.
 import type { GpuContext } from "../../gpu/context.ts";
 import { Dit } from "../../model/mnist_dit/transformer.ts";
-import { denoise, timedRun } from "../generate.ts";
+import { generateImages } from "../generate.ts";
 import type { ModelCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { flowSchedule, type SamplerName } from "../sampler.ts";
@@ -38,30 +38,26 @@ export class MnistDitPipeline implements ImagePipeline {
 
   run(request: GenerationRequest, options: RunOptions = {}) {
     checkLatents(this.card, request.labels.length, options.latents);
-    return timedRun(async () => {
-      const { latents, recorder, steps, cache } = await denoise(this.ctx, {
-        denoiser: this.model,
-        schedule: flowSchedule({
-          sampler: request.sampler as SamplerName,
-          steps: request.steps,
-          shift: request.shift,
-          eta: request.eta,
-        }),
-        latentShape: this.card.latent,
-        labels: request.labels,
-        nullClass: this.card.classes.nullClass,
-        guidance: this.guided(request.guidance) ? request.guidance : null,
-        seed: request.seed,
-        latents: options.latents,
-      }, options);
-      try {
-        const images = await recorder.read(latents);
-        const shape = latents.shape as [number, number, number, number];
-        return { images, shape, steps, submits: recorder.submits, cache };
-      } finally {
-        latents.release();
-      }
-    });
+    const spec = {
+      denoiser: this.model,
+      schedule: flowSchedule({
+        sampler: request.sampler as SamplerName,
+        steps: request.steps,
+        shift: request.shift,
+        eta: request.eta,
+      }),
+      latentShape: this.card.latent,
+      labels: request.labels,
+      nullClass: this.card.classes.nullClass,
+      guidance: this.guided(request.guidance) ? request.guidance : null,
+      seed: request.seed,
+      latents: options.latents,
+    };
+    // The model draws in pixel space: its latents are the images.
+    return generateImages(this.ctx, spec, options, async (latents, recorder) => ({
+      images: await recorder.read(latents),
+      shape: latents.shape as [number, number, number, number],
+    }));
   }
 
   release(): void {
