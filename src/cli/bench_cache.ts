@@ -1,4 +1,5 @@
-// deno task bench [--per-digit 1] [--steps 28] [--guidance 3] [--repeat 1] [--seeds held-out|tuning]
+// deno task bench [--model DIR] [--per-digit 1 | --images N] [--steps 28] [--guidance 3] [--repeat 1]
+//   [--seeds held-out|tuning]
 //   [--only "F1B0 (0.08),..."] [--checkpoint FILE] [--grid docs/cache-grid.png] [--json]
 // Speed against quality for each cache configuration on the embedded model: the same labels and seeds per
 // configuration, one image per request (as a server runs them), configurations interleaved per image in an
@@ -32,9 +33,13 @@ type SeedSet = keyof typeof SEED_SETS;
 /** Images per configuration kept for the grid. */
 const GRID_COLUMNS = 20;
 
+const DEFAULT_MODEL = "weights/mnist-dit";
+
 interface Settings {
   model: string;
   perDigit: number;
+  /** Images judged: 10 per digit, or --images. */
+  images: number;
   steps: number;
   guidance: number;
   repeat: number;
@@ -124,8 +129,9 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
   const { values } = parseArgs({
     args,
     options: {
-      model: { type: "string", default: "weights/mnist-dit" },
+      model: { type: "string", default: DEFAULT_MODEL },
       "per-digit": { type: "string", default: "1" },
+      images: { type: "string" },
       steps: { type: "string", default: "28" },
       guidance: { type: "string", default: "3" },
       repeat: { type: "string", default: "1" },
@@ -143,12 +149,13 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
     values.repeat,
   ]
     .map(Number);
+  const images = values.images === undefined ? 10 * perDigit : Number(values.images);
   if (
-    ![perDigit, steps, repeat].every((v) => Number.isInteger(v) && v > 0) ||
+    ![perDigit, steps, repeat, images].every((v) => Number.isInteger(v) && v > 0) ||
     !(guidance >= 0 && guidance <= 30)
   ) {
     throw new Error(
-      "--per-digit, --steps and --repeat must be positive integers, --guidance a number in 0..30",
+      "--per-digit, --images, --steps and --repeat must be positive integers, --guidance a number in 0..30",
     );
   }
   if (!(values.seeds! in SEED_SETS)) {
@@ -167,6 +174,7 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
     settings: {
       model: values.model!,
       perDigit,
+      images,
       steps,
       guidance,
       repeat,
@@ -179,6 +187,12 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
   };
 }
 
+/** Settings as compared for a resume; checkpoints written before --model and --images existed had neither. */
+function settingsKey(s: Partial<Settings>): string {
+  const { model = DEFAULT_MODEL, images = 10 * (s.perDigit ?? 1), ...rest } = s;
+  return JSON.stringify({ ...rest, model, images, perDigit: undefined });
+}
+
 async function loadProgress(path: string | undefined, settings: Settings): Promise<Progress> {
   const fresh: Progress = {
     settings,
@@ -189,7 +203,7 @@ async function loadProgress(path: string | undefined, settings: Settings): Promi
   if (!path) return fresh;
   try {
     const saved = JSON.parse(await Deno.readTextFile(path)) as Progress;
-    if (JSON.stringify(saved.settings) !== JSON.stringify(settings)) {
+    if (settingsKey(saved.settings) !== settingsKey(settings)) {
       throw new Error(`${path} holds a run with other settings; remove it or give another --checkpoint`);
     }
     return saved;
@@ -262,7 +276,7 @@ async function main(): Promise<number> {
   // The digit classifier judges the embedded digits model only.
   const classifier = card.pipeline === "MnistDiT" ? await DigitClassifier.load(ctx) : null;
   const { steps, guidance } = settings;
-  const images = 10 * settings.perDigit;
+  const images = settings.images;
   const firstSeed = SEED_SETS[settings.seeds];
   const classes = Math.min(10, card.classes.names.length);
   // Compile every pipeline the configurations use before anything is timed.
