@@ -7,14 +7,18 @@ import type { Tensor } from "../gpu/tensor.ts";
 
 export interface DenoiserGraph {
   batch: number;
-  /** Model input [batch, C, H, W], written before each step. */
+  /** Model input in the pipeline's latent layout ([batch, C, H, W], or FLUX's packed [batch, N, 4C]). */
   x: Tensor;
   /** [batch] f32 timestep in the model's own units (sigma in [0, 1], or a train timestep 0..999). */
   t: Tensor;
   /** [batch] u32 class ids, for class-conditional models. */
-  labels: Tensor;
+  labels?: Tensor;
+  /** Conditioning written once per request, by diffusers' argument names (encoder_hidden_states, ...). */
+  inputs?: Record<string, Tensor>;
   /** Image-token stream [batch, tokens, hidden], updated in place by every block. */
   hidden: Tensor;
+  /** Every token stream the blocks update, by name (image is `hidden`); absent for one-stream models. */
+  streams?: Record<string, Tensor>;
   prologue: Command[];
   blocks: Command[][];
   epilogue: Command[];
@@ -24,3 +28,6 @@ export interface DenoiserGraph {
   stages?: Record<string, Tensor>;
   release(): void;
 }
+
+/** The graph of a class-conditional model: its labels are always there. */
+export type ClassConditionalGraph = DenoiserGraph & { labels: Tensor };

@@ -7,13 +7,24 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type DType, elementCount, type Tensor } from "../gpu/tensor.ts";
 import { type Checkpoint, openCheckpoint } from "./checkpoint.ts";
-import { decodeToFloat32, forEachTensorBytes, type SafetensorsDType, WeightsError } from "./safetensors.ts";
+import {
+  decodeToFloat32,
+  forEachTensorBytes,
+  type SafetensorsDType,
+  type TensorEntry,
+  WeightsError,
+} from "./safetensors.ts";
 
 export type ShapeSpec = ReadonlyMap<string, readonly number[]>;
 
 export interface LoadOptions {
   /** Stored tensors the model does not use (a VAE's encoder when only decoding): neither loaded nor an error. */
   ignore?: (name: string) => boolean;
+  /**
+   * Matrices to load as column blocks of these widths, as `name#0`, `name#1`, ... (a linear over a
+   * concatenation becomes a sum of linears over its parts, with no concatenated input in memory).
+   */
+  columnBlocks?: (name: string) => readonly number[] | undefined;
 }
 
 /** A checkpoint's tensor names and shapes; what checkKeys compares. */
@@ -99,10 +110,18 @@ export async function loadCheckpoint(
           );
         }
         const dtype = gpuDType(entry.name, entry.dtype, entry.shape);
-        const tensor = dtype === "f32"
-          ? ctx.pool.upload(values, entry.shape)
-          : ctx.pool.uploadBytes(bytes, entry.shape, dtype);
-        tensors.set(entry.name, tensor);
+        const upload = (data: Uint8Array, shape: readonly number[]) =>
+          dtype === "f32"
+            ? ctx.pool.upload(decodeToFloat32(entry.dtype, data), shape)
+            : ctx.pool.uploadBytes(data, shape, dtype);
+        const widths = options.columnBlocks?.(entry.name);
+        if (!widths) {
+          tensors.set(entry.name, upload(bytes, entry.shape));
+          return;
+        }
+        for (const [i, block] of columnSlices(bytes, entry, widths).entries()) {
+          tensors.set(`${entry.name}#${i}`, upload(block.bytes, block.shape));
+        }
       });
     }
   } catch (e) {
@@ -110,6 +129,25 @@ export async function loadCheckpoint(
     throw e;
   }
   return tensors;
+}
+
+/** The stored bytes of a [rows, columns] matrix cut into column blocks of `widths` (summing to columns). */
+function columnSlices(bytes: Uint8Array, entry: TensorEntry, widths: readonly number[]) {
+  const [rows, columns] = entry.shape;
+  if (entry.shape.length !== 2 || widths.reduce((a, b) => a + b, 0) !== columns) {
+    throw new WeightsError(`tensor "${entry.name}" [${entry.shape}] cannot be cut into columns of ${widths}`);
+  }
+  const size = bytes.length / (rows * columns);
+  let start = 0;
+  return widths.map((width) => {
+    const block = new Uint8Array(rows * width * size);
+    for (let r = 0; r < rows; r++) {
+      const from = (r * columns + start) * size;
+      block.set(bytes.subarray(from, from + width * size), r * width * size);
+    }
+    start += width;
+    return { bytes: block, shape: [rows, width] };
+  });
 }
 
 /** loadCheckpoint of `<dir>/<stem>.safetensors` or its shards. */

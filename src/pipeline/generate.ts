@@ -29,10 +29,11 @@ export interface DenoiseSpec {
   schedule: Schedule;
   /** [C, H, W] per image. */
   latentShape: readonly [number, number, number];
-  /** Class id per image. */
-  labels: number[];
-  /** Label of the unconditional half when guided. */
-  nullClass: number;
+  images: number;
+  /** Class id per image, and the label of the unconditional half when guided (class-conditional models). */
+  labels?: { ids: number[]; nullClass: number };
+  /** The graph's inputs, written once: each [batch of the graph, ...] (unconditional half after, if guided). */
+  inputs?: Record<string, Float32Array>;
   /** Guidance scale, or null for a conditional pass only. */
   guidance: number | null;
   seed: number;
@@ -54,6 +55,23 @@ export interface Denoised {
   recorder: StepRecorder;
   steps: StepEvent[];
   cache: CacheStats;
+}
+
+/** Labels (the null class for the unconditional half) and the conditioning inputs, checked against the graph. */
+function writeInputs(ctx: GpuContext, graph: DenoiserGraph, spec: DenoiseSpec, guided: boolean): void {
+  if (spec.labels && graph.labels) {
+    const { ids, nullClass } = spec.labels;
+    ctx.pool.write(graph.labels, Uint32Array.from(guided ? [...ids, ...ids.map(() => nullClass)] : ids));
+  }
+  for (const [name, values] of Object.entries(spec.inputs ?? {})) {
+    const tensor = graph.inputs?.[name];
+    if (!tensor || tensor.size !== values.length) {
+      throw new Error(
+        `input ${name}: ${values.length} values for the graph's ${tensor?.shape ?? "missing"} tensor`,
+      );
+    }
+    ctx.pool.write(tensor, values);
+  }
 }
 
 /** Independent noise per (seed, step): a step's fresh noise must not repeat the starting noise. */
@@ -88,13 +106,12 @@ export async function denoise(
   spec: DenoiseSpec,
   options: DenoiseOptions = {},
 ): Promise<Denoised> {
-  const images = spec.labels.length;
+  const images = spec.images;
   const guided = spec.guidance !== null;
   const graph = spec.denoiser.graph(guided ? 2 * images : images);
   const perImage = spec.latentShape.reduce((a, b) => a * b, 1);
   const shape = [images, ...spec.latentShape];
-  const labels = guided ? [...spec.labels, ...spec.labels.map(() => spec.nullClass)] : spec.labels;
-  ctx.pool.write(graph.labels, Uint32Array.from(labels));
+  writeInputs(ctx, graph, spec, guided);
   const { steps, initNoiseSigma } = spec.schedule;
   const initial = spec.latents ?? batchNoise(spec.seed, images, perImage);
   const x = ctx.pool.upload(initNoiseSigma === 1 ? initial : initial.map((v) => v * initNoiseSigma), shape);

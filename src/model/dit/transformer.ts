@@ -16,7 +16,7 @@ import { silu } from "../../ops/modulate.ts";
 import { layerNormModulate } from "../../ops/norm.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
-import type { DenoiserGraph } from "../denoiser_graph.ts";
+import type { ClassConditionalGraph } from "../denoiser_graph.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import { ditDims, type DitTransformerConfig } from "./config.ts";
@@ -60,7 +60,7 @@ export function ditTransformerShapes(c: DitTransformerConfig): ShapeSpec {
 }
 
 export class DitTransformer {
-  readonly #graphs = new GraphCache<DenoiserGraph>();
+  readonly #graphs = new GraphCache<ClassConditionalGraph>();
 
   private constructor(
     private readonly ctx: GpuContext,
@@ -95,7 +95,7 @@ export class DitTransformer {
       2 * 2 * d * d;
   }
 
-  graph(batch: number): DenoiserGraph {
+  graph(batch: number): ClassConditionalGraph {
     return this.#graphs.get(batch, () => this.#build(batch));
   }
 
@@ -109,7 +109,7 @@ export class DitTransformer {
     return this.weights.get(name);
   }
 
-  #build(batch: number): DenoiserGraph {
+  #build(batch: number): ClassConditionalGraph {
     const { ctx, config: c } = this;
     const { inner, tokens } = ditDims(c);
     const owned = new Owned();

@@ -18,7 +18,7 @@ import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { type DitConfig, readConfig } from "./config.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
-import type { DenoiserGraph } from "../denoiser_graph.ts";
+import type { ClassConditionalGraph } from "../denoiser_graph.ts";
 import { Owned } from "../../gpu/owned.ts";
 
 const TIMESTEP_FREQUENCIES = 256;
@@ -67,7 +67,7 @@ export function ditShapes(c: DitConfig): ShapeSpec {
 }
 
 /** The embedded model's graph; its output is the predicted velocity. */
-export type DitGraph = DenoiserGraph;
+export type DitGraph = ClassConditionalGraph;
 
 export class Dit {
   readonly #graphs = new GraphCache<DitGraph>();

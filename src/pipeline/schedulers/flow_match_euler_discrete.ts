@@ -21,11 +21,15 @@ export const flowMatchEulerDiscreteConfigSchema = z.looseObject({
 
 export type FlowMatchEulerDiscreteConfig = z.output<typeof flowMatchEulerDiscreteConfigSchema>;
 
-/** `mu` (set_timesteps(mu=...)) is read only with config.use_dynamic_shifting, and is required then. */
+/**
+ * `mu` (set_timesteps(mu=...)) is read only with config.use_dynamic_shifting, and is required then; `custom`
+ * sigmas (set_timesteps(sigmas=...)) replace the config's spacing before the shift, as FluxPipeline passes them.
+ */
 export function flowMatchEulerDiscreteSchedule(
   config: FlowMatchEulerDiscreteConfig,
   numInferenceSteps: number,
   mu: number | undefined,
+  custom?: readonly number[],
 ): Schedule {
   const trainSteps = config.num_train_timesteps;
   // __init__ shifts its float32 sigmas (unless shifting dynamically) and set_timesteps spaces the new sigmas
@@ -37,8 +41,12 @@ export function flowMatchEulerDiscreteSchedule(
       : f32(f32(shiftF32 * sigma) / f32(1 + f32(f32(config.shift - 1) * sigma)));
   const sigmaMax = initSigma(1);
   const sigmaMin = initSigma(f32(1 / trainSteps));
-  let sigmas = numpyLinspace(sigmaMax * trainSteps, sigmaMin * trainSteps, numInferenceSteps)
-    .map((t) => t / trainSteps);
+  // Custom sigmas arrive as a float32 array (np.array(sigmas).astype(np.float32)).
+  let sigmas = custom
+    ? custom.map(f32)
+    : numpyLinspace(sigmaMax * trainSteps, sigmaMin * trainSteps, numInferenceSteps).map((t) =>
+      t / trainSteps
+    );
   if (!config.use_dynamic_shifting) {
     sigmas = sigmas.map((s) => config.shift * s / (1 + (config.shift - 1) * s));
   } else {

@@ -35,6 +35,8 @@ export interface Schedule {
 export interface ScheduleOptions {
   /** FLUX-style dynamic shifting: passed as set_timesteps(mu=...) when the config has use_dynamic_shifting. */
   mu?: number;
+  /** Flow matching: the pipeline's own sigmas, set_timesteps(sigmas=...), one per step (FluxPipeline's). */
+  sigmas?: readonly number[];
   /** DDIM's eta (default 0). */
   eta?: number;
 }
@@ -100,11 +102,16 @@ const BUILDERS: Record<string, ScheduleBuilder> = {
   EulerDiscreteScheduler: builder(eulerDiscreteConfigSchema, eulerDiscreteSchedule),
   FlowMatchEulerDiscreteScheduler: builder(
     flowMatchEulerDiscreteConfigSchema,
-    (config, steps, { mu }, path) => {
+    (config, steps, { mu, sigmas }, path) => {
       if (config.use_dynamic_shifting && !Number.isFinite(mu)) {
         throw new SchedulerConfigError(`${path}: use_dynamic_shifting needs the pipeline's mu; got ${mu}`);
       }
-      return flowMatchEulerDiscreteSchedule(config, steps, mu);
+      if (sigmas && sigmas.length !== steps) {
+        throw new SchedulerConfigError(
+          `${path}: ${sigmas.length} sigmas for ${steps} steps; give one per step`,
+        );
+      }
+      return flowMatchEulerDiscreteSchedule(config, steps, mu, sigmas);
     },
   ),
 };
