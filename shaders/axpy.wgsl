@@ -1,4 +1,4 @@
-// algorithm: out = beta * y + alpha * x, one streaming pass over equal-size x and y (BLAS axpby, out of
+// algorithm: out = beta * y + alpha * x + constant, one streaming pass over equal-size x and y (BLAS axpby, out of
 // place or into y). Cache strategies run it every step: residual = output - input (alpha -1), hidden += residual
 // (alpha 1). `Elem` is vec4<f32> when the size is a multiple of 4 (a quarter of the loads and stores, each
 // one bounds-checked per SIMD lane on llvmpipe) and f32 otherwise; src/ops/axpy.ts appends the alias.
@@ -13,6 +13,7 @@ struct Params {
   count: u32, // Elems of x, y and out
   alpha: f32,
   beta: f32,
+  constant: f32, // 0 but for affine maps of one tensor (FLUX's latent shift)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<Elem>;         // [count]
@@ -35,7 +36,7 @@ fn main(
       } else {
         base = y[e];
       }
-      out[e] = p.beta * base + p.alpha * x[e];
+      out[e] = p.beta * base + p.alpha * x[e] + p.constant;
     }
   }
 }

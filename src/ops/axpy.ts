@@ -1,4 +1,4 @@
-// out = beta * y + alpha * x (shaders/axpy.wgsl, BLAS axpby): a single cheap dispatch that cache strategies
+// out = beta * y + alpha * x (+ a constant) (shaders/axpy.wgsl, BLAS axpby): a single cheap dispatch that cache strategies
 // run every step, for residual = output - input (alpha -1) and hidden = hidden + residual (alpha 1). The
 // coefficients live in the dispatch's uniform and can be rewritten between submits, so TaylorSeer's
 // step-dependent weights reuse one pipeline and bind group.
@@ -42,6 +42,8 @@ export interface AxpyOptions {
   alpha: number;
   /** Weight of y (default 1). */
   beta?: number;
+  /** Added to every element (default 0): FLUX's latents / scaling_factor + shift_factor. */
+  constant?: number;
   /** Write into this tensor (shape of y) instead of a new one. */
   out?: Tensor;
   /** y = y + alpha * x, y bound once read_write (default false). */
@@ -93,8 +95,8 @@ export interface AxpyOp extends ElementwiseOp {
   setCoefficients(alpha: number, beta?: number): void;
 }
 
-const uniformOf = (count: number, alpha: number, beta: number) =>
-  packUniform([["u32", count], ["f32", alpha], ["f32", beta]]);
+const uniformOf = (count: number, alpha: number, beta: number, constant: number) =>
+  packUniform([["u32", count], ["f32", alpha], ["f32", beta], ["f32", constant]]);
 
 /**
  * to = from as a dispatch (axpy with beta 0): unlike a buffer copy it can be made conditional (indirect), as
@@ -126,7 +128,7 @@ export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions
       kernel,
       [x, inPlace ? x : y, out], // in place, x stands in for the unread y binding
       flatGrid(ctx.gpu, groups(count, WG * ITEMS)),
-      uniformOf(count, options.alpha, options.beta ?? 1),
+      uniformOf(count, options.alpha, options.beta ?? 1, options.constant ?? 0),
     ),
   ];
   const uniform = dispatches[0].uniform!;
@@ -136,7 +138,7 @@ export function axpy(ctx: GpuContext, x: Tensor, y: Tensor, options: AxpyOptions
     out,
     setCoefficients(alpha: number, beta = 1) {
       checkCoefficients(`x ${formatShape(x.shape)}, y ${formatShape(y.shape)}`, alpha, beta);
-      ctx.gpu.device.queue.writeBuffer(uniform, 0, uniformOf(count, alpha, beta));
+      ctx.gpu.device.queue.writeBuffer(uniform, 0, uniformOf(count, alpha, beta, options.constant ?? 0));
     },
     release() {
       if (owned) out.release();

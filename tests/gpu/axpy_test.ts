@@ -76,6 +76,25 @@ gpuTest("axpy with beta, and setCoefficients rewriting both weights between subm
   ty.release();
 });
 
+gpuTest(
+  "axpy with a constant: one tensor's affine map, x / s + c (FLUX's latent shift), odd and vec4 sizes",
+  async (ctx) => {
+    for (const size of [7, 64]) {
+      const x = randn(size, 5);
+      const tx = ctx.pool.upload(x, [size]);
+      const op = axpy(ctx, tx, tx, { alpha: 1 / 0.3611, beta: 0, constant: 0.1159 });
+      assertClose(
+        await runAndRead(ctx, op.dispatches, op.out),
+        ref.axpy(x, x, 1 / 0.3611, 0, 0.1159),
+        TOL,
+        `size ${size}`,
+      );
+      op.release();
+      tx.release();
+    }
+  },
+);
+
 gpuTest("axpy residual round trip: residual = out - in, then in + residual restores out", async (ctx) => {
   const shape = [2, 49, 33];
   const before = randn(2 * 49 * 33, 20);
