@@ -12,6 +12,11 @@
 // Joint (FLUX dual stream) attention: the attended sequence is the text tokens then the image tokens, each
 // stream read through its own q/k/v views; the output holds the rows in that order. The kernel without a
 // text stream is generated without the text key loop, and its text bindings repeat the image ones.
+// One stream may also be masked (generated only when asked; without them the text is the plain kernel's):
+// causal (CLIP's text encoder): row n attends keys j <= n; the key loop stops after the workgroup's last row
+// and later keys score NO_SCORE, whose weight exp(NO_SCORE - m) is exactly 0 (key 0 always counts, so m is
+// finite by then). score_bias (T5's relative position bias): bias[h, n, j] is added to the scaled score.
+// Without a bias its binding repeats the image q view (never read).
 // The register tile and the key loops are generated per head dim (src/ops/flash_attention_wgsl.ts): it
 // defines D4 (vec4s per head), RL (rows per lane), WG (lanes) and the entry point `main`; this file holds
 // what does not depend on them.
@@ -48,7 +53,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> k_image: array<vec4<f32>>; // view [batch, Ni, heads, D]
 @group(0) @binding(5) var<storage, read> v_image: array<vec4<f32>>; // view [batch, Ni, heads, D]
 @group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>; // [batch, Nt + Ni, heads * D]
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(7) var<storage, read> score_bias: array<f32>;     // [heads, Ni, Ni] (one stream)
+@group(0) @binding(8) var<uniform> p: Params;
 
 // First vec4 of head h of token n of batch entry b in a view of `tokens` rows per batch entry.
 fn view_at(offset: u32, stride: u32, tokens: u32, b: u32, n: u32, h: u32) -> u32 {

@@ -12,6 +12,7 @@
 // the entry point `main`; this file holds what does not
 // depend on the tiling. Epilogue per output element, chosen by uniform flags (one pipeline for all):
 //   v = acc (+ bias[c]); v = act(v); v *= gate[...] (gated); out[o] = v, or out[o] += v (accumulate).
+// A gate view of one vector per row (rows_per_gate 1, stride N) is an elementwise product (T5's gated GELU).
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_ACCUMULATE: u32 = 2u;
@@ -19,6 +20,8 @@ const FLAG_GATE: u32 = 4u;
 const ACT_GELU_TANH: u32 = 1u;
 const ACT_SILU: u32 = 2u;
 const ACT_RELU: u32 = 3u;
+const ACT_QUICK_GELU: u32 = 4u;
+const ACT_GELU_ERF: u32 = 5u;
 
 struct Params {
   rows: u32,             // M: rows of x per batch entry (all folded rows when W is shared)
@@ -41,6 +44,26 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;  // [batch * M rows, N] at out_offset, out_row_stride
 @group(0) @binding(5) var<uniform> p: Params;
 
+// CLIP's quick_gelu: x * sigmoid(1.702 x).
+fn quick_gelu(x: f32) -> f32 {
+  return x / (1.0 + exp(-1.702 * x));
+}
+
+// erfc(z) for z >= 0, Numerical Recipes' erfcc (W. H. Press et al.): fractional error < 1.2e-7 everywhere,
+// so the negative tail of GELU keeps its relative precision too. exp() underflows to 0 for large z.
+fn erfc_nonnegative(z: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(-z * z + poly);
+}
+
+// PyTorch's exact GELU: 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2).
+fn gelu_erf(x: f32) -> f32 {
+  let c = erfc_nonnegative(abs(x) * 0.7071067811865476);
+  return 0.5 * x * select(2.0 - c, c, x < 0.0);
+}
+
 fn activate(v: f32) -> f32 {
   switch p.activation {
     case ACT_GELU_TANH: {
@@ -51,6 +74,12 @@ fn activate(v: f32) -> f32 {
     }
     case ACT_RELU: {
       return max(v, 0.0);
+    }
+    case ACT_QUICK_GELU: {
+      return quick_gelu(v);
+    }
+    case ACT_GELU_ERF: {
+      return gelu_erf(v);
     }
     default: {
       return v;

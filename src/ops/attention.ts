@@ -1,8 +1,8 @@
 // Multi-head softmax attention out = softmax(q k^T * scale) v over strided q/k/v views, so q, k and v are read
 // straight out of a fused qkv projection. flashAttention (shaders/flash_attention.wgsl + the generated tile
 // of src/ops/flash_attention_wgsl.ts) never materialises the [N, N] scores and optionally attends a text
-// stream and an image stream jointly (FLUX dual stream); naiveAttention (shaders/attention_naive.wgsl) is
-// the three-kernel baseline of the bench.
+// stream and an image stream jointly (FLUX dual stream), or masks one stream (causal, an additive score
+// bias); naiveAttention (shaders/attention_naive.wgsl) is the three-kernel baseline of the bench.
 import type { GpuContext } from "../gpu/context.ts";
 import {
   bindKernel,
@@ -18,7 +18,9 @@ import { checkRowView, type RowView } from "./row_view.ts";
 
 const FLASH = "flash_attention";
 const NAIVE = "attention_naive";
-const FLASH_BINDINGS = ["read", "read", "read", "read", "read", "read", "read_write", "uniform"] as const;
+const QKV_BINDINGS = ["read", "read", "read"] as const;
+/** Text q, k, v; image q, k, v; out; score bias; uniform. */
+const FLASH_BINDINGS = [...QKV_BINDINGS, ...QKV_BINDINGS, "read_write", "read", "uniform"] as const;
 const NAIVE_BINDINGS = ["read", "read", "read", "read_write", "read_write", "uniform"] as const;
 /** Naive kernels: 16x16 invocations per workgroup (scores and weighted sums), 256 rows (softmax). */
 const NAIVE_WG = 16;
@@ -65,6 +67,13 @@ export interface FlashAttentionOptions {
   scale?: number;
   /** Joint attention: these tokens come before the image tokens in the attended sequence and the output. */
   text?: QkvViews;
+  /** Row n attends keys j <= n only (CLIP's text encoder). Not with `text`. */
+  causal?: boolean;
+  /**
+   * f32 [heads, N, N] added to the scaled scores before the softmax, the same for every batch entry (T5's
+   * relative position bias). Not with `text`.
+   */
+  scoreBias?: Tensor;
   /** Write into this [batch, Nt + Ni, heads * headDim] tensor instead of a new one. */
   out?: Tensor;
   /** Overrides the default tiling; for benchmarks. */
@@ -149,6 +158,25 @@ function checkOut(kernel: string, out: Tensor, shape: number[], inputs: readonly
   }
 }
 
+/** The masks apply to one stream; the bias must be f32 [heads, N, N] and is bound read-only. */
+function checkMasks(options: FlashAttentionOptions, dims: AttentionDims, tokens: number): void {
+  const { scoreBias: bias, text, out } = options;
+  if (text && (options.causal || bias)) {
+    throw new KernelError(FLASH, "causal and scoreBias apply to one stream: not with a joint text stream");
+  }
+  if (!bias) return;
+  const shape = [dims.heads, tokens, tokens];
+  if (bias.dtype !== "f32" || bias.shape.join() !== shape.join()) {
+    throw new KernelError(
+      FLASH,
+      `scoreBias ${formatShape(bias.shape)} ${bias.dtype} must be f32 ${formatShape(shape)} [heads, N, N]`,
+    );
+  }
+  if (out && bias.buffer === out.buffer) {
+    throw new KernelError(FLASH, "out shares the buffer of scoreBias, which is bound read-only");
+  }
+}
+
 /** Generated text must stay small enough to compile: the bench's overrides are checked like inputs. */
 function checkTiling(ctx: GpuContext, tiling: FlashAttentionTiling | undefined): void {
   if (!tiling) return;
@@ -171,9 +199,9 @@ function vec4View(view: RowView): [["u32", number], ["u32", number]] {
 }
 
 /**
- * softmax(q k^T * scale) v for every (batch, head), online softmax over key blocks; with options.text the
- * attended sequence (and the output) is the text tokens then the image tokens. Checks everything before
- * allocating or binding anything.
+ * softmax(q k^T * scale [+ scoreBias], causal) v for every (batch, head), online softmax over key blocks;
+ * with options.text the attended sequence (and the output) is the text tokens then the image tokens. Checks
+ * everything before allocating or binding anything.
  */
 export function flashAttention(
   ctx: GpuContext,
@@ -186,6 +214,7 @@ export function flashAttention(
   const text = options.text;
   checkStream(FLASH, "image ", image, dims);
   if (text) checkStream(FLASH, "text ", text, dims);
+  checkMasks(options, dims, image.tokens);
   checkTiling(ctx, options.tiling);
   const textTokens = text?.tokens ?? 0;
   const outShape = [dims.batch, textTokens + image.tokens, dims.heads * dims.headDim];
@@ -195,7 +224,11 @@ export function flashAttention(
   const tiling = options.tiling ?? flashAttentionTiling(dims.headDim);
   const kernel = ctx.kernels.get({
     name: FLASH,
-    source: flashAttentionShader(dims.headDim, tiling, text !== undefined),
+    source: flashAttentionShader(dims.headDim, tiling, {
+      joint: text !== undefined,
+      causal: options.causal ?? false,
+      scoreBias: options.scoreBias !== undefined,
+    }),
     bindings: FLASH_BINDINGS,
   });
   // Without a text stream its bindings repeat the image views (never read: text_tokens is 0).
@@ -221,9 +254,11 @@ export function flashAttention(
   const inputs = [textViews.q, textViews.k, textViews.v, image.q, image.k, image.v].map((view) =>
     view.tensor
   );
+  // Without a bias its binding repeats the image q view (never read).
+  const scoreBias = options.scoreBias ?? image.q.tensor;
   let dispatches: Dispatch[];
   try {
-    dispatches = [bindKernel(ctx.gpu, kernel, [...inputs, out], grid, uniform)];
+    dispatches = [bindKernel(ctx.gpu, kernel, [...inputs, out, scoreBias], grid, uniform)];
   } catch (e) {
     if (!options.out) out.release();
     throw e;

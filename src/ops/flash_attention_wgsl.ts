@@ -14,6 +14,16 @@ export interface FlashAttentionTiling {
 
 type Stream = "text" | "image";
 
+/** What the kernel is generated for: a joint text stream, or masks on a single stream. */
+export interface FlashAttentionVariant {
+  /** Walk the text keys before the image keys (FLUX dual stream). */
+  joint: boolean;
+  /** Row n attends keys j <= n only. */
+  causal: boolean;
+  /** Add score_bias[h, n, j] to every score. */
+  scoreBias: boolean;
+}
+
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
@@ -37,24 +47,31 @@ function queryRow(r: number, vec4s: number): string[] {
   ];
 }
 
+/** Score of row slot r against key j: the dot product, biased and masked as the variant asks. */
+function score(r: number, variant: FlashAttentionVariant): string {
+  const dot = `a${r}.x + a${r}.y + a${r}.z + a${r}.w`;
+  const biased = variant.scoreBias ? `${dot} + score_bias[bias_row${r} + j]` : dot;
+  return variant.causal ? `select(${biased}, NO_SCORE, j > n${r})` : biased;
+}
+
 /**
  * The online-softmax walk over every key of one stream for the (b, h) of the workgroup: per key, load its
  * k and v rows once, then for each row slot: score, new running max, rescale factor, weight.
  */
-function keyLoop(stream: Stream, vec4s: number, rows: number): string[] {
+function keyLoop(stream: Stream, vec4s: number, rows: number, variant: FlashAttentionVariant): string[] {
   const tokens = `p.${stream}_tokens`;
   const dims = range(vec4s);
   const slots = range(rows);
   const rowOf = (tensor: "k" | "v") =>
     `    let ${tensor}j = view_at(p.${tensor}_${stream}_offset, p.${tensor}_${stream}_stride, ${tokens}, b, j, h);`;
   return [
-    `  for (var j = 0u; j < ${tokens}; j++) {`,
+    `  for (var j = 0u; j < ${variant.causal ? "key_end" : tokens}; j++) {`,
     rowOf("k"),
     ...dims.map((i) => `    let k${i} = k_${stream}[kj + ${i}u];`),
     ...slots.flatMap((r) => [
       `    var a${r} = q${r}_0 * k0;`,
       ...dims.slice(1).map((i) => `    a${r} = fma(q${r}_${i}, k${i}, a${r});`),
-      `    let s${r} = a${r}.x + a${r}.y + a${r}.z + a${r}.w;`,
+      `    let s${r} = ${score(r, variant)};`,
       `    let m${r}_next = max(m${r}, s${r});`,
       `    let rescale${r} = exp(m${r} - m${r}_next);`,
       `    let w${r} = exp(s${r} - m${r}_next);`,
@@ -70,11 +87,29 @@ function keyLoop(stream: Stream, vec4s: number, rows: number): string[] {
   ];
 }
 
+/** Per-workgroup bounds of the masks: the causal key loop's end and each slot's first bias element. */
+function maskBounds(slots: number[], variant: FlashAttentionVariant): string[] {
+  return [
+    ...(variant.causal
+      ? [
+        "  // No row of this workgroup attends a key past its last row.",
+        "  let key_end = min(total, (wid.x + 1u) * RL * WG);",
+      ]
+      : []),
+    ...(variant.scoreBias ? slots.map((r) => `  let bias_row${r} = (h * total + n${r}) * total;`) : []),
+  ];
+}
+
 /**
- * Full WGSL of the flash attention kernel for `headDim` (a multiple of 4); `joint` adds the walk over the
- * text keys (without it the text bindings are never read).
+ * Full WGSL of the flash attention kernel for `headDim` (a multiple of 4). `joint` adds the walk over the
+ * text keys (without it the text bindings are never read); `causal` and `scoreBias` (single stream only)
+ * mask the image keys.
  */
-export function flashAttentionShader(headDim: number, tiling: FlashAttentionTiling, joint: boolean): string {
+export function flashAttentionShader(
+  headDim: number,
+  tiling: FlashAttentionTiling,
+  variant: FlashAttentionVariant,
+): string {
   const vec4s = headDim / 4;
   const slots = range(tiling.rowsPerLane);
   const lines = [
@@ -92,8 +127,9 @@ export function flashAttentionShader(headDim: number, tiling: FlashAttentionTili
     ...slots.map((r) => `  let row${r} = (wid.x * RL + ${r}u) * WG + lid;`),
     ...slots.map((r) => `  let n${r} = min(row${r}, total - 1u);`),
     ...slots.flatMap((r) => queryRow(r, vec4s)),
-    ...(joint ? keyLoop("text", vec4s, tiling.rowsPerLane) : []),
-    ...keyLoop("image", vec4s, tiling.rowsPerLane),
+    ...maskBounds(slots, variant),
+    ...(variant.joint ? keyLoop("text", vec4s, tiling.rowsPerLane, variant) : []),
+    ...keyLoop("image", vec4s, tiling.rowsPerLane, variant),
     ...slots.flatMap((r) => [
       `  if (row${r} < total) {`,
       `    let at = out_at(b, row${r}, h);`,

@@ -1,6 +1,7 @@
 // Linear layer y = x W^T + b (PyTorch Linear layout) with a fused epilogue (shaders/linear.wgsl + the
 // generated tile of src/ops/linear_wgsl.ts): optional activation, and optional accumulation into an existing
-// tensor, gated per sample for DiT's adaLN-Zero residual: out += gate[sample] * act(x W^T + b).
+// tensor, gated per sample for DiT's adaLN-Zero residual: out += gate[sample] * act(x W^T + b), or times a
+// tensor of the output's shape for T5's gated GELU: out = gelu(x wi_0^T) * (x wi_1^T).
 import type { GpuContext } from "../gpu/context.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
@@ -14,9 +15,10 @@ const BINDINGS = ["read", "read", "read", "read", "read_write", "uniform"] as co
 const FLAG_BIAS = 1;
 const FLAG_ACCUMULATE = 2;
 const FLAG_GATE = 4;
-const ACTIVATIONS = { none: 0, gelu_tanh: 1, silu: 2, relu: 3 } as const;
+const ACTIVATIONS = { none: 0, gelu_tanh: 1, silu: 2, relu: 3, quick_gelu: 4, gelu_erf: 5 } as const;
 
-export type Activation = "gelu_tanh" | "silu" | "relu";
+/** quick_gelu: x * sigmoid(1.702 x) (CLIP); gelu_erf: PyTorch's exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
+export type Activation = Exclude<keyof typeof ACTIVATIONS, "none">;
 
 /**
  * Tilings by adapter kind. llvmpipe, 1024^3 (src/cli/bench/matmul.ts): 8x8 per lane 8.2 GFLOP/s and 0.3 s to
@@ -71,6 +73,8 @@ export interface LinearOptions {
   accumulate?: boolean;
   /** out += gate * result (needs `out`; implies accumulate). */
   gate?: GateView;
+  /** [..., M, N] f32: result * multiply, elementwise (accumulated only with `accumulate`). Not with `gate`. */
+  multiply?: Tensor;
   /** Overrides linearTiling(); for benchmarks. */
   tiling?: LinearTiling;
 }
@@ -122,6 +126,7 @@ function checkOperands(x: Tensor, w: Tensor, layout: Layout, options: LinearOpti
     ["W", w],
     ["bias", options.bias],
     ["gate", options.gate?.tensor],
+    ["multiply", options.multiply],
     ["out", options.out?.tensor],
   ];
   if (!isWeightDType(w.dtype)) {
@@ -138,8 +143,16 @@ function checkOperands(x: Tensor, w: Tensor, layout: Layout, options: LinearOpti
       `${shapes}: bias ${formatShape(options.bias.shape)} must be [N] = [${layout.cols}]`,
     );
   }
+  const { multiply } = options;
+  if (multiply && (options.gate || multiply.size !== layout.batch * layout.rows * layout.cols)) {
+    throw new KernelError(
+      KERNEL,
+      `${shapes}: multiply ${formatShape(multiply.shape)} must hold the ${layout.batch * layout.rows} x ` +
+        `${layout.cols} outputs, and comes without a gate (both are bound as the gate)`,
+    );
+  }
   const out = options.out?.tensor;
-  for (const [name, t] of named.slice(0, 4)) {
+  for (const [name, t] of named.slice(0, -1)) {
     if (t && out && t.buffer === out.buffer) {
       throw new KernelError(KERNEL, `${shapes}: ${name} shares out's buffer, which is bound read_write`);
     }
@@ -207,7 +220,7 @@ function checkGateView(x: Tensor, w: Tensor, gate: GateView, totalRows: number, 
 /**
  * y = act(x W^T + b) for x [..., K] (leading dims fold into rows) and W [N, K], or x [batch, M, K] and
  * W [batch, N, K] (batch on workgroup z); written to a new [..., M, N] tensor or into options.out, plain,
- * accumulated or gated. Checks everything before allocating or binding anything.
+ * accumulated, gated or multiplied. Checks everything before allocating or binding anything.
  */
 export function linear(ctx: GpuContext, x: Tensor, w: Tensor, options: LinearOptions = {}): Linear {
   const layout = checkLayout(x, w);
@@ -220,10 +233,11 @@ export function linear(ctx: GpuContext, x: Tensor, w: Tensor, options: LinearOpt
   }
   const view = options.out && checkOutputView(x, w, options.out, totalRows, cols);
   if (options.gate) checkGateView(x, w, options.gate, totalRows, cols);
+  // multiply is the gate view of one vector per output row.
+  const gate = options.gate ??
+    (options.multiply && { tensor: options.multiply, offset: 0, stride: cols, rowsPerGate: 1 });
   const outShape = [...x.shape.slice(0, -1), cols];
-  const bound = [x, w, options.bias, options.gate?.tensor, options.out?.tensor].filter((t) =>
-    t !== undefined
-  );
+  const bound = [x, w, options.bias, gate?.tensor, options.out?.tensor].filter((t) => t !== undefined);
   checkLimits(
     ctx.gpu,
     x,
@@ -251,7 +265,7 @@ export function linear(ctx: GpuContext, x: Tensor, w: Tensor, options: LinearOpt
   });
   const kDepth = vec4 ? depth / 4 : depth;
   const flags = (options.bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0) |
-    (options.gate ? FLAG_GATE : 0);
+    (gate ? FLAG_GATE : 0);
   const uniform = packUniform([
     ["u32", rows],
     ["u32", cols],
@@ -261,16 +275,16 @@ export function linear(ctx: GpuContext, x: Tensor, w: Tensor, options: LinearOpt
     ["u32", view?.rowStride ?? cols],
     ["u32", flags],
     ["u32", ACTIVATIONS[options.activation ?? "none"]],
-    ["u32", options.gate?.offset ?? 0],
-    ["u32", options.gate?.stride ?? 0],
-    ["u32", options.gate?.rowsPerGate ?? 1],
+    ["u32", gate?.offset ?? 0],
+    ["u32", gate?.stride ?? 0],
+    ["u32", gate?.rowsPerGate ?? 1],
   ]);
   const out = options.out?.tensor ?? ctx.pool.tensor(outShape);
   // Unused bias and gate bindings hold W: a buffer may back several read-only bindings of one dispatch.
   const dispatch = bindKernel(
     ctx.gpu,
     kernel,
-    [x, w, options.bias ?? w, options.gate?.tensor ?? w, out],
+    [x, w, options.bias ?? w, gate?.tensor ?? w, out],
     grid,
     uniform,
   );

@@ -20,16 +20,26 @@ interface Stream extends HostQkv {
   first: number;
 }
 
+export interface HostAttentionOptions {
+  scale?: number;
+  text?: HostQkv;
+  /** Row n attends keys j <= n of the attended sequence only. */
+  causal?: boolean;
+  /** [heads, N, N] (N = Nt + Ni) added to the scaled scores. */
+  scoreBias?: ArrayLike<number>;
+}
+
 /**
- * softmax(q k^T * scale) v -> [batch, Nt + Ni, heads * headDim]; with options.text the attended sequence is
- * the text tokens then the image tokens, in that order.
+ * softmax(q k^T * scale [+ scoreBias], causal) v -> [batch, Nt + Ni, heads * headDim]; with options.text the
+ * attended sequence is the text tokens then the image tokens, in that order.
  */
 export function flashAttention(
   image: HostQkv,
   dims: AttentionDims,
-  options: { scale?: number; text?: HostQkv } = {},
+  options: HostAttentionOptions = {},
 ): Float32Array {
   const { batch, heads, headDim } = dims;
+  const { causal, scoreBias } = options;
   const scale = options.scale ?? 1 / Math.sqrt(headDim);
   const textTokens = options.text?.tokens ?? 0;
   const total = textTokens + image.tokens;
@@ -46,12 +56,15 @@ export function flashAttention(
       for (const qs of streams) {
         for (let i = 0; i < qs.tokens; i++) {
           const qi = at(qs.q, qs.tokens, b, i, h);
+          const row = qs.first + i;
           for (const ks of streams) {
             for (let j = 0; j < ks.tokens; j++) {
               const kj = at(ks.k, ks.tokens, b, j, h);
+              const key = ks.first + j;
               let dot = 0;
               for (let d = 0; d < headDim; d++) dot += qs.q.data[qi + d] * ks.k.data[kj + d];
-              scores[ks.first + j] = dot * scale;
+              const bias = scoreBias ? scoreBias[(h * total + row) * total + key] : 0;
+              scores[key] = causal && key > row ? -Infinity : dot * scale + bias;
             }
           }
           const top = scores.reduce((a, s) => Math.max(a, s), -Infinity);
@@ -65,7 +78,7 @@ export function flashAttention(
               for (let d = 0; d < headDim; d++) acc[d] += weight * vs.v.data[vj + d];
             }
           }
-          const o = ((b * total + qs.first + i) * heads + h) * headDim;
+          const o = ((b * total + row) * heads + h) * headDim;
           for (let d = 0; d < headDim; d++) out[o + d] = acc[d] / sum;
         }
       }

@@ -21,10 +21,33 @@ export interface LinearRefOptions {
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
+/**
+ * erf in float64 (JavaScript has none): its Maclaurin series for |x| <= 3 (terms peak near 200, so ~1e-14
+ * absolute), and beyond, 1 - erfc from erfc's continued fraction e^-x^2 / sqrt(pi) / (x + (1/2) / (x + 1 /
+ * (x + (3/2) / ...))), 60 levels deep (erfc(3) = 2e-5 already).
+ */
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  if (z > 3) {
+    let tail = 0;
+    for (let k = 60; k >= 1; k--) tail = k / 2 / (z + tail);
+    return Math.sign(x) * (1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + tail));
+  }
+  let term = z;
+  let sum = z;
+  for (let n = 1; Math.abs(term) > 1e-17; n++) {
+    term *= -z * z / n;
+    sum += term / (2 * n + 1);
+  }
+  return Math.sign(x) * 2 / Math.sqrt(Math.PI) * sum;
+}
+
 export function activate(v: number, activation?: Activation): number {
   if (activation === "gelu_tanh") return 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v ** 3)));
   if (activation === "silu") return v / (1 + Math.exp(-v));
   if (activation === "relu") return Math.max(v, 0);
+  if (activation === "quick_gelu") return v / (1 + Math.exp(-1.702 * v));
+  if (activation === "gelu_erf") return 0.5 * v * (1 + erf(v / Math.SQRT2));
   return v;
 }
 

@@ -41,6 +41,11 @@ const QKV_WIDTH = 3 * ATTENTION.heads * ATTENTION.headDim;
 const qkvViews = (offsets: number[]) =>
   offsets.map((i) => ({ offset: i * QKV_WIDTH / 3, rowStride: QKV_WIDTH }));
 
+/** A text encoder's masked single stream: CLIP's causal rows and T5's score bias, in one tiny kernel. */
+const MASKED_ATTENTION = { batch: 1, heads: 2, headDim: 8 };
+const MASKED_WIDTH = 3 * MASKED_ATTENTION.heads * MASKED_ATTENTION.headDim;
+const maskedViews = [0, 1, 2].map((i) => ({ offset: i * MASKED_WIDTH / 3, rowStride: MASKED_WIDTH }));
+
 const ROPE_AXES: RopeAxes = { axesDim: [4, 6, 6], theta: 10000 };
 /** 5 tokens x 3 axes: distinct positions on every axis, angles up to 14 rad. */
 const ROPE_IDS = Float32Array.from({ length: 15 }, (_, i) => i);
@@ -136,6 +141,29 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
       }),
     tolerance: 2e-5,
   }),
+  // x [2, 5, 16] W [24, 16]: quick_gelu(x W^T + b) * y elementwise (T5's gated feed-forward path with CLIP's
+  // activation): 16 products of |.| < 1 and an exp, then one product, as the case above.
+  selfCheckCase({
+    kernel: "linear quick_gelu, times a tensor",
+    inputs: { x: [2, 5, 16], w: [24, 16], bias: [24], y: [2, 5, 24] },
+    build: (ctx, t) => linear(ctx, t.x, t.w, { bias: t.bias, activation: "quick_gelu", multiply: t.y }),
+    reference: (v) =>
+      linearRef.linear(v.x, v.w, { rows: 10, cols: 24, depth: 16 }, {
+        bias: v.bias,
+        activation: "quick_gelu",
+        gate: { values: v.y, offset: 0, stride: 24, rowsPerGate: 1 },
+      }),
+    tolerance: 2e-5,
+  }),
+  // PyTorch's erf GELU through the erfc approximation (fractional error < 1.2e-7) on outputs |.| < ~4.
+  selfCheckCase({
+    kernel: "linear gelu_erf",
+    inputs: { x: [2, 5, 16], w: [24, 16] },
+    build: (ctx, t) => linear(ctx, t.x, t.w, { activation: "gelu_erf" }),
+    reference: (v) =>
+      linearRef.linear(v.x, v.w, { rows: 10, cols: 24, depth: 16 }, { activation: "gelu_erf" }),
+    tolerance: 2e-5,
+  }),
   // Online against two-pass softmax over 7 keys of |score| < 6: a few ulp of outputs |.| < 1.
   selfCheckCase({
     kernel: "flash_attention",
@@ -147,6 +175,26 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     reference: (v) => {
       const [q, k, vv] = qkvViews([0, 1, 2]).map((view) => ({ data: v.qkv, ...view }));
       return attentionRef.flashAttention({ q, k, v: vv, tokens: 7 }, ATTENTION);
+    },
+    tolerance: 1e-5,
+  }),
+  // Causal with a score bias, 7 tokens at head dim 8: scores |.| < 4, masked keys weigh exactly 0.
+  selfCheckCase({
+    kernel: "flash_attention causal, score bias",
+    inputs: { qkv: [1, 7, MASKED_WIDTH], bias: [MASKED_ATTENTION.heads, 7, 7] },
+    build: (ctx, t) => {
+      const [q, k, v] = maskedViews.map((view) => ({ tensor: t.qkv, ...view }));
+      return flashAttention(ctx, { q, k, v, tokens: 7 }, MASKED_ATTENTION, {
+        causal: true,
+        scoreBias: t.bias,
+      });
+    },
+    reference: (v) => {
+      const [q, k, vv] = maskedViews.map((view) => ({ data: v.qkv, ...view }));
+      return attentionRef.flashAttention({ q, k, v: vv, tokens: 7 }, MASKED_ATTENTION, {
+        causal: true,
+        scoreBias: v.bias,
+      });
     },
     tolerance: 1e-5,
   }),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { KernelError } from "../../src/gpu/kernel.ts";
-import type { Tensor } from "../../src/gpu/tensor.ts";
+import { Tensor } from "../../src/gpu/tensor.ts";
 import {
   type AttentionDims,
   flashAttention,
@@ -9,7 +9,11 @@ import {
   naiveAttention,
   type QkvViews,
 } from "../../src/ops/attention.ts";
-import { flashAttention as attentionRef, type HostQkv } from "../../src/ref/attention.ts";
+import {
+  flashAttention as attentionRef,
+  type HostAttentionOptions,
+  type HostQkv,
+} from "../../src/ref/attention.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { gpuTest, runAndRead } from "../support/gpu.ts";
 import { randn, rng } from "../support/random.ts";
@@ -53,17 +57,37 @@ async function runFlash(
   return got;
 }
 
-/** A fused qkv (random with seed `init`, or the given data) against the reference; returns the output. */
-async function checkFused(ctx: GpuContext, tokens: number, dims: AttentionDims, init: number | Float32Array) {
+/** Options of one stream, a score bias [heads, N, N] given as host data. */
+type MaskOptions = Pick<HostAttentionOptions, "scale" | "causal"> & { scoreBias?: Float32Array };
+
+/**
+ * A fused qkv (random with seed `init`, or the given data) against the reference; returns the output and
+ * the reference's output without the masks.
+ */
+async function checkFused(
+  ctx: GpuContext,
+  tokens: number,
+  dims: AttentionDims,
+  init: number | Float32Array,
+  options: MaskOptions = {},
+) {
   const data = typeof init === "number"
     ? randn(dims.batch * tokens * 3 * dims.heads * dims.headDim, init)
     : init;
   const stream = fusedQkv(ctx, data, tokens, dims);
-  const got = await runFlash(ctx, stream, dims);
+  const bias = options.scoreBias && ctx.pool.upload(options.scoreBias, [dims.heads, tokens, tokens]);
+  const got = await runFlash(ctx, stream, dims, { ...options, scoreBias: bias });
   stream.tensor.release();
-  const want = attentionRef(stream.host, dims);
+  bias?.release();
+  const want = attentionRef(stream.host, dims, options);
   assertClose(got, want, TOL, `attention [${dims.batch}, ${tokens}, ${dims.heads}x${dims.headDim}]`);
-  return { got, data };
+  return { got, data, unmasked: attentionRef(stream.host, dims, { scale: options.scale }) };
+}
+
+/** Asserts that the masks moved the output: one dropped mask term is off by far more than TOL. */
+function assertMasked(got: Float32Array, unmasked: Float32Array, what: string): void {
+  const moved = got.reduce((worst, v, i) => Math.max(worst, Math.abs(v - unmasked[i])), 0);
+  assert.ok(moved > 1e-2, `${what}: the output equals attention without the mask (max |diff| ${moved})`);
 }
 
 gpuTest("flash_attention of 1 token returns its v row for every batch and head", async (ctx) => {
@@ -186,6 +210,36 @@ gpuTest(
   },
 );
 
+// Causal rows attend keys 0..n. 77 tokens at D=16 (CLIP's length): 4 rows per lane, one workgroup of 256
+// rows; 130 tokens at D=64: 2 rows per lane, two workgroups of 128, so the second's key loop runs past the
+// first's rows. Row 0 attends itself only: its output is its v row. Measured max |diff| 4.8e-7 in both.
+for (const [tokens, headDim] of [[77, 16], [130, 64]]) {
+  gpuTest(`flash_attention causal, ${tokens} tokens, B=2 H=3 D=${headDim}`, async (ctx) => {
+    const dims = { batch: 2, heads: 3, headDim };
+    const { got, data, unmasked } = await checkFused(ctx, tokens, dims, 80 + tokens, { causal: true });
+    assertMasked(got, unmasked, "causal");
+    const width = dims.heads * headDim;
+    assertClose(got.subarray(0, width), data.subarray(2 * width, 3 * width), TOL, "row 0 against its v");
+  });
+}
+
+// T5: no scale, a bias of std 2 (scores of std ~3.5 at D=8); and with the causal mask on top, at D=12.
+// Measured max |diff| 7.2e-7 and 1.0e-6.
+for (const [tokens, headDim, causal] of [[29, 8, false], [40, 12, true]] as const) {
+  gpuTest(
+    `flash_attention score bias [3, ${tokens}, ${tokens}], scale 1${
+      causal ? ", causal" : ""
+    }, B=2 D=${headDim}`,
+    async (ctx) => {
+      const dims = { batch: 2, heads: 3, headDim };
+      const scoreBias = randn(dims.heads * tokens * tokens, 90 + tokens, 2);
+      const options = { scale: 1, causal, scoreBias };
+      const { got, unmasked } = await checkFused(ctx, tokens, dims, 91 + tokens, options);
+      assertMasked(got, unmasked, "score bias");
+    },
+  );
+}
+
 gpuTest("attention_naive (bench baseline) matches the reference, 49 tokens, B=2 H=2 D=32", async (ctx) => {
   const dims = { batch: 2, heads: 2, headDim: 32 };
   const data = randn(2 * 49 * 3 * 64, 70);
@@ -203,6 +257,9 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
   const wrongOut = ctx.pool.tensor([2, 5, 64]);
   const q = ctx.pool.tensor([2, 5, 128]);
   const u32 = ctx.pool.tensor([3840], "u32");
+  const bias = ctx.pool.tensor([2, 5, 5]);
+  const out = ctx.pool.tensor([2, 5, 128]);
+  const biasInOut = new Tensor(out.buffer, [2, 5, 5], "f32", ctx.pool);
   const view = (offset: number, rowStride = 384) => ({ tensor: qkv, offset, rowStride });
   const good: QkvViews = { q: view(0), k: view(128), v: view(256), tokens: 5 };
   const before = ctx.pool.stats().buffersInUse;
@@ -249,6 +306,16 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
     flash(good, dims, { tiling: { rowsPerLane: 0, workgroupSize: 64 } }),
     /tiling rowsPerLane 0 must be an integer in 1\.\.8/,
   );
+  rejects(
+    flash(good, dims, { text: good, causal: true }),
+    /causal and scoreBias apply to one stream: not with a joint text stream/,
+  );
+  rejects(
+    flash(good, dims, { scoreBias: bias.view([2, 25]) }),
+    /scoreBias \[2, 25\] f32 must be f32 \[2, 5, 5\] \[heads, N, N\]/,
+  );
+  rejects(flash(good, dims, { scoreBias: u32.view([2, 5, 384]) }), /scoreBias \[2, 5, 384\] u32 must be f32/);
+  rejects(flash(good, dims, { scoreBias: biasInOut, out }), /out shares the buffer of scoreBias/);
   assert.equal(ctx.pool.stats().buffersInUse, before, "a rejected call must not allocate");
-  for (const t of [qkv, wrongOut, q, u32]) t.release();
+  for (const t of [qkv, wrongOut, q, u32, bias, out]) t.release();
 });

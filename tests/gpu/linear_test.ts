@@ -61,6 +61,8 @@ const CASES: Case[] = [
   { x: [37, 64], n: 70, bias: true, activation: "silu" },
   { x: [2, 49, 288], n: 64, bias: true, activation: "relu" }, // the CNN classifier's conv2 after im2col
   { x: [5, 21], n: 33, activation: "gelu_tanh" }, // thin tiling, scalar K
+  { x: [2, 77, 36], n: 101, bias: true, activation: "quick_gelu" }, // CLIP's fc1 in miniature
+  { x: [37, 33], n: 75, bias: true, activation: "gelu_erf" },
 ];
 
 for (const c of CASES) {
@@ -76,6 +78,18 @@ for (const c of CASES) {
     assertClose(got, want, TOL, "linear");
   });
 }
+
+// Each activation alone (x [241, 1] on a grid over -12..12, W = [[1]]), where a dot product adds no error:
+// f32 exp, tanh and erfc (fractional error < 1.2e-7) against float64, a few ulp of outputs |.| <= 12:
+// measured max |diff| 9.5e-7 (silu and quick_gelu near 12), 4.8e-7 for gelu_erf.
+gpuTest("linear activations on a grid of -12..12 match their float64 definitions", async (ctx) => {
+  const x = Float32Array.from({ length: 241 }, (_, i) => -12 + i / 10);
+  for (const activation of ["gelu_tanh", "silu", "relu", "quick_gelu", "gelu_erf"] as const) {
+    const got = await runLinear(ctx, x, [241, 1], Float32Array.of(1), [1, 1], { activation });
+    const want = x.map((v) => ref.activate(v, activation));
+    assertClose(got, want, { atol: 1e-6, rtol: 1e-6 }, activation);
+  }
+});
 
 gpuTest("linear batched W [3, 40, 36] and [2, 24, 9] matches reference per batch entry", async (ctx) => {
   for (const [batch, m, n, depth] of [[3, 20, 40, 36], [2, 11, 24, 9]]) {
@@ -120,6 +134,50 @@ gpuTest(
     op.release();
     assert.equal(tout.released, false, "release() must leave options.out alone");
     for (const t of [tx, tw, tb, tout, tmod]) t.release();
+  },
+);
+
+gpuTest(
+  "linear times a tensor: gelu_tanh(x W^T) * y (T5's gated GELU) into a view, then accumulated",
+  async (ctx) => {
+    const [rows, depth, n, width] = [29, 37, 53, 60];
+    const x = randn(rows * depth, 19);
+    const w = randn(n * depth, 20);
+    const y = randn(rows * n, 21);
+    const before = randn(rows * width, 22);
+    const tx = ctx.pool.upload(x, [rows, depth]);
+    const tw = ctx.pool.upload(w, [n, depth]);
+    const ty = ctx.pool.upload(y, [rows, n]);
+    const tout = ctx.pool.upload(before, [rows, width]);
+    // The reference's gate of one vector per row is the elementwise product.
+    const product = { values: y, offset: 0, stride: n, rowsPerGate: 1 };
+    const dims = { rows, cols: n, depth };
+    const plain = linear(ctx, tx, tw, { activation: "gelu_tanh", multiply: ty });
+    const got = await runAndRead(ctx, plain.dispatches, plain.out);
+    assertClose(got, ref.linear(x, w, dims, { activation: "gelu_tanh", gate: product }), TOL, "multiplied");
+    plain.release();
+    // Accumulated into columns 0..n of a wider tensor: rowStride does not move the product's rows.
+    const onto = linear(ctx, tx, tw, {
+      activation: "gelu_tanh",
+      multiply: ty,
+      out: { tensor: tout, rowStride: width },
+      accumulate: true,
+    });
+    const sum = await runAndRead(ctx, onto.dispatches, tout);
+    const slice = Float32Array.from(
+      { length: rows * n },
+      (_, i) => before[Math.floor(i / n) * width + i % n],
+    );
+    const accumulated = ref.linear(x, w, dims, {
+      activation: "gelu_tanh",
+      gate: product,
+      accumulateOnto: slice,
+    });
+    const want = before.slice();
+    for (let r = 0; r < rows; r++) want.set(accumulated.subarray(r * n, (r + 1) * n), r * width);
+    assertClose(sum, want, TOL, "multiplied and accumulated");
+    onto.release();
+    for (const t of [tx, tw, ty, tout]) t.release();
   },
 );
 
@@ -196,6 +254,7 @@ gpuTest("linear rejects bad shapes, views and sizes with a KernelError before al
   const bias = ctx.pool.tensor([7]);
   const mod = ctx.pool.tensor([2, 16]);
   const out = ctx.pool.tensor([10, 8]);
+  const product = ctx.pool.tensor([10, 8]);
   // [wideRows, 4] x [8192, 4]^T fits its inputs in a few hundred KB but its output exceeds the limit.
   const wideRows = Math.floor(limit / (8192 * 4)) + 1;
   const xWide = ctx.pool.tensor([wideRows, 4]);
@@ -229,6 +288,19 @@ gpuTest("linear rejects bad shapes, views and sizes with a KernelError before al
     /rowsPerGate 0\) needs integers, offset and stride >= 0, rowsPerGate >= 1/,
   );
   rejects(x, w, { accumulate: true }, /accumulate and gate need options\.out/);
+  rejects(
+    x,
+    w,
+    { multiply: bias },
+    /multiply \[7\] must hold the 10 x 8 outputs, and comes without a gate/,
+  );
+  rejects(
+    x,
+    w,
+    { multiply: product, out: { tensor: out }, gate: { tensor: mod, offset: 0, stride: 16, rowsPerGate: 5 } },
+    /multiply \[10, 8\] must hold the 10 x 8 outputs, and comes without a gate/,
+  );
+  rejects(x, w, { multiply: out, out: { tensor: out } }, /multiply shares out's buffer/);
   rejects(
     x,
     w,
@@ -271,7 +343,7 @@ gpuTest("linear rejects bad shapes, views and sizes with a KernelError before al
     gate: { tensor: mod, offset: 8, stride: 16, rowsPerGate: 5 },
   });
   ok.release();
-  for (const t of [x, w, wrongK, batchedW, bias, mod, out, xWide, wWide]) t.release();
+  for (const t of [x, w, wrongK, batchedW, bias, mod, out, product, xWide, wWide]) t.release();
 });
 
 for (const dtype of ["f16", "bf16"] as const) {
