@@ -22,7 +22,7 @@ import { squaredError, ssim } from "../metrics/image_quality.ts";
 import { DigitClassifier } from "../model/classifier.ts";
 import type { GenerateResult } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
-import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
+import { type ClassCard, latentShape, readModelCard } from "../pipeline/model_card.ts";
 import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
 import { resolveRequest } from "../pipeline/request.ts";
@@ -259,11 +259,13 @@ async function record(
 }
 
 async function main(): Promise<number> {
-  let parsed, progress, card: ModelCard;
+  let parsed, progress, card: ClassCard;
   try {
     parsed = parse(Deno.args);
     progress = await loadProgress(parsed.checkpoint, parsed.settings);
-    card = await readModelCard(parsed.settings.model);
+    const read = await readModelCard(parsed.settings.model);
+    if (!read.classes) throw new Error(`--model: ${read.dir} is a text model; this benchmark draws classes`);
+    card = read;
   } catch (e) {
     console.error((e as Error).message);
     return 2;
@@ -354,7 +356,11 @@ async function main(): Promise<number> {
   }
   const shown = Math.min(images, GRID_COLUMNS);
   const grid = new Float32Array(progress.grid.flat(2));
-  const [channels, height, width] = [card.latent[0] === 1 ? 1 : 3, card.size.height, card.size.width];
+  const [channels, height, width] = [
+    latentShape(card, card.size)[0] === 1 ? 1 : 3,
+    card.size.height,
+    card.size.width,
+  ];
   await Deno.writeFile(
     parsed.grid,
     encodeImagesPng(grid, [configs.length * shown, channels, height, width], shown),

@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import type { GpuContext } from "../gpu/context.ts";
 import { gaussianNoise } from "../pipeline/noise.ts";
-import { readModelCard } from "../pipeline/model_card.ts";
+import { latentShape, readModelCard } from "../pipeline/model_card.ts";
 import { DitPipeline } from "../pipeline/pipelines/dit.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { matmulKernelGflops, timeCommands } from "./bench/harness.ts";
@@ -62,7 +62,7 @@ async function stepSeconds(ctx: GpuContext, pipeline: DitPipeline, repeat: numbe
 }
 
 async function decodeSeconds(ctx: GpuContext, pipeline: DitPipeline, repeat: number): Promise<number> {
-  const [c, h, w] = pipeline.card.latent;
+  const [c, h, w] = latentShape(pipeline.card, pipeline.card.size);
   const graph = pipeline.vae.graph([1, c, h, w]);
   ctx.pool.write(graph.z, gaussianNoise(2, graph.z.size));
   return (await timeCommands(ctx, graph.commands, { warmup: 1, minRuns: repeat, budgetMs: 0 })) / 1000;

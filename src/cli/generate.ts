@@ -1,6 +1,9 @@
 // deno task generate --label 7 --out seven.png [--grid] [--model DIR] [--steps N] [--seed S] [--guidance G]
 //   [--sampler NAME] [--shift 1] [--eta 0] [--cache ...] [--latents IN.safetensors] [--out-tensor OUT.safetensors]
-// Runs any supported model directory (the embedded mnist-dit, or a diffusers pipeline such as DiTPipeline).
+// deno task generate --model FLUX_DIR (--prompt TEXT | --prompt-embeds IN.safetensors) [--height H --width W]
+//   [--n N] [--negative-prompt TEXT --true-cfg S] ... --out image.png
+// Runs any supported model directory (the embedded mnist-dit, or a diffusers pipeline: DiTPipeline,
+// FluxPipeline). Class models take --label, text models a prompt or diffusers' precomputed embeddings.
 // Writes a PNG (and, with --out-tensor, the images as float32 [B, H, W, C] in [0, 1], diffusers'
 // output_type="np"), prints JSON stats on stdout and a progress bar on stderr. Bad input: one line, exit
 // code 2, no file written. No GPU adapter: one line, exit code 1.
@@ -8,18 +11,21 @@
 import cliProgress from "cli-progress";
 import { parseArgs } from "node:util";
 import { createStrategy } from "../cache/create.ts";
-import { readFloat32Tensors, WeightsError } from "../model/safetensors.ts";
+import { type Float32Tensor, readFloat32Tensors, WeightsError } from "../model/safetensors.ts";
 import { encodeSafetensors, writeFileAtomically } from "../model/safetensors_writer.ts";
 import { encodeImagesPng, toUnitHwc } from "../pipeline/image.ts";
 import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
+import { EMBEDDING_NAMES } from "../pipeline/pipelines/flux_conditioning.ts";
 import { LatentsError } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
 import { type GenerationRequest, RequestError, resolveRequest, samplingSchema } from "../pipeline/request.ts";
+import { MAX_IMAGES } from "../server/schemas.ts";
 import { formatIssues } from "../validation/issues.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 
 const USAGE =
-  "usage: deno task generate (--label L | --class L | --grid) --out FILE.png [--model weights/mnist-dit] " +
+  "usage: deno task generate (--label L | --class L | --grid | --prompt TEXT | --prompt-embeds FILE) " +
+  "--out FILE.png [--model weights/mnist-dit] [--height H --width W] [--n N] [--negative-prompt TEXT] [--true-cfg S] " +
   "[--steps N] [--seed 0] [--guidance G] [--sampler NAME] [--shift 1] [--eta 0] " +
   '[--cache fbcache|dbcache|\'{"strategy":"dbcache","Fn":1,...}\'] [--latents IN.safetensors] [--out-tensor OUT.safetensors]';
 
@@ -31,11 +37,19 @@ interface CliRequest {
   out: string;
   outTensor?: string;
   latents?: Float32Array;
+  embeddings?: Record<string, Float32Tensor>;
 }
 
 const OPTIONS = {
   label: { type: "string" },
   class: { type: "string" },
+  prompt: { type: "string" },
+  "prompt-embeds": { type: "string" },
+  "negative-prompt": { type: "string" },
+  "true-cfg": { type: "string" },
+  n: { type: "string" },
+  height: { type: "string" },
+  width: { type: "string" },
   grid: { type: "boolean", default: false },
   out: { type: "string" },
   "out-tensor": { type: "string" },
@@ -50,6 +64,12 @@ const OPTIONS = {
   cache: { type: "string", default: "none" },
 } as const;
 
+/** Numeric flags and their sampling fields. */
+const FIELDS = [["steps", "steps"], ["seed", "seed"], ["guidance", "guidance"], ["true-cfg", "true_cfg"], [
+  "shift",
+  "shift",
+], ["eta", "eta"]] as const;
+
 /** `--cache fbcache` or a JSON object of cache options (cache-strategies.md names). */
 function cacheInput(value: string): unknown {
   if (!value.trim().startsWith("{")) return value;
@@ -62,14 +82,82 @@ function cacheInput(value: string): unknown {
 
 function sampling(v: Record<string, string | boolean | undefined>) {
   const numbers: Record<string, number | string> = {};
-  for (const key of ["steps", "seed", "guidance", "shift", "eta"]) {
+  for (const [flag, key] of FIELDS) {
     // Number("") is 0 and Number("1e400") is Infinity: both must be refused, so blanks become NaN.
-    if (typeof v[key] === "string") numbers[key] = (v[key] as string).trim() === "" ? NaN : Number(v[key]);
+    if (typeof v[flag] === "string") numbers[key] = (v[flag] as string).trim() === "" ? NaN : Number(v[flag]);
   }
   if (typeof v.sampler === "string") numbers.sampler = v.sampler;
   const parsed = samplingSchema.safeParse(numbers);
   if (!parsed.success) throw new UsageError(formatIssues(parsed.error));
   return parsed.data;
+}
+
+type Flags = Record<string, string | boolean | undefined>;
+
+/** --n as an image count: 1 unless given. */
+function imageCount(v: Flags): number {
+  if (v.n === undefined) return 1;
+  const n = Number(v.n);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_IMAGES) {
+    throw new UsageError(`n: must be an integer in 1..${MAX_IMAGES}`);
+  }
+  return n;
+}
+
+/** The request's classes, prompts or embeddings, from exactly one of the flags that give them. */
+function conditioning(v: Flags, card: ModelCard, embeddings: Record<string, Float32Tensor> | undefined) {
+  const given = ["label", "class", "grid", "prompt", "prompt-embeds"].filter((f) =>
+    v[f] !== undefined && v[f] !== false
+  );
+  if (given.length !== 1) {
+    throw new UsageError(
+      `give exactly one of --label (--class), --grid, --prompt or --prompt-embeds\n${USAGE}`,
+    );
+  }
+  const n = imageCount(v);
+  const negativePrompt = v["negative-prompt"] as string | undefined;
+  if (typeof v.prompt === "string") {
+    return { prompts: new Array(n).fill(v.prompt), negativePrompt, labelField: "prompt" };
+  }
+  if (embeddings) {
+    const batch = embeddings.prompt_embeds?.shape[0] ?? 1;
+    if (batch > 1 && n !== 1 && n !== batch) {
+      throw new UsageError(
+        `n: prompt_embeds hold ${batch} prompts, one image each; --n must be 1 or ${batch}`,
+      );
+    }
+    const negative = "negative_prompt_embeds" in embeddings || "negative_pooled_prompt_embeds" in embeddings;
+    return {
+      embeddings: { images: Math.max(batch, n), negative },
+      negativePrompt,
+      labelField: "prompt_embeds",
+    };
+  }
+  const label = (v.label ?? v.class) as string | undefined;
+  const labels = label === undefined ? card.classes?.names.map((_, i) => i) ?? [] : new Array(n).fill(label);
+  return { labels, negativePrompt, labelField: "label" };
+}
+
+/** --height and --width as the request's "WxH" (both or neither). */
+function size(height: string | undefined, width: string | undefined): string | undefined {
+  if ((height === undefined) !== (width === undefined)) {
+    throw new UsageError("size: give both --height and --width");
+  }
+  return height === undefined ? undefined : `${width}x${height}`;
+}
+
+/** The embeddings FluxPipeline takes, by their names in the file; other tensors (latents) are left alone. */
+async function readEmbeddings(path: string): Promise<Record<string, Float32Tensor>> {
+  const tensors = await readFloat32Tensors(path);
+  const found = EMBEDDING_NAMES.filter((name) => tensors.has(name));
+  if (!found.includes("prompt_embeds")) {
+    throw new UsageError(
+      `prompt_embeds: ${path} holds no tensor named prompt_embeds (it holds ${
+        [...tensors.keys()].join(", ")
+      })`,
+    );
+  }
+  return Object.fromEntries(found.map((name) => [name, tensors.get(name)!]));
 }
 
 /** The one tensor of the file (or the one named "latents"). */
@@ -94,20 +182,16 @@ async function parseCli(args: string[]): Promise<CliRequest> {
   if (v["out-tensor"] !== undefined && !v["out-tensor"].endsWith(".safetensors")) {
     throw new UsageError("--out-tensor must name a .safetensors file");
   }
-  const label = v.label ?? v.class;
-  if ((label === undefined) === !v.grid || (v.label !== undefined && v.class !== undefined)) {
-    throw new UsageError(`give exactly one of --label (--class) or --grid\n${USAGE}`);
-  }
   const card = await readModelCard(v.model);
-  const labels = label === undefined ? card.classes.names.map((_, i) => i) : [label];
+  const embeddings = v["prompt-embeds"] === undefined ? undefined : await readEmbeddings(v["prompt-embeds"]);
   const request = resolveRequest(card, {
     ...values,
-    labels,
+    ...conditioning(v, card, embeddings),
+    size: size(v.height, v.width),
     cache: cacheInput(v.cache),
-    labelField: "label",
   });
   const latents = v.latents === undefined ? undefined : await readLatents(v.latents);
-  return { card, request, out: v.out, outTensor: v["out-tensor"], latents };
+  return { card, request, out: v.out, outTensor: v["out-tensor"], latents, embeddings };
 }
 
 async function run(args: string[]): Promise<number> {
@@ -132,6 +216,7 @@ async function run(args: string[]): Promise<number> {
     const result = await pipeline.run(request, {
       strategy,
       latents: cli.latents,
+      embeddings: cli.embeddings,
       onStep: () => bar.increment(),
     });
     bar.stop();
@@ -145,8 +230,11 @@ async function run(args: string[]): Promise<number> {
       out: cli.out,
       ...(cli.outTensor ? { outTensor: cli.outTensor } : {}),
       model: card.dir,
-      images: request.labels.length,
-      labels: request.labels.map((i) => card.classes.names[i]),
+      images: request.images,
+      ...(card.classes ? { labels: request.labels.map((i) => card.classes!.names[i]) } : {}),
+      ...(request.prompts ? { prompts: request.prompts } : {}),
+      size: `${request.size.width}x${request.size.height}`,
+      notes: result.notes,
       steps: request.steps,
       seed: request.seed,
       guidance: request.guidance,
@@ -160,7 +248,7 @@ async function run(args: string[]): Promise<number> {
     pipeline.release();
     return 0;
   } catch (e) {
-    if (!(e instanceof WeightsError || e instanceof LatentsError)) throw e;
+    if (!(e instanceof WeightsError || e instanceof LatentsError || e instanceof RequestError)) throw e;
     console.error(e.message);
     return 2;
   } finally {

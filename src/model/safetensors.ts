@@ -165,12 +165,16 @@ export function forEachTensor(
   return forEachTensorBytes(header, names, (entry, bytes) => use(entry, decodeToFloat32(entry.dtype, bytes)));
 }
 
+/** A tensor decoded to float32, row-major. */
+export interface Float32Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
 /** Every tensor of a (small) file decoded to float32: inputs such as --latents and reference fixtures. */
-export async function readFloat32Tensors(
-  path: string,
-): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+export async function readFloat32Tensors(path: string): Promise<Map<string, Float32Tensor>> {
   const header = await readSafetensorsHeader(path);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  const tensors = new Map<string, Float32Tensor>();
   await forEachTensor(
     header,
     header.tensors.keys(),

@@ -27,8 +27,8 @@ export interface StepEvent extends ForwardReport {
 export interface DenoiseSpec {
   denoiser: { graph(batch: number): DenoiserGraph };
   schedule: Schedule;
-  /** [C, H, W] per image. */
-  latentShape: readonly [number, number, number];
+  /** Latents per image in the model's layout: [C, H, W], or FLUX's packed [tokens, 4C]. */
+  latentShape: readonly number[];
   images: number;
   /** Class id per image, and the label of the unconditional half when guided (class-conditional models). */
   labels?: { ids: number[]; nullClass: number };
@@ -180,6 +180,8 @@ export interface GenerateResult {
   submits: number;
   /** The cache strategy's account of the run. */
   cache: CacheStats;
+  /** What the pipeline changed in the request that the user should know (a truncated prompt). */
+  notes: string[];
 }
 
 /** Latents -> images [n, C, H, W] in the model's data range: a pipeline's decode stage. */
@@ -208,6 +210,7 @@ export async function generateImages(
       submits: recorder.submits,
       seconds: (performance.now() - started) / 1000,
       readbacks: readbackCount() - readbacksBefore,
+      notes: [],
     };
   } finally {
     latents.release();

@@ -1,16 +1,22 @@
 // What a model directory is, read from its JSON files only (no weights, no GPU), so that the HTTP thread
-// and the CLI can validate a request against the model before any GPU work: which pipeline runs it, the
-// classes it takes, the size it draws, its block list (for the cache options) and its defaults.
-// A directory is either a diffusers pipeline (model_index.json naming its components, each a directory
-// with its own config) or the embedded single-component MnistDiT (config.json).
+// and the CLI can validate a request against the model before any GPU work: which pipeline runs it, what
+// conditions an image (classes, or a text prompt), the sizes it draws, its block list (for the cache
+// options) and its defaults. A directory is either a diffusers pipeline (model_index.json naming its
+// components, each a directory with its own config; src/pipeline/cards/ reads each family) or the embedded
+// single-component MnistDiT (config.json).
 import { className, parseConfig, readJsonFile } from "../model/component_config.ts";
-import { ditDims, type DitTransformerConfig, ditTransformerConfigSchema } from "../model/dit/config.ts";
+import type { DitTransformerConfig } from "../model/dit/config.ts";
+import type { FluxTransformerConfig } from "../model/flux/config.ts";
 import { type DitConfig, ditConfigSchema } from "../model/mnist_dit/config.ts";
 import { WeightsError } from "../model/safetensors.ts";
-import { type AutoencoderKlConfig, autoencoderKlConfigSchema, vaeScale } from "../model/vae/config.ts";
-import { createSchedule, SCHEDULER_CLASSES } from "./schedulers/schedule.ts";
+import type { ClipTextConfig, T5Config } from "../model/text/config.ts";
+import { type AutoencoderKlConfig, vaeScale } from "../model/vae/config.ts";
+import { exists } from "./cards/component.ts";
+import { ditPipelineCard } from "./cards/dit.ts";
+import { fluxPipelineCard } from "./cards/flux.ts";
+import { mnistCard } from "./cards/mnist_dit.ts";
 
-export const PIPELINES = ["DiTPipeline", "MnistDiT"] as const;
+export const PIPELINES = ["DiTPipeline", "FluxPipeline", "MnistDiT"] as const;
 export type PipelineName = (typeof PIPELINES)[number];
 
 export interface ClassLabels {
@@ -27,13 +33,31 @@ export function classWords(classes: ClassLabels): string[] {
   return classes.aliases.flatMap((names, id) => names.slice(1).filter((n) => n !== String(id)));
 }
 
+/** How a text model is conditioned: prompts through its encoders, or their precomputed embeddings. */
+export interface TextInputs {
+  /** The encoders' configs; null when model_index.json saves any text component as null. */
+  encoders: { clip: ClipTextConfig; t5: T5Config } | null;
+  /** The text components saved as null (why prompts are refused). */
+  absent: string[];
+  /** T5 tokens per prompt (FluxPipeline's max_sequence_length). */
+  maxSequenceLength: number;
+  /** CLIP tokens per prompt. */
+  clipTokens: number;
+  /** prompt_embeds [images, tokens, promptEmbedDim] and pooled_prompt_embeds [images, pooledDim]. */
+  promptEmbedDim: number;
+  pooledDim: number;
+}
+
 interface CardBase {
   dir: string;
-  classes: ClassLabels;
-  /** The image size the model draws (pixels). */
+  /** The classes of a class-conditional model; null for text models. */
+  classes: ClassLabels | null;
+  /** What a text model takes; null for class-conditional models. */
+  text: TextInputs | null;
+  /** The image size the model draws by default (pixels). */
   size: { width: number; height: number };
-  /** Latents per image [C, H, W]: what --latents must hold. */
-  latent: [number, number, number];
+  /** The sizes a request may ask for: multiples of `multiple` up to maxPixels; null: `size` only. */
+  sizes: { multiple: number; maxPixels: number } | null;
   /** Transformer blocks and the width of their stream: what cache options are checked against. */
   blocks: number;
   streamWidth: number;
@@ -42,107 +66,39 @@ interface CardBase {
   samplers: readonly string[];
 }
 
-export type ModelCard =
-  | CardBase & { pipeline: "MnistDiT"; config: DitConfig }
-  | CardBase & {
-    pipeline: "DiTPipeline";
-    transformer: DitTransformerConfig;
-    vae: AutoencoderKlConfig;
-    /** scheduler_config.json as stored (its _class_name picks the scheduler). */
-    scheduler: Record<string, unknown>;
-  };
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+interface DiffusersComponents {
+  vae: AutoencoderKlConfig;
+  /** scheduler_config.json as stored (its _class_name picks the scheduler). */
+  scheduler: Record<string, unknown>;
 }
 
-function mnistCard(dir: string, config: DitConfig): ModelCard {
-  return {
-    pipeline: "MnistDiT",
-    dir,
-    config,
-    classes: {
-      names: config.class_names,
-      aliases: config.class_names.map((
-        name,
-        i,
-      ) => [name, ...(config.class_words ? [config.class_words[i]] : [])]),
-      nullClass: config.null_class,
-    },
-    size: { width: config.sample_size, height: config.sample_size },
-    latent: [config.in_channels, config.sample_size, config.sample_size],
-    blocks: config.depth,
-    streamWidth: config.hidden_size,
-    defaults: { steps: 28, guidance: 1.5 },
-    samplers: ["euler", "ddim"],
-  };
-}
+export type ClassCard =
+  & CardBase
+  & { classes: ClassLabels; text: null }
+  & (
+    | { pipeline: "MnistDiT"; config: DitConfig }
+    | { pipeline: "DiTPipeline"; transformer: DitTransformerConfig } & DiffusersComponents
+  );
 
-/** id2label of DiT's model_index.json: {"207": "golden retriever", ...}, several names per class by commas. */
-function ditClasses(path: string, count: number, id2label: unknown): ClassLabels {
-  const aliases = Array.from({ length: count }, (_, i) => [String(i)]);
-  if (id2label !== undefined && id2label !== null) {
-    if (typeof id2label !== "object") throw new WeightsError(`${path}: id2label must map class ids to names`);
-    for (const [key, value] of Object.entries(id2label as Record<string, unknown>)) {
-      const id = Number(key);
-      if (!Number.isInteger(id) || id < 0 || id >= count || typeof value !== "string") {
-        throw new WeightsError(
-          `${path}: id2label entry ${JSON.stringify(key)} must be a class id in 0..${
-            count - 1
-          } with a string`,
-        );
-      }
-      aliases[id] = [...value.split(",").map((s) => s.trim()).filter((s) => s !== ""), String(id)];
+export type TextCard = CardBase & { classes: null; text: TextInputs } & {
+  pipeline: "FluxPipeline";
+  transformer: FluxTransformerConfig;
+} & DiffusersComponents;
+
+export type ModelCard = ClassCard | TextCard;
+
+/** Latents per image at `size`: [C, H, W], or FLUX's packed [tokens, 4C]; what --latents must hold. */
+export function latentShape(card: ModelCard, size: { width: number; height: number }): number[] {
+  switch (card.pipeline) {
+    case "MnistDiT":
+      return [card.config.in_channels, card.config.sample_size, card.config.sample_size];
+    case "DiTPipeline":
+      return [card.transformer.in_channels, card.transformer.sample_size, card.transformer.sample_size];
+    case "FluxPipeline": {
+      const cell = 2 * vaeScale(card.vae);
+      return [(size.height / cell) * (size.width / cell), card.transformer.in_channels];
     }
   }
-  return { names: aliases.map((a) => a[0]), aliases, nullClass: count };
-}
-
-async function component(dir: string, index: Record<string, unknown>, name: string, file = "config.json") {
-  const entry = index[name];
-  if (!Array.isArray(entry) || entry[1] === null) {
-    throw new WeightsError(`${dir}/model_index.json: the pipeline needs a "${name}" component`);
-  }
-  const path = `${dir}/${name}/${file}`;
-  return { path, json: await readJsonFile(path) };
-}
-
-async function ditPipelineCard(dir: string, index: Record<string, unknown>): Promise<ModelCard> {
-  const t = await component(dir, index, "transformer");
-  const transformer = parseConfig(t.path, t.json, ditTransformerConfigSchema);
-  const v = await component(dir, index, "vae");
-  const vae = parseConfig(v.path, v.json, autoencoderKlConfigSchema);
-  const s = await component(dir, index, "scheduler", "scheduler_config.json");
-  // Built once here so that an unsupported scheduler is named when the model is listed, not at a request.
-  createSchedule(s.path, s.json, 1);
-  if (vae.latent_channels !== transformer.in_channels) {
-    throw new WeightsError(
-      `${v.path}: latent_channels ${vae.latent_channels} differs from the transformer's in_channels ${transformer.in_channels}`,
-    );
-  }
-  const scale = vaeScale(vae);
-  const side = transformer.sample_size * scale;
-  return {
-    pipeline: "DiTPipeline",
-    dir,
-    transformer,
-    vae,
-    scheduler: s.json as Record<string, unknown>,
-    classes: ditClasses(`${dir}/model_index.json`, transformer.num_embeds_ada_norm, index.id2label),
-    size: { width: side, height: side },
-    latent: [transformer.in_channels, transformer.sample_size, transformer.sample_size],
-    blocks: transformer.num_layers,
-    streamWidth: ditDims(transformer).inner,
-    // DiTPipeline's own defaults (guidance_scale 4.0); 50 steps with its DDIM scheduler.
-    defaults: { steps: 50, guidance: 4 },
-    samplers: ["default", ...SCHEDULER_CLASSES],
-  };
 }
 
 /** Reads what `dir` is; throws naming the missing or invalid file. */
@@ -153,6 +109,7 @@ export async function readModelCard(dir: string): Promise<ModelCard> {
     const index = await readJsonFile(indexPath) as Record<string, unknown>;
     const name = className(index);
     if (name === "DiTPipeline") return await ditPipelineCard(dir, index);
+    if (name === "FluxPipeline") return await fluxPipelineCard(dir, index);
     throw new WeightsError(
       `${indexPath}: pipeline _class_name ${JSON.stringify(name)} is not supported; supported: ${
         PIPELINES.join(", ")

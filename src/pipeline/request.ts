@@ -4,12 +4,13 @@
 // block list and the step count. Every failure names the field and what is allowed.
 import { z } from "zod";
 import { CacheOptionsError, resolveCacheOptions, type ResolvedCacheOptions } from "../cache/options.ts";
-import { type ClassLabels, classWords, type ModelCard } from "./model_card.ts";
+import { type ClassLabels, classWords, type ModelCard, type TextInputs } from "./model_card.ts";
 import { MAX_SEED } from "./noise.ts";
 
 export const LIMITS = {
   steps: { min: 1, max: 1000 },
   guidance: { min: 0, max: 30 },
+  true_cfg: { min: 1, max: 30 },
   seed: { min: 0, max: MAX_SEED },
   shift: { min: 0.01, max: 100 },
   eta: { min: 0, max: 1 },
@@ -29,6 +30,8 @@ export const samplingSchema = z.strictObject({
   steps: ranged("steps", true).optional(),
   seed: ranged("seed", true).default(0),
   guidance: ranged("guidance", false).optional(),
+  /** diffusers' true_cfg_scale: above 1 (with a negative prompt), FLUX runs true classifier-free guidance. */
+  true_cfg: ranged("true_cfg", false).default(1),
   sampler: z.string({ error: "sampler must be a string naming one of the model's samplers" }).optional(),
   shift: ranged("shift", false).default(1),
   eta: ranged("eta", false).default(0),
@@ -36,24 +39,40 @@ export const samplingSchema = z.strictObject({
 
 export type SamplingInput = z.infer<typeof samplingSchema>;
 
-export interface RequestInput extends SamplingInput {
-  /** Class of each image: an id, or a name the model's labels know. */
-  labels: (string | number)[];
+export interface RequestInput extends Omit<SamplingInput, "true_cfg"> {
+  true_cfg?: number;
+  /** Class of each image (class-conditional models): an id, or a name the model's labels know. */
+  labels?: (string | number)[];
+  /** Prompt of each image (text models). */
+  prompts?: string[];
+  /** Text models conditioned on precomputed prompt_embeds instead of prompts: the image count, and whether
+   * negative_prompt_embeds come with them. */
+  embeddings?: { images: number; negative: boolean };
+  negativePrompt?: string;
   /** A strategy name or an object of cache options (src/cache/options.ts). */
   cache: unknown;
   /** "WxH"; the model's own size when absent. */
   size?: string;
-  /** Which field the class came from, for messages ("label", "prompt", "class"). */
+  /** Which field the class or prompt came from, for messages ("label", "prompt", "class"). */
   labelField?: string;
 }
 
 /** What a pipeline runs: everything resolved and checked. */
 export interface GenerationRequest {
-  /** Class id per image. */
+  images: number;
+  /** Class id per image (class-conditional models; empty for text models). */
   labels: number[];
+  /** Prompt per image (text models given text); null where embeddings (or classes) condition the images. */
+  prompts: string[] | null;
+  /** The negative prompt of true CFG; null without one (or where negative embeddings stand for it). */
+  negativePrompt: string | null;
+  /** Whether true CFG runs (text models: true_cfg > 1 with a negative prompt or its embeddings). */
+  trueCfg: boolean;
+  size: { width: number; height: number };
   steps: number;
   seed: number;
   guidance: number;
+  true_cfg: number;
   sampler: string;
   shift: number;
   eta: number;
@@ -93,16 +112,100 @@ function aliasList(classes: ClassLabels): string {
   return others.length > 0 ? ` (or ${others.join(", ")})` : "";
 }
 
-function checkSize(card: ModelCard, size: string | undefined): void {
+const SIZE = /^\s*(\d+)\s*x\s*(\d+)\s*$/i;
+
+/** The model's own size, or (for models that take several) a WxH within its rule. */
+function resolveSize(card: ModelCard, size: string | undefined): { width: number; height: number } {
   const own = `${card.size.width}x${card.size.height}`;
-  if (size !== undefined && size.trim().toLowerCase() !== own) {
+  if (size === undefined) return card.size;
+  const match = SIZE.exec(size);
+  const [width, height] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
+  const rule = card.sizes;
+  if (!rule) {
+    if (width === card.size.width && height === card.size.height) return card.size;
     throw new RequestError("size", `model draws ${own} images only; allowed sizes: ${own}`);
   }
+  const allowed = `"WxH" with width and height positive multiples of ${rule.multiple} and width x height ` +
+    `at most ${rule.maxPixels} pixels (e.g. ${own})`;
+  if (!match) throw new RequestError("size", `${JSON.stringify(size)} is not a size; allowed: ${allowed}`);
+  const fits = [width, height].every((n) => n > 0 && n % rule.multiple === 0) &&
+    width * height <= rule.maxPixels;
+  if (!fits) throw new RequestError("size", `${width}x${height} is not allowed; allowed: ${allowed}`);
+  return { width, height };
+}
+
+interface Conditioning {
+  images: number;
+  labels: number[];
+  prompts: string[] | null;
+  negativePrompt: string | null;
+  trueCfg: boolean;
+}
+
+function classConditioning(card: ModelCard & { classes: ClassLabels }, input: RequestInput): Conditioning {
+  const field = input.labelField ?? "label";
+  if (input.prompts || input.embeddings) {
+    throw new RequestError(
+      field,
+      `${card.pipeline} is class-conditional: it takes a class, not text or embeddings`,
+    );
+  }
+  if (input.negativePrompt !== undefined) {
+    throw new RequestError(
+      "negative_prompt",
+      `${card.pipeline} takes no negative prompt (its guidance runs the null class)`,
+    );
+  }
+  if ((input.true_cfg ?? 1) !== 1) {
+    throw new RequestError("true_cfg", `${card.pipeline} has no true CFG; guidance sets its guidance scale`);
+  }
+  const labels = (input.labels ?? []).map((label) => resolveClass(card.classes, label, field));
+  if (labels.length === 0) throw new RequestError(field, "give the class of at least one image");
+  return { images: labels.length, labels, prompts: null, negativePrompt: null, trueCfg: false };
+}
+
+function textConditioning(card: ModelCard & { text: TextInputs }, input: RequestInput): Conditioning {
+  const field = input.labelField ?? "prompt";
+  if (input.labels) throw new RequestError(field, `${card.pipeline} takes a text prompt, not a class`);
+  if (!input.prompts === !input.embeddings) {
+    throw new RequestError(field, "give either prompts or prompt_embeds, not both or neither");
+  }
+  const text = input.prompts !== undefined || input.negativePrompt !== undefined;
+  if (text && !card.text.encoders) {
+    throw new RequestError(
+      input.prompts ? field : "negative_prompt",
+      `this model takes precomputed prompt_embeds and pooled_prompt_embeds only: model_index.json saves ` +
+        `${card.text.absent.join(", ")} as null`,
+    );
+  }
+  const trueCfgScale = input.true_cfg ?? 1;
+  const negative = input.negativePrompt !== undefined || input.embeddings?.negative === true;
+  if (negative && trueCfgScale <= 1) {
+    throw new RequestError(
+      input.negativePrompt !== undefined ? "negative_prompt" : "negative_prompt_embeds",
+      "applies only with true CFG: set true_cfg (diffusers' true_cfg_scale) above 1",
+    );
+  }
+  if (trueCfgScale > 1 && !negative) {
+    throw new RequestError(
+      "true_cfg",
+      "true CFG above 1 needs a negative_prompt (or negative_prompt_embeds)",
+    );
+  }
+  const images = input.prompts?.length ?? input.embeddings!.images;
+  if (images === 0) throw new RequestError(field, "give the prompt of at least one image");
+  return {
+    images,
+    labels: [],
+    prompts: input.prompts ?? null,
+    negativePrompt: input.negativePrompt ?? null,
+    trueCfg: negative,
+  };
 }
 
 export function resolveRequest(card: ModelCard, input: RequestInput): GenerationRequest {
-  checkSize(card, input.size);
-  const labels = input.labels.map((label) => resolveClass(card.classes, label, input.labelField));
+  const size = resolveSize(card, input.size);
+  const conditioning = card.classes ? classConditioning(card, input) : textConditioning(card, input);
   const sampler = input.sampler ?? card.samplers[0];
   if (!card.samplers.includes(sampler)) {
     throw new RequestError("sampler", `${JSON.stringify(sampler)} is not one of ${card.samplers.join(", ")}`);
@@ -117,10 +220,12 @@ export function resolveRequest(card: ModelCard, input: RequestInput): Generation
     throw e;
   }
   return {
-    labels,
+    ...conditioning,
+    size,
     steps,
     seed: input.seed,
     guidance: input.guidance ?? card.defaults.guidance,
+    true_cfg: input.true_cfg ?? 1,
     sampler,
     shift: input.shift,
     eta: input.eta,

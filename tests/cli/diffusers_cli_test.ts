@@ -96,6 +96,51 @@ for (const component of ["dit-a", "dit-b", "vae-a", "vae-b"]) {
     }));
 }
 
+Deno.test("generate --model FLUX_PIPELINE --prompt-embeds --latents --height --width: diffusers' images", () =>
+  withTempDir(async (dir) => {
+    const inputs = "tests/fixtures/flux/pipeline-run.safetensors";
+    const run = await readFixture(inputs);
+    // One file holds the embeddings and the packed latents, as diffusers' arguments name them.
+    const args = ["--model", "tests/fixtures/flux/pipeline", "--prompt-embeds", inputs, "--latents", inputs];
+    const sized = [...args, "--height", "32", "--width", "48", "--steps", "4", "--guidance", "3.5"];
+    const result = await cli("generate", [
+      ...sized,
+      "--out",
+      `${dir}/x.png`,
+      "--out-tensor",
+      `${dir}/x.safetensors`,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).size, "48x32");
+    const images = (await readFloat32Tensors(`${dir}/x.safetensors`)).get("images")!;
+    assert.deepEqual(images.shape, [1, 32, 48, 3]);
+    assertClose(images.data, fixtureTensor(run, "images"), TOL, "images");
+    // At another size the latents no longer fit: both shapes named, nothing written.
+    const bad = await cli("generate", [...args, "--height", "48", "--width", "48", "--out", `${dir}/y.png`]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /latents hold 96 values; the model takes \[1, 9, 16\] \(144 values\)/);
+    const odd = await cli("generate", [...args, "--height", "40", "--width", "48", "--out", `${dir}/y.png`]);
+    assert.equal(odd.code, 2);
+    assert.match(
+      odd.stderr,
+      /^size: 48x40 is not allowed; allowed: "WxH" with width and height positive multiples of 16/m,
+    );
+    const text = await cli("generate", [
+      "--model",
+      "tests/fixtures/flux/pipeline",
+      "--prompt",
+      "a cat",
+      "--out",
+      `${dir}/y.png`,
+    ]);
+    assert.equal(text.code, 2);
+    assert.match(
+      text.stderr,
+      /^prompt: this model takes precomputed prompt_embeds and pooled_prompt_embeds only/m,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["x.png", "x.safetensors"]);
+  }));
+
 Deno.test("forward: a missing input, a wrong shape and an unsupported component are named", () =>
   withTempDir(async (dir) => {
     const input = `${dir}/in.safetensors`;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { parsePythonJson } from "../../src/model/component_config.ts";
 import { WeightsError } from "../../src/model/safetensors.ts";
-import { readModelCard } from "../../src/pipeline/model_card.ts";
+import { latentShape, readModelCard } from "../../src/pipeline/model_card.ts";
 import { RequestError, resolveRequest } from "../../src/pipeline/request.ts";
 import { copyTree, withTempDir } from "../support/temp.ts";
 
@@ -23,7 +23,7 @@ Deno.test("a DiTPipeline card: 1000 classes named by id2label, 16x16 images, the
   assert.deepEqual(card.classes.aliases[3], ["class 3", "thing 3", "3"]);
   assert.equal(card.classes.nullClass, 1000);
   assert.deepEqual(card.size, { width: 16, height: 16 });
-  assert.deepEqual(card.latent, [4, 8, 8]);
+  assert.deepEqual(latentShape(card, card.size), [4, 8, 8]);
   assert.equal(card.blocks, 2);
   const request = resolveRequest(card, {
     labels: ["Otter", 5, "thing 9"],
@@ -66,7 +66,9 @@ Deno.test("bad model directories are named with the file at fault, before any we
     );
     await assert.rejects(
       readModelCard(dir),
-      named(/_class_name "FluxKontextPipeline" is not supported; supported: DiTPipeline, MnistDiT/),
+      named(
+        /_class_name "FluxKontextPipeline" is not supported; supported: DiTPipeline, FluxPipeline, MnistDiT/,
+      ),
     );
     await Deno.writeTextFile(`${dir}/model_index.json`, JSON.stringify({ ...index, vae: [null, null] }));
     await assert.rejects(readModelCard(dir), named(/model_index.json: the pipeline needs a "vae" component/));

@@ -7,7 +7,6 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import { DitTransformer } from "../../model/dit/transformer.ts";
 import { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
-import { decodeTiled, largestActivationBytes } from "../../model/vae/tiled_decode.ts";
 import type { StepRecorder } from "../../gpu/step_recorder.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy } from "../../ops/axpy.ts";
@@ -16,9 +15,9 @@ import type { ModelCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
+import { decodeLatents } from "./vae_decode.ts";
 
 type DitCard = ModelCard & { pipeline: "DiTPipeline" };
-type Shape = [number, number, number, number];
 
 export class DitPipeline implements ImagePipeline {
   private constructor(
@@ -71,13 +70,13 @@ export class DitPipeline implements ImagePipeline {
   }
 
   run(request: GenerationRequest, options: RunOptions = {}) {
-    checkLatents(this.card, request.labels.length, options.latents);
+    const latentShape = checkLatents(this.card, request, options.latents);
     const schedule = this.#schedule(request);
     const spec = {
       denoiser: this.transformer,
       schedule,
-      latentShape: this.card.latent,
-      images: request.labels.length,
+      latentShape,
+      images: request.images,
       labels: { ids: request.labels, nullClass: this.card.classes.nullClass },
       guidance: this.guided(request.guidance) ? request.guidance : null,
       seed: request.seed,
@@ -86,23 +85,14 @@ export class DitPipeline implements ImagePipeline {
     return generateImages(this.ctx, spec, options, (latents, recorder) => this.#decode(latents, recorder));
   }
 
-  /** latents / scaling_factor through the VAE: in one graph, or in diffusers' tiles when one would not fit. */
-  async #decode(latents: Tensor, recorder: StepRecorder): Promise<{ images: Float32Array; shape: Shape }> {
-    const shape = latents.shape as Shape;
-    const scale = 1 / this.card.vae.scaling_factor;
-    const limit = this.ctx.gpu.info.limits.maxStorageBufferBindingSize;
-    if (largestActivationBytes(this.card.vae, shape) > limit) {
-      const z = (await recorder.read(latents)).map((v) => v * scale);
-      const decoded = await decodeTiled(this.ctx, this.vae, { data: z, shape });
-      return { images: decoded.data, shape: decoded.shape };
-    }
-    const decoder = this.vae.graph(shape);
-    const scaled = axpy(this.ctx, latents, latents, { alpha: scale, beta: 0, out: decoder.z });
+  /** latents / scaling_factor through the VAE. */
+  async #decode(latents: Tensor, recorder: StepRecorder) {
+    const z = axpy(this.ctx, latents, latents, { alpha: 1 / this.card.vae.scaling_factor, beta: 0 });
     try {
-      recorder.encode([...scaled.dispatches, ...decoder.commands]);
-      return { images: await recorder.read(decoder.output), shape: decoder.output.shape as Shape };
+      recorder.encode(z.dispatches);
+      return await decodeLatents(this.ctx, this.vae, z.out, recorder);
     } finally {
-      scaled.release();
+      z.release();
     }
   }
 

@@ -2,12 +2,15 @@
 // composed by model_index.json) that turns a resolved request into images.
 import type { DenoiserGraph } from "../../model/denoiser_graph.ts";
 import type { DenoiseOptions, GenerateResult } from "../generate.ts";
-import type { ModelCard } from "../model_card.ts";
+import { latentShape, type ModelCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
+import type { Float32Tensor } from "../../model/safetensors.ts";
 
 export interface RunOptions extends DenoiseOptions {
-  /** [images, C, H, W] starting latents in the pipeline's own layout (diffusers' `latents=`). */
+  /** Starting latents in the pipeline's own layout (diffusers' `latents=`): [images, ...latentShape]. */
   latents?: Float32Array;
+  /** Precomputed text conditioning by diffusers' argument names (prompt_embeds, pooled_prompt_embeds, ...). */
+  embeddings?: Record<string, Float32Tensor>;
 }
 
 export interface ImagePipeline {
@@ -25,16 +28,22 @@ export interface ImagePipeline {
   release(): void;
 }
 
-/** Throws naming both shapes unless `latents` holds `images` latents of the model's shape. */
-export function checkLatents(card: ModelCard, images: number, latents: Float32Array | undefined): void {
-  if (!latents) return;
-  const per = card.latent.reduce((a, b) => a * b, 1);
-  if (latents.length !== images * per) {
+/**
+ * The latent shape per image at the request's size; throws naming both shapes unless `latents` holds that
+ * many values for every image.
+ */
+export function checkLatents(card: ModelCard, request: GenerationRequest, latents: Float32Array | undefined) {
+  const shape = latentShape(card, request.size);
+  const per = shape.reduce((a, b) => a * b, 1);
+  if (latents && latents.length !== request.images * per) {
     throw new LatentsError(
-      `latents hold ${latents.length} values; the model takes [${[images, ...card.latent].join(", ")}] ` +
-        `(${images * per} values) for ${images} image(s)`,
+      `latents hold ${latents.length} values; the model takes [${[request.images, ...shape].join(", ")}] ` +
+        `(${
+          request.images * per
+        } values) for ${request.images} image(s) at ${request.size.width}x${request.size.height}`,
     );
   }
+  return shape;
 }
 
 export class LatentsError extends Error {

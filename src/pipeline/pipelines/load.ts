@@ -4,6 +4,7 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import type { ModelCard } from "../model_card.ts";
 import { DitPipeline } from "./dit.ts";
+import { FluxPipeline } from "./flux.ts";
 import type { ImagePipeline } from "./image_pipeline.ts";
 import { MnistDitPipeline } from "./mnist_dit.ts";
 
@@ -13,5 +14,7 @@ export function loadPipeline(ctx: GpuContext, card: ModelCard): Promise<ImagePip
       return MnistDitPipeline.load(ctx, card);
     case "DiTPipeline":
       return DitPipeline.load(ctx, card);
+    case "FluxPipeline":
+      return FluxPipeline.load(ctx, card);
   }
 }

@@ -37,7 +37,7 @@ export class MnistDitPipeline implements ImagePipeline {
   }
 
   run(request: GenerationRequest, options: RunOptions = {}) {
-    checkLatents(this.card, request.labels.length, options.latents);
+    const latentShape = checkLatents(this.card, request, options.latents);
     const spec = {
       denoiser: this.model,
       schedule: flowSchedule({
@@ -46,8 +46,8 @@ export class MnistDitPipeline implements ImagePipeline {
         shift: request.shift,
         eta: request.eta,
       }),
-      latentShape: this.card.latent,
-      images: request.labels.length,
+      latentShape,
+      images: request.images,
       labels: { ids: request.labels, nullClass: this.card.classes.nullClass },
       guidance: this.guided(request.guidance) ? request.guidance : null,
       seed: request.seed,

@@ -50,8 +50,8 @@ function resultBody(submission: Submission, outcome: GenerationOutcome): Generat
   const { model, request } = submission;
   return {
     model: model.id,
-    label: model.card.classes.names[request.labels[0]],
-    n: request.labels.length,
+    label: model.card.classes?.names[request.labels[0]] ?? "",
+    n: request.images,
     seed: request.seed,
     steps: request.steps,
     images: outcome.output.pngs.map(base64),

@@ -1,0 +1,106 @@
+// What conditions a FLUX request: the prompts' embeddings (through the lazily loaded prompt encoder), or
+// precomputed ones by diffusers' argument names, each checked against the transformer's widths. Embeddings
+// take batch 1 (repeated for every image, as num_images_per_prompt does) or one row per image. A negative
+// prompt (true CFG) must have the prompt's token count: both halves run in one batch.
+import type { Float32Tensor } from "../../model/safetensors.ts";
+import type { TextCard } from "../model_card.ts";
+import { type GenerationRequest, RequestError } from "../request.ts";
+import type { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
+
+export interface TextConditioning {
+  promptEmbeds: Float32Tensor;
+  pooledPromptEmbeds: Float32Tensor;
+  negative: { promptEmbeds: Float32Tensor; pooledPromptEmbeds: Float32Tensor } | null;
+  notes: string[];
+}
+
+export const EMBEDDING_NAMES = [
+  "prompt_embeds",
+  "pooled_prompt_embeds",
+  "negative_prompt_embeds",
+  "negative_pooled_prompt_embeds",
+] as const;
+
+const shapeOf = (t: Float32Tensor) => `[${t.shape.join(", ")}]`;
+
+/** Throws naming both shapes unless `tensor` is [1 or images, ...rest]. */
+function checkShape(name: string, tensor: Float32Tensor | undefined, rest: number[], images: number) {
+  const wanted = `[1 or ${images}, ${rest.join(", ")}]`;
+  if (!tensor) throw new RequestError(name, `missing; give ${wanted}`);
+  const [batch, ...tail] = tensor.shape;
+  if ((batch !== 1 && batch !== images) || tail.join() !== rest.join()) {
+    throw new RequestError(name, `shape ${shapeOf(tensor)} does not fit ${wanted}`);
+  }
+  return tensor;
+}
+
+function givenEmbeddings(card: TextCard, request: GenerationRequest, given: Record<string, Float32Tensor>) {
+  const unknown = Object.keys(given).filter((n) => !(EMBEDDING_NAMES as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    throw new RequestError(
+      unknown[0],
+      `not an embedding FluxPipeline takes; allowed: ${EMBEDDING_NAMES.join(", ")}`,
+    );
+  }
+  const { promptEmbedDim, pooledDim } = card.text;
+  const tokens = given.prompt_embeds?.shape[1] ?? 0;
+  const pair = (prefix: string) => ({
+    promptEmbeds: checkShape(`${prefix}prompt_embeds`, given[`${prefix}prompt_embeds`], [
+      tokens,
+      promptEmbedDim,
+    ], request.images),
+    pooledPromptEmbeds: checkShape(`${prefix}pooled_prompt_embeds`, given[`${prefix}pooled_prompt_embeds`], [
+      pooledDim,
+    ], request.images),
+  });
+  if (!(tokens >= 1)) {
+    throw new RequestError(
+      "prompt_embeds",
+      `give [1 or ${request.images}, tokens, ${promptEmbedDim}] with tokens >= 1`,
+    );
+  }
+  const hasNegative = "negative_prompt_embeds" in given || "negative_pooled_prompt_embeds" in given;
+  if (hasNegative !== request.trueCfg) {
+    throw new RequestError(
+      "negative_prompt_embeds",
+      request.trueCfg
+        ? "true CFG needs negative_prompt_embeds and negative_pooled_prompt_embeds"
+        : "given without true CFG (true_cfg above 1)",
+    );
+  }
+  return { ...pair(""), negative: hasNegative ? pair("negative_") : null, notes: [] };
+}
+
+/** `request`'s conditioning: its prompts encoded, or the given embeddings checked. */
+export async function textConditioning(
+  card: TextCard,
+  request: GenerationRequest,
+  given: Record<string, Float32Tensor> | undefined,
+  encoder: () => Promise<FluxPromptEncoder>,
+): Promise<TextConditioning> {
+  if (request.prompts === null) {
+    if (!given) {
+      throw new RequestError(
+        "prompt_embeds",
+        "the request names no prompt: give prompt_embeds and pooled_prompt_embeds",
+      );
+    }
+    return givenEmbeddings(card, request, given);
+  }
+  if (given) throw new RequestError("prompt_embeds", "give either a prompt or prompt_embeds, not both");
+  const prompts = await encoder();
+  const rows = await Promise.all(request.prompts.map((p) => prompts.encode(p)));
+  const negative = request.negativePrompt === null ? null : await prompts.encode(request.negativePrompt);
+  const stack = (parts: Float32Tensor[]): Float32Tensor => {
+    const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+    parts.reduce((offset, p) => (data.set(p.data, offset), offset + p.data.length), 0);
+    return { shape: [parts.length, ...parts[0].shape.slice(1)], data };
+  };
+  const notes = [...new Set([...rows, ...(negative ? [negative] : [])].flatMap((r) => r.notes))];
+  return {
+    promptEmbeds: stack(rows.map((r) => r.promptEmbeds)),
+    pooledPromptEmbeds: stack(rows.map((r) => r.pooledPromptEmbeds)),
+    negative,
+    notes,
+  };
+}

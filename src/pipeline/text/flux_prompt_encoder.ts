@@ -1,0 +1,101 @@
+// FluxPipeline's encode_prompt: CLIP's pooled output (77 tokens) and T5's last hidden state
+// (max_sequence_length tokens), each prompt padded and truncated as FluxPipeline's tokenizer calls do. The
+// four components load together, on the first prompt, not with the transformer. A repeated prompt reuses
+// its embeddings from a small LRU and costs no encoder work.
+import { LRUCache } from "lru-cache";
+import type { GpuContext } from "../../gpu/context.ts";
+import { submitDispatches } from "../../gpu/kernel.ts";
+import { readFloats } from "../../gpu/readback.ts";
+import type { Float32Tensor } from "../../model/safetensors.ts";
+import { ClipTextModel } from "../../model/text/clip_text_model.ts";
+import { T5Encoder } from "../../model/text/t5_encoder.ts";
+import type { TextEncoderGraph } from "../../model/text/text_encoder.ts";
+import { PromptTokenizer } from "../../model/text/tokenizer.ts";
+import type { TextCard } from "../model_card.ts";
+
+/** Prompts whose embeddings are kept (FLUX.1: 8 MiB of T5 states each). */
+const REMEMBERED_PROMPTS = 16;
+
+export interface EncodedPrompt {
+  /** [1, max_sequence_length, joint_attention_dim]: T5's last_hidden_state. */
+  promptEmbeds: Float32Tensor;
+  /** [1, pooled_projection_dim]: CLIP's pooler_output. */
+  pooledPromptEmbeds: Float32Tensor;
+  /** What truncation dropped, in the words of FluxPipeline's warning. */
+  notes: string[];
+}
+
+export class FluxPromptEncoder {
+  readonly #remembered = new LRUCache<string, EncodedPrompt>({ max: REMEMBERED_PROMPTS });
+  /** Encoder passes run (a remembered prompt runs none). */
+  encodes = 0;
+
+  private constructor(
+    private readonly ctx: GpuContext,
+    private readonly card: TextCard,
+    private readonly tokenizers: { clip: PromptTokenizer; t5: PromptTokenizer },
+    private readonly clip: ClipTextModel,
+    private readonly t5: T5Encoder,
+  ) {}
+
+  static async load(ctx: GpuContext, card: TextCard): Promise<FluxPromptEncoder> {
+    const encoders = card.text.encoders;
+    if (!encoders) throw new Error(`${card.dir}: ${card.text.absent.join(", ")} are null: no prompt encoder`);
+    const tokenizers = {
+      clip: await PromptTokenizer.load(`${card.dir}/tokenizer`, "clip"),
+      t5: await PromptTokenizer.load(`${card.dir}/tokenizer_2`, "t5"),
+    };
+    const clip = await ClipTextModel.load(ctx, `${card.dir}/text_encoder`, encoders.clip);
+    try {
+      const t5 = await T5Encoder.load(ctx, `${card.dir}/text_encoder_2`, encoders.t5);
+      return new FluxPromptEncoder(ctx, card, tokenizers, clip, t5);
+    } catch (e) {
+      clip.release();
+      throw e;
+    }
+  }
+
+  async encode(prompt: string): Promise<EncodedPrompt> {
+    const remembered = this.#remembered.get(prompt);
+    if (remembered) return remembered;
+    const { clipTokens, maxSequenceLength, promptEmbedDim, pooledDim } = this.card.text;
+    const clipIds = this.tokenizers.clip.encode(prompt, clipTokens);
+    const t5Ids = this.tokenizers.t5.encode(prompt, maxSequenceLength);
+    const clipGraph = this.clip.graph(1, clipTokens);
+    this.clip.writeInputIds(clipGraph, clipIds.ids);
+    const t5Graph = this.t5.graph(1, maxSequenceLength);
+    this.t5.writeInputIds(t5Graph, t5Ids.ids);
+    submitDispatches(this.ctx.gpu, [...commandsOf(clipGraph), ...commandsOf(t5Graph)]);
+    this.encodes++;
+    const encoded = {
+      promptEmbeds: {
+        shape: [1, maxSequenceLength, promptEmbedDim],
+        data: await readFloats(this.ctx.gpu, t5Graph.lastHiddenState),
+      },
+      pooledPromptEmbeds: {
+        shape: [1, pooledDim],
+        data: await readFloats(this.ctx.gpu, clipGraph.poolerOutput),
+      },
+      notes: [
+        ...truncation("CLIP", clipIds, clipTokens),
+        ...truncation("T5", t5Ids, maxSequenceLength),
+      ],
+    };
+    this.#remembered.set(prompt, encoded);
+    return encoded;
+  }
+
+  release(): void {
+    this.clip.release();
+    this.t5.release();
+  }
+}
+
+function commandsOf(graph: TextEncoderGraph) {
+  return [...graph.embeddings, ...graph.layers.flat(), ...graph.final];
+}
+
+function truncation(model: string, ids: { truncated: boolean; tokens: number }, limit: number): string[] {
+  if (!ids.truncated) return [];
+  return [`prompt truncated for ${model}: ${ids.tokens} tokens, the limit is ${limit}; the rest was dropped`];
+}
