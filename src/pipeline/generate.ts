@@ -47,6 +47,11 @@ export interface DenoiseOptions {
   onStep?: (event: StepEvent) => void;
   /** Checked between steps; an aborted request stops before the next step is encoded. */
   signal?: AbortSignal;
+  /**
+   * Partial images: after each listed step (before the last), the current latents are decoded and handed
+   * over; each costs a decode and a readback.
+   */
+  previews?: { after: readonly number[]; onPreview: (step: number, decoded: Decoded) => void };
 }
 
 export interface Denoised {
@@ -100,11 +105,12 @@ function feedCommands(
   return commands;
 }
 
-/** Runs every step; the latents stay on the GPU for the pipeline to decode. */
+/** Runs every step; the latents stay on the GPU for the pipeline to decode (previews decode them early). */
 export async function denoise(
   ctx: GpuContext,
   spec: DenoiseSpec,
   options: DenoiseOptions = {},
+  decode?: Decode,
 ): Promise<Denoised> {
   const images = spec.images;
   const guided = spec.guidance !== null;
@@ -150,6 +156,9 @@ export async function denoise(
           await ctx.gpu.device.queue.onSubmittedWorkDone();
           options.onStep({ step: i, steps: steps.length, t: s.timestep, ...report });
         }
+        if (decode && i < steps.length - 1 && options.previews?.after.includes(i)) {
+          options.previews.onPreview(i, await decode(x, recorder));
+        }
       }
       const settled = await strategy.settle(recorder);
       const events = steps.map((s, i): StepEvent => {
@@ -184,11 +193,14 @@ export interface GenerateResult {
   notes: string[];
 }
 
-/** Latents -> images [n, C, H, W] in the model's data range: a pipeline's decode stage. */
-export type Decode = (
-  latents: Tensor,
-  recorder: StepRecorder,
-) => Promise<{ images: Float32Array; shape: [number, number, number, number] }>;
+/** Images [n, C, H, W] in the model's data range. */
+export interface Decoded {
+  images: Float32Array;
+  shape: [number, number, number, number];
+}
+
+/** Latents -> images: a pipeline's decode stage. It reads the latents and leaves them as they are. */
+export type Decode = (latents: Tensor, recorder: StepRecorder) => Promise<Decoded>;
 
 /** Denoises, decodes, and accounts for the whole run: its seconds and its readbacks. */
 export async function generateImages(
@@ -199,7 +211,7 @@ export async function generateImages(
 ): Promise<GenerateResult> {
   const started = performance.now();
   const readbacksBefore = readbackCount();
-  const { latents, recorder, steps, cache } = await denoise(ctx, spec, options);
+  const { latents, recorder, steps, cache } = await denoise(ctx, spec, options, decode);
   try {
     const { images, shape } = await decode(latents, recorder);
     return {

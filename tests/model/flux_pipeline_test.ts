@@ -52,10 +52,21 @@ gpuTest("FluxPipeline from fixed latents and prompt embeddings gives diffusers' 
   assert.equal(card.pipeline, "FluxPipeline");
   const pipeline = await loadPipeline(ctx, card);
   try {
+    const previews: number[] = [];
     const result = await pipeline.run(r, {
       latents: fixtureTensor(fixture, "latents"),
       embeddings: embeddingsOf(fixture),
+      // Partial images decode the latents mid-run; the run's own images must not change.
+      previews: {
+        after: [1, 3],
+        onPreview: (step, decoded) => {
+          assert.deepEqual(decoded.shape, [1, 3, 32, 48]);
+          assert.ok(decoded.images.every(Number.isFinite));
+          previews.push(step);
+        },
+      },
     });
+    assert.deepEqual(previews, [1], "the last step is the final image, not a preview");
     assert.deepEqual(result.shape, [1, 3, 32, 48]);
     assertClose(toUnitHwc(result.images, result.shape), fixtureTensor(fixture, "images"), TOL, "images");
   } finally {
