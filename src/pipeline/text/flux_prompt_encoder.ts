@@ -1,7 +1,7 @@
 // FluxPipeline's encode_prompt: CLIP's pooled output (77 tokens) and T5's last hidden state
 // (max_sequence_length tokens), each prompt padded and truncated as FluxPipeline's tokenizer calls do. The
 // four components load together, on the first prompt, not with the transformer. A repeated prompt reuses
-// its embeddings from a small LRU and costs no encoder work.
+// its embeddings from a small LRU and costs no encoder work, also while its first pass is still running.
 import { LRUCache } from "lru-cache";
 import type { GpuContext } from "../../gpu/context.ts";
 import { submitDispatches } from "../../gpu/kernel.ts";
@@ -26,7 +26,7 @@ export interface EncodedPrompt {
 }
 
 export class FluxPromptEncoder {
-  readonly #remembered = new LRUCache<string, EncodedPrompt>({ max: REMEMBERED_PROMPTS });
+  readonly #remembered = new LRUCache<string, Promise<EncodedPrompt>>({ max: REMEMBERED_PROMPTS });
   /** Encoder passes run (a remembered prompt runs none). */
   encodes = 0;
 
@@ -55,9 +55,19 @@ export class FluxPromptEncoder {
     }
   }
 
-  async encode(prompt: string): Promise<EncodedPrompt> {
+  encode(prompt: string): Promise<EncodedPrompt> {
     const remembered = this.#remembered.get(prompt);
     if (remembered) return remembered;
+    const encoded = this.#encode(prompt);
+    this.#remembered.set(prompt, encoded);
+    // A failed pass is forgotten, so that the next request runs it again.
+    encoded.catch(() => {
+      if (this.#remembered.peek(prompt) === encoded) this.#remembered.delete(prompt);
+    });
+    return encoded;
+  }
+
+  async #encode(prompt: string): Promise<EncodedPrompt> {
     const { clipTokens, maxSequenceLength, promptEmbedDim, pooledDim } = this.card.text;
     const clipIds = this.tokenizers.clip.encode(prompt, clipTokens);
     const t5Ids = this.tokenizers.t5.encode(prompt, maxSequenceLength);
@@ -67,22 +77,20 @@ export class FluxPromptEncoder {
     this.t5.writeInputIds(t5Graph, t5Ids.ids);
     submitDispatches(this.ctx.gpu, [...commandsOf(clipGraph), ...commandsOf(t5Graph)]);
     this.encodes++;
-    const encoded = {
-      promptEmbeds: {
-        shape: [1, maxSequenceLength, promptEmbedDim],
-        data: await readFloats(this.ctx.gpu, t5Graph.lastHiddenState),
-      },
-      pooledPromptEmbeds: {
-        shape: [1, pooledDim],
-        data: await readFloats(this.ctx.gpu, clipGraph.poolerOutput),
-      },
+    // Both copies are queued before the first await: the graphs are shared, and another prompt's pass queued
+    // while this one waits would overwrite their outputs.
+    const [promptEmbeds, pooledPromptEmbeds] = await Promise.all([
+      readFloats(this.ctx.gpu, t5Graph.lastHiddenState),
+      readFloats(this.ctx.gpu, clipGraph.poolerOutput),
+    ]);
+    return {
+      promptEmbeds: { shape: [1, maxSequenceLength, promptEmbedDim], data: promptEmbeds },
+      pooledPromptEmbeds: { shape: [1, pooledDim], data: pooledPromptEmbeds },
       notes: [
         ...truncation("CLIP", clipIds, clipTokens),
         ...truncation("T5", t5Ids, maxSequenceLength),
       ],
     };
-    this.#remembered.set(prompt, encoded);
-    return encoded;
   }
 
   release(): void {
