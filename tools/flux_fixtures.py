@@ -15,6 +15,10 @@ Writes under tests/fixtures/flux/:
                                     T5EncoderModel (BF16, CLIP's keys with FLUX's "text_model." prefix),
                                     tokenizer/ in FLUX's vocab.json + merges.txt layout with OpenAI's first
                                     1000 merges, tokenizer_2/ the T5 tokenizer.json of tests/fixtures/tokenizers
+  schedule-<name>.safetensors       FluxPipeline's own schedule (retrieve_timesteps with sigmas linspace(1, 1/N, N)
+                                    and the mu of calculate_shift) for FLUX.1 dev's and schnell's published
+                                    scheduler configs at several sizes: timesteps and sigmas (metadata: the
+                                    config as JSON, steps, image tokens, mu)
   pipeline-text-run-<run>.safetensors
                                     a FluxPipeline run from prompts (metadata: prompts as JSON, the negative
                                     prompt and true_cfg_scale of true CFG, each prompt's untruncated CLIP and
@@ -339,6 +343,31 @@ def pipeline_text(out, seed):
         save_file(contiguous(tensors), f"{out}/pipeline-text-run-{run}.safetensors", metadata=header(metadata))
 
 
+# The scheduler_config.json of FLUX.1 dev and schnell as published (their fields that differ from the defaults).
+SCHEDULES = {
+    "dev-1024": (dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                      max_image_seq_len=4096), 28, 4096),
+    "dev-768x512": (dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                         base_image_seq_len=256, max_image_seq_len=4096), 13, 1536),
+    "schnell-1024": (dict(shift=1.0, use_dynamic_shifting=False, base_shift=0.5, max_shift=1.15,
+                          base_image_seq_len=256, max_image_seq_len=4096), 4, 4096),
+}
+
+
+def schedules(out):
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+    for name, (config, steps, tokens) in SCHEDULES.items():
+        scheduler = FlowMatchEulerDiscreteScheduler(**config)
+        sigmas = np.linspace(1.0, 1 / steps, steps)
+        mu = calculate_shift(tokens, config["base_image_seq_len"], config["max_image_seq_len"], config["base_shift"],
+                             config["max_shift"])
+        timesteps, _ = retrieve_timesteps(scheduler, steps, "cpu", sigmas=sigmas, mu=mu)
+        save_file({"timesteps": timesteps.to(torch.float32).contiguous(),
+                   "sigmas": scheduler.sigmas.to(torch.float32).contiguous()}, f"{out}/schedule-{name}.safetensors",
+                  metadata=header({"config": json.dumps(dict(scheduler.config)), "steps": str(steps),
+                                   "image_tokens": str(tokens), "mu": repr(mu)}))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="tests/fixtures/flux")
@@ -351,6 +380,7 @@ def main():
         forward(args.out, name, spec, 500 + 10 * k)
     pipeline(args.out, 600)
     pipeline_text(args.out, 700)
+    schedules(args.out)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,26 @@ export function calculateShift(tokens: number, scheduler: Record<string, unknown
   return tokens * m + (baseShift - m * baseLen);
 }
 
+/**
+ * FluxPipeline's schedule: sigmas linspace(1, 1/N, N) shifted by the mu of `tokens` image tokens, with the
+ * timesteps in the transformer's [0, 1] units.
+ */
+export function fluxSchedule(
+  dir: string,
+  scheduler: Record<string, unknown>,
+  steps: number,
+  tokens: number,
+): Schedule {
+  const schedule = createSchedule(`${dir}/scheduler/scheduler_config.json`, scheduler, steps, {
+    sigmas: numpyLinspace(1, 1 / steps, steps),
+    mu: calculateShift(tokens, scheduler),
+  });
+  return {
+    ...schedule,
+    steps: schedule.steps.map((s) => ({ ...s, timestep: Math.fround(s.timestep) / TIMESTEP_UNITS })),
+  };
+}
+
 export class FluxPipeline implements ImagePipeline {
   /** Loaded with the first prompt; a failed load is retried by the next one. */
   #prompts: Promise<FluxPromptEncoder> | null = null;
@@ -90,24 +110,6 @@ export class FluxPipeline implements ImagePipeline {
     return this.transformer.weightBytes + this.vae.weightBytes;
   }
 
-  /** FluxPipeline's sigmas linspace(1, 1/N, N), shifted by the mu of `tokens` image tokens. */
-  #schedule(request: GenerationRequest, tokens: number): Schedule {
-    const steps = request.steps;
-    const schedule = createSchedule(
-      `${this.card.dir}/scheduler/scheduler_config.json`,
-      this.card.scheduler,
-      steps,
-      {
-        sigmas: numpyLinspace(1, 1 / steps, steps),
-        mu: calculateShift(tokens, this.card.scheduler),
-      },
-    );
-    return {
-      ...schedule,
-      steps: schedule.steps.map((s) => ({ ...s, timestep: Math.fround(s.timestep) / TIMESTEP_UNITS })),
-    };
-  }
-
   /** encoder_hidden_states, pooled_projections (and guidance) for every row of the graph's batch. */
   #inputs(conditioning: TextConditioning, images: number, guidance: number): Record<string, Float32Array> {
     const rows = (per: Float32Tensor, negative: Float32Tensor | undefined) => {
@@ -149,7 +151,7 @@ export class FluxPipeline implements ImagePipeline {
       denoiser: {
         graph: (batch: number) => this.transformer.graph(this.#shape(batch, request.size, textTokens)),
       },
-      schedule: this.#schedule(request, tokens),
+      schedule: fluxSchedule(this.card.dir, this.card.scheduler, request.steps, tokens),
       latentShape,
       images: request.images,
       inputs: this.#inputs(conditioning, request.images, request.guidance),
