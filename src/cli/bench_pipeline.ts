@@ -11,7 +11,8 @@ import { gaussianNoise } from "../pipeline/noise.ts";
 import { latentShape, readModelCard } from "../pipeline/model_card.ts";
 import { DitPipeline } from "../pipeline/pipelines/dit.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
-import { matmulKernelGflops, timeCommands } from "./bench/harness.ts";
+import { matmulKernelGflops, modelSeconds } from "./bench/harness.ts";
+import { pythonReference } from "./bench/python_reference.ts";
 
 interface Reference {
   transformer_step_seconds: number;
@@ -30,27 +31,6 @@ async function checkpointBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function reference(
-  python: string,
-  diffusers: string | undefined,
-  dir: string,
-  repeat: number,
-): Promise<Reference> {
-  const out = await new Deno.Command(python, {
-    args: ["tools/dit_random_pipeline.py", "--bench", dir, "--repeat", String(repeat)],
-    env: diffusers ? { PYTHONPATH: diffusers } : {},
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  if (!out.success) {
-    throw new Error(
-      `${python} tools/dit_random_pipeline.py failed: ${text.decode(out.stderr).trim().split("\n").pop()}`,
-    );
-  }
-  return JSON.parse(text.decode(out.stdout).trim().split("\n").pop()!);
-}
-
 /** Seconds of one guided step (prologue, every block, epilogue) at batch 2. */
 async function stepSeconds(ctx: GpuContext, pipeline: DitPipeline, repeat: number): Promise<number> {
   const graph = pipeline.transformer.graph(2);
@@ -58,14 +38,14 @@ async function stepSeconds(ctx: GpuContext, pipeline: DitPipeline, repeat: numbe
   ctx.pool.write(graph.t, new Float32Array([500, 500]));
   ctx.pool.write(graph.labels, Uint32Array.from([207, pipeline.card.classes.nullClass]));
   const commands = [...graph.prologue, ...graph.blocks.flat(), ...graph.epilogue];
-  return (await timeCommands(ctx, commands, { warmup: 1, minRuns: repeat, budgetMs: 0 })) / 1000;
+  return await modelSeconds(ctx, commands, repeat);
 }
 
 async function decodeSeconds(ctx: GpuContext, pipeline: DitPipeline, repeat: number): Promise<number> {
   const [c, h, w] = latentShape(pipeline.card, pipeline.card.size);
   const graph = pipeline.vae.graph([1, c, h, w]);
   ctx.pool.write(graph.z, gaussianNoise(2, graph.z.size));
-  return (await timeCommands(ctx, graph.commands, { warmup: 1, minRuns: repeat, budgetMs: 0 })) / 1000;
+  return await modelSeconds(ctx, graph.commands, repeat);
 }
 
 async function main(): Promise<number> {
@@ -102,7 +82,12 @@ async function main(): Promise<number> {
   const decode = await decodeSeconds(ctx, pipeline, repeat);
   const kernel = await matmulKernelGflops(ctx);
   const torch = values.python
-    ? await reference(values.python, values["diffusers-src"], values.model, repeat)
+    ? await pythonReference<Reference>(
+      values.python,
+      values["diffusers-src"],
+      "tools/dit_random_pipeline.py",
+      ["--bench", values.model, "--repeat", String(repeat)],
+    )
     : null;
   const stepGflops = (2 * pipeline.flopsPerSample) / step / 1e9;
   const report = {

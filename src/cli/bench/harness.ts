@@ -67,6 +67,15 @@ export async function timeCommands(
   return median(times);
 }
 
+/** Seconds of one pass over a model's `commands`: the median of `repeat` waited-on submits after a warm-up. */
+export async function modelSeconds(
+  ctx: GpuContext,
+  commands: readonly Command[],
+  repeat: number,
+): Promise<number> {
+  return await timeCommands(ctx, commands, { warmup: 1, minRuns: repeat, budgetMs: 0 }) / 1000;
+}
+
 /**
  * Milliseconds that one more pass over `commands` adds to a submit: the median of (t(2R) - t(R)) / R, in
  * which the fixed submit-and-wait cost cancels. For short command lists, where that cost would dominate.
