@@ -71,11 +71,11 @@ function measuredGraph(ctx: GpuContext, model: FluxTransformer, shape: FluxGraph
   }
 }
 
-/** Seconds of a modulation linear [1, D] -> [1, chunks * D] with BF16 weights (FLUX.1 is stored in BF16). */
-async function modulationSeconds(ctx: GpuContext, d: number, chunks: number, repeat: number) {
-  const x = ctx.pool.upload(benchInput(d, 5), [1, d]);
-  const weight = ctx.pool.uploadBytes(new Uint8Array(chunks * d * d * 2), [chunks * d, d], "bf16");
-  const bias = ctx.pool.upload(benchInput(chunks * d, 6), [chunks * d]);
+/** Seconds of x [rows, d] W^T + b, W [out, d] in BF16 as FLUX.1 stores it. */
+async function bf16LinearSeconds(ctx: GpuContext, rows: number, d: number, out: number, repeat: number) {
+  const x = ctx.pool.upload(benchInput(rows * d, 5), [rows, d]);
+  const weight = ctx.pool.uploadBytes(new Uint8Array(out * d * 2), [out, d], "bf16");
+  const bias = ctx.pool.upload(benchInput(out, 6), [out]);
   const op = linear(ctx, x, weight, { bias });
   try {
     return await modelSeconds(ctx, op.dispatches, repeat);
@@ -83,6 +83,21 @@ async function modulationSeconds(ctx: GpuContext, d: number, chunks: number, rep
     op.release();
     for (const t of [x, weight, bias]) t.release();
   }
+}
+
+/**
+ * The blocks' largest linear alone (the feed-forward's [tokens, D] -> [tokens, 4D]): the kernel at the
+ * blocks' own shape and weight type, which the 1024^3 f32 figure of the other benchmarks is not.
+ */
+async function blockKernel(ctx: GpuContext, tokens: number, d: number, repeat: number) {
+  const seconds = await bf16LinearSeconds(ctx, tokens, d, 4 * d, repeat);
+  return {
+    rows: tokens,
+    inFeatures: d,
+    outFeatures: 4 * d,
+    seconds,
+    gflops: 2 * tokens * d * 4 * d / seconds / 1e9,
+  };
 }
 
 /** The forward's inputs under diffusers' argument names; img_ids and txt_ids follow from the shape. */
@@ -145,6 +160,7 @@ export interface FluxMeasurement {
   single: BlockRow;
   prologueSeconds: number;
   epilogueSeconds: number;
+  kernel: Awaited<ReturnType<typeof blockKernel>>;
   graphBytes: GraphBytes;
   /** The same graph with half the image rows: how each part's bytes grow with image tokens. */
   halfGraphBytes: GraphBytes & { imageTokens: number };
@@ -202,11 +218,12 @@ export async function measureFlux(
     // Both kinds count the same FLOPs (model.flopsPerSample): 12 D^2 multiply-adds per token and one joint
     // attention, 2 x 2 N^2 D (q k^T and p v).
     const flops = { total: model.flopsPerSample(shape) / model.depth, attention: 4 * tokens * tokens * d };
-    const doubleMod = 2 * await modulationSeconds(ctx, d, 6, repeat);
+    const doubleMod = 2 * await bf16LinearSeconds(ctx, 1, d, 6 * d, repeat);
     const double = await blockRow(ctx, graph.blocks[0], flops, doubleMod, repeat);
-    const singleMod = await modulationSeconds(ctx, d, 3, repeat);
+    const singleMod = await bf16LinearSeconds(ctx, 1, d, 3 * d, repeat);
     const single = await blockRow(ctx, graph.blocks[config.num_layers], flops, singleMod, repeat);
     const epilogueSeconds = await modelSeconds(ctx, graph.epilogue, repeat);
+    const kernel = await blockKernel(ctx, tokens, d, repeat);
     // The timed runs updated the streams in place again and again; the prologue starts them afresh.
     const outputs = await forwardOutputs(ctx, graph, config.num_layers);
     return {
@@ -217,6 +234,7 @@ export async function measureFlux(
       single,
       prologueSeconds,
       epilogueSeconds,
+      kernel,
       graphBytes: bytes,
       halfGraphBytes,
       inputs,

@@ -57,7 +57,7 @@ function blockRow(engine: EngineMeasurement, kind: Kind, torch: TorchReference |
   const withModulation = row.seconds + row.modulationSeconds;
   return {
     ...row,
-    shareOfKernel: row.gflops / engine.kernelGflops,
+    shareOfKernel: row.gflops / engine.blocks.kernel.gflops,
     torchSeconds,
     vsTorch: torchSeconds ? withModulation / torchSeconds : null,
   };

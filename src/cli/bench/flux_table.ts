@@ -117,13 +117,19 @@ function encoderRows(name: string, e: FluxBenchReport["clip"], errors: [string, 
 export function fluxTable(r: FluxBenchReport): string {
   const e = r.errors ?? {};
   const f = r.flux;
+  const k = f.kernel;
   const rows: Row[] = [
     ["adapter", r.adapter],
     ...blockRows(r, "double", "double-stream"),
     ...blockRows(r, "single", "single-stream"),
-    ["matmul kernel 1024^3 in the same run", `${r.matmulKernelGflops.toFixed(2)} GFLOP/s`],
+    ["matmul kernel 1024^3 (f32 weights) in the same run", `${r.matmulKernelGflops.toFixed(2)} GFLOP/s`],
     [
-      "double block / kernel; single block / kernel",
+      `matmul kernel at the blocks' largest linear, [${k.rows}, ${k.inFeatures}] x [${k.inFeatures}, ` +
+      `${k.outFeatures}] BF16 weights`,
+      `${seconds(k.seconds)} (${k.gflops.toFixed(2)} GFLOP/s)`,
+    ],
+    [
+      "double block / that kernel; single block / that kernel",
       `${percent(f.double.shareOfKernel)}; ${percent(f.single.shareOfKernel)}`,
     ],
     ...torchRows(r),
