@@ -15,7 +15,7 @@ import { type Float32Tensor, readFloat32Tensors, WeightsError } from "../model/s
 import { encodeSafetensors, writeFileAtomically } from "../model/safetensors_writer.ts";
 import { encodeImagesPng, toUnitHwc } from "../pipeline/image.ts";
 import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
-import { EMBEDDING_NAMES } from "../pipeline/pipelines/flux_conditioning.ts";
+import { EMBEDDING_NAMES, embeddingsRequest } from "../pipeline/pipelines/flux_conditioning.ts";
 import { LatentsError } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
 import { type GenerationRequest, RequestError, resolveRequest, samplingSchema } from "../pipeline/request.ts";
@@ -120,18 +120,7 @@ function conditioning(v: Flags, card: ModelCard, embeddings: Record<string, Floa
     return { prompts: new Array(n).fill(v.prompt), negativePrompt, labelField: "prompt" };
   }
   if (embeddings) {
-    const batch = embeddings.prompt_embeds?.shape[0] ?? 1;
-    if (batch > 1 && n !== 1 && n !== batch) {
-      throw new UsageError(
-        `n: prompt_embeds hold ${batch} prompts, one image each; --n must be 1 or ${batch}`,
-      );
-    }
-    const negative = "negative_prompt_embeds" in embeddings || "negative_pooled_prompt_embeds" in embeddings;
-    return {
-      embeddings: { images: Math.max(batch, n), negative },
-      negativePrompt,
-      labelField: "prompt_embeds",
-    };
+    return { embeddings: embeddingsRequest(embeddings, n), negativePrompt, labelField: "prompt_embeds" };
   }
   const label = (v.label ?? v.class) as string | undefined;
   const labels = label === undefined ? card.classes?.names.map((_, i) => i) ?? [] : new Array(n).fill(label);

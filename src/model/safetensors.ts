@@ -88,6 +88,33 @@ function parseEntry(
   return { name, dtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
 }
 
+/** The header's length from the file's first 8 bytes, checked against the file's size. */
+function headerLength(path: string, first: Uint8Array, fileSize: number): number {
+  if (fileSize < 8) fail(path, `file of ${fileSize} bytes is too short to be safetensors`);
+  const length = Number(new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true));
+  if (length > MAX_HEADER_BYTES || 8 + length > fileSize) {
+    fail(path, `header length ${length} does not fit the file of ${fileSize} bytes (corrupt?)`);
+  }
+  return length;
+}
+
+/** The tensor entries and metadata of a header's JSON bytes, checked against the file's size. */
+function parseHeader(path: string, bytes: Uint8Array, fileSize: number): SafetensorsHeader {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    fail(path, `header is not valid JSON (${(e as Error).message})`);
+  }
+  const tensors = new Map<string, TensorEntry>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(json)) {
+    if (name === "__metadata__") metadata = raw as Record<string, string>;
+    else tensors.set(name, parseEntry(path, name, raw, 8 + bytes.length, fileSize));
+  }
+  return { path, tensors, metadata };
+}
+
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
   let file: Deno.FsFile;
   try {
@@ -98,26 +125,8 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
   }
   try {
     const fileSize = (await file.stat()).size;
-    if (fileSize < 8) fail(path, `file of ${fileSize} bytes is too short to be safetensors`);
-    const headerLength = Number(
-      new DataView((await readExactly(file, 0, 8, path)).buffer).getBigUint64(0, true),
-    );
-    if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
-      fail(path, `header length ${headerLength} does not fit the file of ${fileSize} bytes (corrupt?)`);
-    }
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(new TextDecoder().decode(await readExactly(file, 8, headerLength, path)));
-    } catch (e) {
-      fail(path, `header is not valid JSON (${(e as Error).message})`);
-    }
-    const tensors = new Map<string, TensorEntry>();
-    let metadata: Record<string, string> = {};
-    for (const [name, raw] of Object.entries(json)) {
-      if (name === "__metadata__") metadata = raw as Record<string, string>;
-      else tensors.set(name, parseEntry(path, name, raw, 8 + headerLength, fileSize));
-    }
-    return { path, tensors, metadata };
+    const length = headerLength(path, await readExactly(file, 0, Math.min(8, fileSize), path), fileSize);
+    return parseHeader(path, await readExactly(file, 8, length, path), fileSize);
   } finally {
     file.close();
   }
@@ -181,4 +190,19 @@ export async function readFloat32Tensors(path: string): Promise<Map<string, Floa
     (entry, data) => void tensors.set(entry.name, { shape: entry.shape, data }),
   );
   return tensors;
+}
+
+/**
+ * Every tensor of a safetensors file held in memory (an upload) decoded to float32; `name` stands for its
+ * path in errors.
+ */
+export function decodeFloat32Tensors(bytes: Uint8Array, name: string): Map<string, Float32Tensor> {
+  const length = headerLength(name, bytes, bytes.length);
+  const header = parseHeader(name, bytes.subarray(8, 8 + length), bytes.length);
+  return new Map(
+    [...header.tensors.values()].map((e) => [e.name, {
+      shape: e.shape,
+      data: decodeToFloat32(e.dtype, bytes.subarray(e.begin, e.end)),
+    }]),
+  );
 }

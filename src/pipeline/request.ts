@@ -16,13 +16,14 @@ export const LIMITS = {
   eta: { min: 0, max: 1 },
 } as const;
 
-const ranged = (name: keyof typeof LIMITS, integer: boolean) => {
+/** A number in LIMITS[name]; `field` is what messages call it (front ends that name it otherwise). */
+export const ranged = (name: keyof typeof LIMITS, integer: boolean, field: string = name) => {
   const { min, max } = LIMITS[name];
   const kind = integer ? "an integer" : "a number";
-  const base = z.number({ error: `${name} must be ${kind} in ${min}..${max}` });
-  return (integer ? base.int({ error: `${name} must be an integer in ${min}..${max}` }) : base)
-    .min(min, { error: `${name} must be in ${min}..${max}` })
-    .max(max, { error: `${name} must be in ${min}..${max}` });
+  const base = z.number({ error: `${field} must be ${kind} in ${min}..${max}` });
+  return (integer ? base.int({ error: `${field} must be an integer in ${min}..${max}` }) : base)
+    .min(min, { error: `${field} must be in ${min}..${max}` })
+    .max(max, { error: `${field} must be in ${min}..${max}` });
 };
 
 /** The sampling fields of every front end; absent steps, guidance and sampler take the model's defaults. */
@@ -194,6 +195,9 @@ function textConditioning(card: ModelCard & { text: TextInputs }, input: Request
   }
   const images = input.prompts?.length ?? input.embeddings!.images;
   if (images === 0) throw new RequestError(field, "give the prompt of at least one image");
+  if (input.prompts?.some((p) => p.trim() === "")) {
+    throw new RequestError(field, "is empty; give the text of the image (or precomputed prompt_embeds)");
+  }
   return {
     images,
     labels: [],

@@ -3,7 +3,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context, Next } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { matchedRoutes } from "hono/route";
@@ -11,14 +10,14 @@ import { secureHeaders } from "hono/secure-headers";
 import type { z } from "zod";
 import { formatIssues } from "../validation/issues.ts";
 import { ApiError, errorResponse } from "./api_error.ts";
+import { limitBodies } from "./body_limit.ts";
 import type { GenerationService } from "./generation_service.ts";
 import type { GpuWorker } from "./gpu_worker_client.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ModelCatalog } from "./model_catalog.ts";
 import { registerGenerateRoutes } from "./routes/generate.ts";
+import { registerImagesRoute } from "./routes/images.ts";
 import { registerInfoRoutes } from "./routes/info.ts";
-
-export const MAX_BODY_BYTES = 64 * 1024;
 
 export interface AppSettings {
   /** When set, every /v1/* route needs `Authorization: Bearer <apiKey>`. */
@@ -89,16 +88,10 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   app.use(secureHeaders());
   if (deps.settings.corsOrigin) app.use(cors({ origin: deps.settings.corsOrigin }));
   if (deps.settings.apiKey) app.use("/v1/*", requireApiKey(deps.settings.apiKey));
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        c.json({ error: `request body is over ${MAX_BODY_BYTES} bytes (64 KiB)`, field: "body" }, 413),
-    }),
-  );
+  app.use("/v1/*", limitBodies());
   registerInfoRoutes(app, deps);
   registerGenerateRoutes(app, deps);
+  registerImagesRoute(app, deps);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {

@@ -11,13 +11,12 @@ import {
 import { type JobQueue, QueueFullError } from "./job_queue.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { ModelEntry } from "./model_catalog.ts";
-import type { GenerationJob, JobOutput, StepProgress } from "./worker_protocol.ts";
+import type { GenerationJob, JobOutput, Preview, StepProgress } from "./worker_protocol.ts";
 
-/** A resolved request for one model, and how its PNGs are laid out. */
-export interface Submission {
+/** A resolved request for one model, what it brings besides, and how its PNGs are laid out. */
+export interface Submission extends Pick<GenerationJob, "layout" | "previews" | "embeddings" | "latents"> {
   model: ModelEntry;
   request: GenerationRequest;
-  layout: GenerationJob["layout"];
 }
 
 export interface GenerationOutcome {
@@ -30,13 +29,14 @@ export interface SubmitOptions {
   /** The client's signal: aborting it (disconnect) cancels the job, queued or running. */
   signal: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+  onPreview?: (preview: Preview) => void;
 }
 
 const seconds = (ms: number) => Number((ms / 1000).toFixed(4));
 
 function toJob(submission: Submission, progress: boolean): GenerationJob {
-  const { model, request, layout } = submission;
-  return { card: model.card, request, progress, layout };
+  const { model, ...rest } = submission;
+  return { card: model.card, progress, ...rest };
 }
 
 /** Rejects with the signal's reason when it aborts. */
@@ -67,7 +67,7 @@ export class GenerationService {
     try {
       pending = this.queue.enqueue((s) => {
         started = performance.now();
-        return this.worker.run(job, { signal: s, onStep: options.onStep });
+        return this.worker.run(job, { signal: s, onStep: options.onStep, onPreview: options.onPreview });
       }, signal);
     } catch (e) {
       deadline.clear();
@@ -116,7 +116,7 @@ export class GenerationService {
     if (e instanceof WorkerCrashedError || e instanceof WorkerUnavailableError) {
       return new ApiError(503, e.message);
     }
-    if (e instanceof JobFailedError && e.kind === "bad_request") return new ApiError(400, e.message);
+    if (e instanceof JobFailedError && e.kind === "bad_request") return new ApiError(400, e.message, e.field);
     if (signal.aborted) {
       return signal.reason instanceof ApiError
         ? signal.reason

@@ -3,11 +3,12 @@
 import { createStrategy } from "../cache/create.ts";
 import type { CacheStrategy } from "../cache/strategy.ts";
 import { GpuContext } from "../gpu/context.ts";
-import type { GenerateResult, StepEvent } from "../pipeline/generate.ts";
+import type { Decoded, StepEvent } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import type { ModelCard } from "../pipeline/model_card.ts";
-import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
+import { type ImagePipeline, LatentsError, type RunOptions } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
+import { RequestError } from "../pipeline/request.ts";
 import { SchedulerConfigError } from "../pipeline/schedulers/schedule.ts";
 import { SharedAbort } from "./shared_abort.ts";
 import type { FromWorker, GenerationJob, JobFailureKind, ToWorker } from "./worker_protocol.ts";
@@ -54,24 +55,34 @@ async function init(preload: ModelCard[]): Promise<void> {
   }
 }
 
-function encode(result: GenerateResult, layout: GenerationJob["layout"]): Uint8Array[] {
-  if (layout === "grid") return [encodeImagesPng(result.images, result.shape)];
-  const [n, c, h, w] = result.shape;
+/** Decoded images as PNGs: one with them side by side ("grid"), or one each. */
+function encode(decoded: Decoded, layout: GenerationJob["layout"]): Uint8Array[] {
+  if (layout === "grid") return [encodeImagesPng(decoded.images, decoded.shape)];
+  const [n, c, h, w] = decoded.shape;
   const per = c * h * w;
   return Array.from(
     { length: n },
-    (_, i) => encodeImagesPng(result.images.subarray(i * per, (i + 1) * per), [1, c, h, w]),
+    (_, i) => encodeImagesPng(decoded.images.subarray(i * per, (i + 1) * per), [1, c, h, w]),
   );
 }
 
-function failureKind(gpu: GpuContext, e: unknown, signal: AbortSignal): JobFailureKind {
-  if (e instanceof SchedulerConfigError) return "bad_request";
-  if (signal.aborted) return "aborted";
-  return gpu.gpu.healthy ? "internal" : "gpu_lost";
+const buffers = (pngs: Uint8Array[]) => pngs.map((p) => p.buffer as ArrayBuffer);
+
+/** A failure that the request caused (bad_request, with its field), or how the run was stopped. */
+function failure(gpu: GpuContext, e: unknown, signal: AbortSignal): { kind: JobFailureKind; field?: string } {
+  if (e instanceof RequestError) return { kind: "bad_request", field: e.field };
+  if (e instanceof LatentsError) return { kind: "bad_request", field: "latents" };
+  if (e instanceof SchedulerConfigError) return { kind: "bad_request" };
+  if (signal.aborted) return { kind: "aborted" };
+  return { kind: gpu.gpu.healthy ? "internal" : "gpu_lost" };
 }
 
-async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: AbortSignal): Promise<void> {
-  let strategy: CacheStrategy | null = null;
+function runOptions(
+  id: number,
+  job: GenerationJob,
+  signal: AbortSignal,
+  strategy: CacheStrategy,
+): RunOptions {
   // Progress costs a GPU wait per step, so it is asked for only when streamed.
   const onStep = (e: StepEvent) =>
     scope.postMessage({
@@ -85,27 +96,40 @@ async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: Abor
         blocks_run: e.blocksRun,
       },
     });
+  const onPreview = (step: number, decoded: Decoded) => {
+    const pngs = encode(decoded, "each");
+    scope.postMessage({ type: "preview", id, preview: { step, pngs } }, buffers(pngs));
+  };
+  return {
+    strategy,
+    signal,
+    onStep: job.progress ? onStep : undefined,
+    previews: job.previews.length > 0 ? { after: job.previews, onPreview } : undefined,
+    embeddings: job.embeddings,
+    latents: job.latents,
+  };
+}
+
+async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: AbortSignal): Promise<void> {
+  let strategy: CacheStrategy | null = null;
   try {
     const pipeline = await loadModel(gpu, job.card);
     strategy = createStrategy(gpu, job.request.cache);
-    const result = await pipeline.run(job.request, {
-      strategy,
-      signal,
-      onStep: job.progress ? onStep : undefined,
-    });
+    const result = await pipeline.run(job.request, runOptions(id, job, signal, strategy));
     const pngs = encode(result, job.layout);
     scope.postMessage(
       {
         type: "done",
         id,
-        output: { pngs, seconds: result.seconds, cache: result.cache },
+        output: { pngs, seconds: result.seconds, cache: result.cache, notes: result.notes },
         pool: gpu.pool.stats(),
       },
-      pngs.map((p) => p.buffer as ArrayBuffer),
+      buffers(pngs),
     );
   } catch (e) {
-    const kind = failureKind(gpu, e, signal);
-    scope.postMessage({ type: "failed", id, kind, message: (e as Error).message, pool: gpu.pool.stats() });
+    const { kind, field } = failure(gpu, e, signal);
+    const message = (e as Error).message;
+    scope.postMessage({ type: "failed", id, kind, message, field, pool: gpu.pool.stats() });
   } finally {
     strategy?.release();
   }

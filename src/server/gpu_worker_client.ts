@@ -9,6 +9,7 @@ import type {
   GenerationJob,
   JobFailureKind,
   JobOutput,
+  Preview,
   StepProgress,
   ToWorker,
 } from "./worker_protocol.ts";
@@ -26,7 +27,8 @@ export class WorkerCrashedError extends Error {}
 /** No worker can take jobs: it failed to start, or the server is shutting down. */
 export class WorkerUnavailableError extends Error {}
 export class JobFailedError extends Error {
-  constructor(readonly kind: JobFailureKind, message: string) {
+  /** `field`: the request field at fault, for bad_request. */
+  constructor(readonly kind: JobFailureKind, message: string, readonly field?: string) {
     super(message);
   }
 }
@@ -56,11 +58,12 @@ export type JobOutcome = "done" | JobFailureKind | "crashed" | "unavailable";
 export interface RunOptions {
   signal: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+  /** The partial images of the steps the job lists in `previews`. */
+  onPreview?: (preview: Preview) => void;
 }
 
-interface InFlight {
+interface InFlight extends Omit<RunOptions, "signal"> {
   id: number;
-  onStep?: (progress: StepProgress) => void;
   resolve(output: JobOutput): void;
   reject(error: Error): void;
 }
@@ -114,7 +117,7 @@ export class GpuWorker {
     options.signal.addEventListener("abort", abort, { once: true });
     try {
       return await new Promise<JobOutput>((resolve, reject) => {
-        this.#current = { id, onStep: options.onStep, resolve, reject };
+        this.#current = { id, onStep: options.onStep, onPreview: options.onPreview, resolve, reject };
         this.#send(worker, { type: "generate", id, job });
       });
     } finally {
@@ -180,6 +183,9 @@ export class GpuWorker {
       case "step":
         if (this.#current?.id === m.id) this.#current.onStep?.(m.progress);
         break;
+      case "preview":
+        if (this.#current?.id === m.id) this.#current.onPreview?.(m.preview);
+        break;
       case "done":
         this.options.onPoolStats?.(m.pool);
         if (this.#current?.id === m.id) this.#finish("done")!.resolve(m.output);
@@ -187,7 +193,9 @@ export class GpuWorker {
       case "failed":
         if (m.pool) this.options.onPoolStats?.(m.pool);
         if (m.kind === "gpu_lost") return this.#crash(worker, `GPU device lost: ${m.message}`);
-        if (this.#current?.id === m.id) this.#finish(m.kind)!.reject(new JobFailedError(m.kind, m.message));
+        if (this.#current?.id === m.id) {
+          this.#finish(m.kind)!.reject(new JobFailedError(m.kind, m.message, m.field));
+        }
         break;
       case "lost":
         this.#crash(worker, `GPU device lost: ${m.reason}`);

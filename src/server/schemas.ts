@@ -1,16 +1,28 @@
 // Request and response shapes of the HTTP API. Sampling fields are the pipeline's own schema (one set of
 // ranges and messages for CLI and HTTP); cache options are validated by src/cache/options.ts after this
-// coarse shape check, because their ranges depend on the model and the step count. The OpenAPI document is
-// generated from these schemas.
+// coarse shape check, because their ranges depend on the model and the step count; the conditioning (class,
+// prompt, tensors) and the size are checked against the model by src/pipeline/request.ts. The OpenAPI
+// document is generated from these schemas.
 import { z } from "zod";
 import { CACHE_STRATEGIES, cacheOptionNames, type CacheStrategyName } from "../cache/options.ts";
-import { samplingSchema } from "../pipeline/request.ts";
+import { ranged, samplingSchema } from "../pipeline/request.ts";
 
 export const MAX_IMAGES = 8;
+/** OpenAI's range for partial_images. */
+export const MAX_PARTIAL_IMAGES = 3;
 
 const imageCount = (() => {
   const error = `n must be an integer in 1..${MAX_IMAGES}`;
   return z.number({ error }).int({ error }).min(1, { error }).max(MAX_IMAGES, { error }).default(1);
+})();
+
+const partialImages = (() => {
+  const error = `partial_images must be an integer in 0..${MAX_PARTIAL_IMAGES}`;
+  return z.number({ error }).int({ error }).min(0, { error }).max(MAX_PARTIAL_IMAGES, { error }).default(0)
+    .describe(
+      "Partial images of a stream, decoded from the latents at steps spread evenly before the last; fewer " +
+        "when there are too few steps",
+    );
 })();
 
 const strategies = CACHE_STRATEGIES as [CacheStrategyName, ...CacheStrategyName[]];
@@ -30,27 +42,61 @@ const cacheSchema = z.union([
 
 const modelName = z.string({ error: "model must be a string" }).describe("Directory name under MODELS_DIR");
 
+const size = z.string({ error: 'size must be a string "WxH" such as "1024x768"' })
+  .describe("Width x height in pixels; the model's own size when absent (see /v1/models: sizes, size_rule)");
+
+const negativePrompt = z.string({ error: "negative_prompt must be a string" })
+  .describe("Text models: what true CFG steers away from; needs true CFG above 1");
+
+const tensors = z.string({ error: "tensors must be a base64 string of a safetensors file" }).describe(
+  "A base64 safetensors file (the format `deno task generate --prompt-embeds` and `--latents` read; F32, " +
+    "F16 or BF16) holding tensors by diffusers' argument names: text models take prompt_embeds " +
+    "[1 or n, tokens, joint_attention_dim] with pooled_prompt_embeds [1 or n, pooled_projection_dim] instead " +
+    "of a prompt (negative_prompt_embeds and negative_pooled_prompt_embeds with true CFG), one image per row " +
+    "or n of one row; any model takes latents, the starting noise in the pipeline's layout (FLUX: packed " +
+    "[images, (H/16)(W/16), 64]). A body with tensors may be up to 32 MiB, any other 64 KiB. Shapes are " +
+    "checked before queueing; an error names the tensor as `field`.",
+);
+
 export const generateBodySchema = samplingSchema.extend({
   model: modelName.optional(),
   label: z.union([z.string(), z.number().int()], {
     error: "label must be a class name or word (string) or a class index (integer)",
-  }).describe('Class of the model: "7", "seven" or 7'),
+  }).optional().describe('Class-conditional models: the class, "7", "seven" or 7'),
+  prompt: z.string({ error: "prompt must be a string" }).optional().describe("Text models: the prompt"),
+  negative_prompt: negativePrompt.optional(),
+  size: size.optional(),
+  tensors: tensors.optional(),
   n: imageCount,
+  partial_images: partialImages,
   cache: cacheSchema.default("none"),
 });
 export type GenerateBody = z.infer<typeof generateBodySchema>;
 
 export const generateQuerySchema = z.object({
   stream: z.enum(["true", "false"], { error: 'stream must be "true" or "false"' }).optional()
-    .describe("true: answer Server-Sent Events (step events, then result)"),
+    .describe("true: answer Server-Sent Events (step and partial_image events, then result)"),
 });
 
+/** OpenAI's image request, with diffusers' sampling fields under their pipeline argument names. */
 export const imagesBodySchema = z.strictObject({
-  prompt: z.string({ error: "prompt must be a string naming a class of the model" }),
+  prompt: z.string({
+    error: "prompt must be a string: the text of a text model, or a class of a class-conditional one",
+  }),
   n: imageCount,
   response_format: z.literal("b64_json", { error: 'response_format must be "b64_json"' }).default("b64_json"),
+  output_format: z.literal("png", { error: 'output_format must be "png"' }).optional(),
   model: modelName.optional(),
-  size: z.string({ error: 'size must be a string like "28x28"' }).optional(),
+  size: size.or(z.literal("auto")).optional(),
+  seed: ranged("seed", true).default(0),
+  num_inference_steps: ranged("steps", true, "num_inference_steps").optional(),
+  guidance_scale: ranged("guidance", false, "guidance_scale").optional(),
+  negative_prompt: negativePrompt.optional(),
+  true_cfg_scale: ranged("true_cfg", false, "true_cfg_scale").optional(),
+  stream: z.boolean({ error: "stream must be a boolean" }).default(false)
+    .describe("true: answer Server-Sent Events in OpenAI's image streaming shape"),
+  partial_images: partialImages,
+  cache: cacheSchema.default("none"),
   user: z.string().optional(),
 });
 export type ImagesBody = z.infer<typeof imagesBodySchema>;
@@ -70,13 +116,18 @@ const cacheStatsSchema = z.object({
   memoryBytes: z.number(),
 });
 
+const notes = z.array(z.string()).describe("What the pipeline changed in the request (a truncated prompt)");
+
 export const generateResultSchema = z.object({
   model: z.string(),
-  label: z.string(),
+  label: z.string().nullable().describe("The class drawn (class-conditional models)"),
+  prompt: z.string().nullable().describe("The prompt (text models given one)"),
+  size: z.string(),
   n: z.number(),
   seed: z.number(),
   steps: z.number(),
   images: z.array(z.string()).describe("base64 PNG per image"),
+  notes,
   cache: cacheStatsSchema,
   timings: z.object({ queue_seconds: z.number(), generate_seconds: z.number(), total_seconds: z.number() }),
   adapter: z.string(),
@@ -91,10 +142,39 @@ export const stepEventSchema = z.object({
   blocks_run: z.number(),
 });
 
+export const partialImageEventSchema = z.object({
+  step: z.number().describe("The step after which the latents were decoded"),
+  partial_image_index: z.number(),
+  images: z.array(z.string()).describe("base64 PNG per image"),
+});
+
 export const imagesResultSchema = z.object({
   created: z.number(),
   data: z.array(z.object({ b64_json: z.string() })),
+  size: z.string(),
+  output_format: z.literal("png"),
+  notes: notes.optional().describe("Present when the pipeline changed the request (a truncated prompt)"),
 });
+
+/** The fields OpenAI's partial and completed image events share. */
+const imageEvent = {
+  b64_json: z.string(),
+  created_at: z.number(),
+  size: z.string(),
+  quality: z.literal("auto"),
+  background: z.literal("opaque"),
+  output_format: z.literal("png"),
+  image_index: z.number().describe("Which of the n images (not in OpenAI's shape, which streams one)"),
+};
+
+export const imageStreamEventSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("image_generation.partial_image"),
+    ...imageEvent,
+    partial_image_index: z.number(),
+  }),
+  z.object({ type: z.literal("image_generation.completed"), ...imageEvent, notes: notes.optional() }),
+]);
 
 const range = z.object({ min: z.number(), max: z.number() });
 
@@ -107,10 +187,19 @@ export const modelsSchema = z.object({
     created: z.number().describe("Seconds since the epoch: when the model directory last changed"),
     owned_by: z.string(),
     pipeline: z.string().describe("The diffusers pipeline (or embedded model) class that runs it"),
-    inputs: z.array(z.string()).describe("What a request conditions it on"),
+    inputs: z.array(z.string()).describe(
+      "What a request may condition it on: class_labels (`label`), prompt and negative_prompt (models with " +
+        "text encoders), prompt_embeds, pooled_prompt_embeds, negative_prompt_embeds, " +
+        "negative_pooled_prompt_embeds and latents (in `tensors`)",
+    ),
     classes: z.array(z.string()).describe("Class names by id; `label` or `prompt` names one"),
     class_words: z.array(z.string()).describe("Other accepted names of the classes"),
-    sizes: z.array(z.string()).describe('Image sizes it draws, "WxH"'),
+    sizes: z.array(z.string()).describe('The model\'s own size "WxH", the default'),
+    size_rule: z.object({ multiple: z.number(), max_pixels: z.number() }).nullable().describe(
+      "null: the model draws its own size only; otherwise any WxH with both multiples of `multiple` and " +
+        "W x H at most `max_pixels`",
+    ),
+    max_sequence_length: z.number().nullable().describe("Text models: T5 tokens per prompt (longer is cut)"),
     blocks: z.number(),
     samplers: z.array(z.string()),
     defaults: z.object({ steps: z.number(), guidance: z.number() }),
@@ -119,4 +208,24 @@ export const modelsSchema = z.object({
     scm_presets: z.array(z.string()),
     limits: z.record(z.string(), range),
   })),
+});
+
+const jsonError = (description: string) => ({
+  content: { "application/json": { schema: errorSchema } },
+  description,
+});
+
+export const ERROR_RESPONSES = {
+  400: jsonError("invalid input"),
+  401: jsonError("missing or wrong API key"),
+  404: jsonError("unknown model"),
+  413: jsonError("body over 64 KiB (32 MiB for /v1/generate with tensors)"),
+  429: jsonError("queue full (Retry-After)"),
+  503: jsonError("GPU worker crashed, device lost, not ready or shutting down"),
+  504: jsonError("request timed out"),
+};
+
+export const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  required: true,
+  content: { "application/json": { schema } },
 });

@@ -1,7 +1,8 @@
 // Messages between the HTTP thread and the GPU worker. The HTTP thread never touches WebGPU: it sends fully
-// validated jobs and receives PNG bytes, step events and pool statistics.
+// validated jobs and receives PNG bytes, step events, partial images and pool statistics.
 import type { CacheStats } from "../cache/strategy.ts";
 import type { PoolStats } from "../gpu/pool.ts";
+import type { Float32Tensor } from "../model/safetensors.ts";
 import type { ModelCard } from "../pipeline/model_card.ts";
 import type { GenerationRequest } from "../pipeline/request.ts";
 
@@ -13,6 +14,12 @@ export interface GenerationJob {
   progress: boolean;
   /** "grid": one PNG with the images side by side; "each": one PNG per image. */
   layout: "grid" | "each";
+  /** Steps after which the current latents are decoded and sent as a `preview` (partial images). */
+  previews: number[];
+  /** Precomputed text conditioning by diffusers' names, already checked against the model. */
+  embeddings?: Record<string, Float32Tensor>;
+  /** Starting latents in the pipeline's layout, already checked against the size. */
+  latents?: Float32Array;
 }
 
 export interface StepProgress {
@@ -23,10 +30,18 @@ export interface StepProgress {
   blocks_run: number;
 }
 
+/** The images decoded after `step`, one PNG each. */
+export interface Preview {
+  step: number;
+  pngs: Uint8Array[];
+}
+
 export interface JobOutput {
   pngs: Uint8Array[];
   seconds: number;
   cache: CacheStats;
+  /** What the pipeline changed in the request (a truncated prompt). */
+  notes: string[];
 }
 
 /** Why a job failed inside the worker; the HTTP thread maps each kind to a status. */
@@ -44,7 +59,16 @@ export type FromWorker =
   /** The worker cannot serve at all (no adapter, model failed to load); it is not restarted. */
   | { type: "fatal"; message: string }
   | { type: "step"; id: number; progress: StepProgress }
+  | { type: "preview"; id: number; preview: Preview }
   | { type: "done"; id: number; output: JobOutput; pool: PoolStats }
-  | { type: "failed"; id: number; kind: JobFailureKind; message: string; pool: PoolStats | null }
+  /** `field`: the request field at fault, for bad_request. */
+  | {
+    type: "failed";
+    id: number;
+    kind: JobFailureKind;
+    message: string;
+    field?: string;
+    pool: PoolStats | null;
+  }
   /** The device was lost: the worker is unusable and must be replaced. */
   | { type: "lost"; reason: string };

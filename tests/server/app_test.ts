@@ -31,7 +31,9 @@ serverTest("health, readiness (adapter named) and the model list", async () => {
   assert.equal(models[0].owned_by, "ditserve");
   assert.ok(Number.isInteger(models[0].created) && models[0].created > 0);
   assert.deepEqual(models[0].sizes, ["28x28"]);
-  assert.deepEqual(models[0].inputs, ["class_labels"]);
+  assert.equal(models[0].size_rule, null);
+  assert.equal(models[0].max_sequence_length, null);
+  assert.deepEqual(models[0].inputs, ["class_labels", "latents"]);
   assert.equal(models[0].id, "mnist-dit");
   assert.deepEqual(models[0].classes, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
   assert.equal(models[0].class_words[7], "seven");
@@ -39,6 +41,7 @@ serverTest("health, readiness (adapter named) and the model list", async () => {
   assert.deepEqual(models[0].strategies, ["none", "fbcache", "dbcache", "dbprune"]);
   assert.deepEqual(models[0].limits.n, { min: 1, max: 8 });
   assert.deepEqual(models[0].limits.steps, { min: 1, max: 1000 });
+  assert.deepEqual(models[0].limits.partial_images, { min: 0, max: 3 });
 });
 
 serverTest("Accept: image/png returns the digits side by side, read by the classifier as asked", async () => {
@@ -111,6 +114,58 @@ serverTest(
   },
 );
 
+serverTest(
+  "OpenAI image stream: partial images spread over the steps, then one completed event per image",
+  async () => {
+    const fields = { prompt: "seven", n: 2, num_inference_steps: 6, guidance_scale: 3, seed: 4 };
+    const res = await app.request(
+      "/v1/images/generations",
+      jsonPost({ ...fields, stream: true, partial_images: 2 }),
+    );
+    assert.match(res.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const events = parseSse(await res.text()) as { event: string; data: Record<string, unknown> }[];
+    const partial = "image_generation.partial_image";
+    const completed = "image_generation.completed";
+    assert.deepEqual(events.map((e) => e.event), [partial, partial, partial, partial, completed, completed]);
+    for (const { event, data } of events) {
+      assert.equal(data.type, event);
+      assert.equal(data.size, "28x28");
+      assert.equal(data.output_format, "png");
+      assert.ok(Math.abs((data.created_at as number) - Date.now() / 1000) < 600);
+      assert.equal(decode(fromBase64(data.b64_json as string)).width, 28);
+    }
+    assert.deepEqual(events.slice(0, 4).map((e) => e.data.partial_image_index), [0, 0, 1, 1]);
+    assert.deepEqual(events.map((e) => e.data.image_index), [0, 1, 0, 1, 0, 1]);
+    // Partial images decode the latents mid-run without changing the result.
+    const plain = await (await app.request("/v1/images/generations", jsonPost(fields))).json();
+    assert.deepEqual(plain.data.map((d: { b64_json: string }) => d.b64_json), [
+      events[4].data.b64_json,
+      events[5].data.b64_json,
+    ]);
+  },
+);
+
+const IMAGES_BAD_INPUT: [string, unknown, number, string, RegExp][] = [
+  ["prompt over 64 KiB", { prompt: "x".repeat(70 * 1024) }, 413, "body", /64 KiB/],
+  ["size of another model", { prompt: "7", size: "1024x1024" }, 400, "size", /28x28 images only/],
+  ["negative prompt to a class model", { prompt: "7", negative_prompt: "3" }, 400, "negative_prompt", /no/],
+  ["true CFG to a class model", { prompt: "7", true_cfg_scale: 4 }, 400, "true_cfg_scale", /no true CFG/],
+  ["steps 0", { prompt: "7", num_inference_steps: 0 }, 400, "num_inference_steps", /1\.\.1000/],
+  ["partial images without a stream", { prompt: "7", partial_images: 1 }, 400, "partial_images", /stream/],
+  ["stream not a boolean", { prompt: "7", stream: "yes" }, 400, "stream", /boolean/],
+  ["url response format", { prompt: "7", response_format: "url" }, 400, "response_format", /b64_json/],
+];
+
+serverTest("OpenAI images shape: bad input is a 4xx naming the field", async () => {
+  for (const [what, body, status, field, message] of IMAGES_BAD_INPUT) {
+    const res = await app.request("/v1/images/generations", jsonPost(body));
+    const error = await res.json();
+    assert.equal(res.status, status, `${what}: ${JSON.stringify(error)}`);
+    assert.equal(error.field, field, `${what}: ${JSON.stringify(error)}`);
+    assert.match(error.error, message, what);
+  }
+});
+
 const BAD_INPUT: [string, string | unknown, number, string, RegExp][] = [
   ["malformed JSON", '{"label": 7,', 400, "body", /JSON/],
   ["body not an object", "[1, 2]", 400, "body", /object/i],
@@ -151,7 +206,20 @@ const BAD_INPUT: [string, string | unknown, number, string, RegExp][] = [
     "cache",
     /12 blocks/,
   ],
-  ["oversized body", { label: 7, padding: "x".repeat(70 * 1024) }, 413, "body", /64 KiB/],
+  ["body over 64 KiB without tensors", { label: 7, prompt: "x".repeat(70 * 1024) }, 413, "body", /64 KiB/],
+  ["prompt to a class model", { prompt: "a seven" }, 400, "prompt", /class-conditional: it takes a class/],
+  [
+    "negative prompt to a class model",
+    { label: 7, negative_prompt: "blur" },
+    400,
+    "negative_prompt",
+    /no negative/,
+  ],
+  ["size a class model does not draw", { label: 7, size: "32x32" }, 400, "size", /draws 28x28 images only/],
+  ["tensors not base64", { label: 7, tensors: "not base64!" }, 400, "tensors", /not base64/],
+  ["tensors not safetensors", { label: 7, tensors: "AAAA" }, 400, "tensors", /too short to be safetensors/],
+  ["partial images without a stream", { label: 7, partial_images: 2 }, 400, "partial_images", /stream/],
+  ["partial images 4", { label: 7, partial_images: 4 }, 400, "partial_images", /0\.\.3/],
 ];
 
 serverTest(
@@ -216,6 +284,19 @@ serverTest(
       /^ditserve_jobs_total\{outcome="aborted"\} 1$/m,
       "the worker stopped the 1000 steps",
     );
+    // In OpenAI's image stream the timeout is an error event, in the shape OpenAI's clients raise.
+    const streamed = await hurried.request(
+      "/v1/images/generations",
+      jsonPost({ prompt: "4", num_inference_steps: 1000, stream: true }),
+    );
+    const events = parseSse(await streamed.text());
+    assert.deepEqual(events.map((e) => e.event), ["error"]);
+    assert.deepEqual(events[0].data, {
+      type: "error",
+      error: { message: "request timed out after 1 s (REQUEST_TIMEOUT_S)", param: null },
+    });
+    // Queued behind the stopped job, as above, so that no later test finds the worker busy.
+    assert.equal((await patient.request("/v1/generate", jsonPost({ label: 4, steps: 1 }))).status, 200);
   },
 );
 
@@ -249,7 +330,8 @@ serverTest("OpenAPI document is generated from the request schemas", async () =>
     assert.ok(doc.paths[path], path);
   }
   const body = doc.paths["/v1/generate"].post.requestBody.content["application/json"].schema;
-  assert.deepEqual(body.required, ["label"]);
+  assert.equal(body.required, undefined, "label, prompt and tensors are each optional");
+  assert.match(body.properties.tensors.description, /base64 safetensors .*32 MiB/);
   assert.equal(body.properties.steps.maximum, 1000);
   assert.equal(body.properties.n.maximum, 8);
   assert.match(body.properties.cache.description, /dbprune: .*non_prune_blocks_ids/);

@@ -20,6 +20,7 @@ const job = (seed: number): GenerationJob => ({
   request: resolveRequest(model.card, { labels: [1], steps: 2, seed, shift: 1, eta: 0, cache: "none" }),
   progress: false,
   layout: "grid",
+  previews: [],
 });
 
 serverTest(

@@ -21,6 +21,25 @@ export const EMBEDDING_NAMES = [
   "negative_pooled_prompt_embeds",
 ] as const;
 
+/**
+ * The images of a request conditioned on `embeddings` (one per prompt_embeds row, or n of a single row) and
+ * whether negative embeddings come with them; throws naming `n` when it fits neither.
+ */
+export function embeddingsRequest(
+  embeddings: Record<string, Float32Tensor>,
+  n: number,
+): { images: number; negative: boolean } {
+  const batch = embeddings.prompt_embeds?.shape[0] ?? 1;
+  if (batch > 1 && n !== 1 && n !== batch) {
+    throw new RequestError(
+      "n",
+      `prompt_embeds hold ${batch} prompts, one image each; n must be 1 or ${batch}`,
+    );
+  }
+  const negative = "negative_prompt_embeds" in embeddings || "negative_pooled_prompt_embeds" in embeddings;
+  return { images: Math.max(batch, n), negative };
+}
+
 const shapeOf = (t: Float32Tensor) => `[${t.shape.join(", ")}]`;
 
 /** Throws naming both shapes unless `tensor` is [1 or images, ...rest]. */
@@ -34,7 +53,15 @@ function checkShape(name: string, tensor: Float32Tensor | undefined, rest: numbe
   return tensor;
 }
 
-function givenEmbeddings(card: TextCard, request: GenerationRequest, given: Record<string, Float32Tensor>) {
+/**
+ * Precomputed embeddings checked against the card's widths and the request's images and true CFG; throws a
+ * RequestError naming the tensor and both shapes. The server runs it before queueing a request.
+ */
+export function givenEmbeddings(
+  card: TextCard,
+  request: GenerationRequest,
+  given: Record<string, Float32Tensor>,
+): TextConditioning {
   const unknown = Object.keys(given).filter((n) => !(EMBEDDING_NAMES as readonly string[]).includes(n));
   if (unknown.length > 0) {
     throw new RequestError(

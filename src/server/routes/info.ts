@@ -3,10 +3,18 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { CACHE_STRATEGIES } from "../../cache/options.ts";
 import { SCM_PRESET_NAMES } from "../../cache/scm.ts";
-import { classWords } from "../../pipeline/model_card.ts";
+import { classWords, type ModelCard } from "../../pipeline/model_card.ts";
+import { EMBEDDING_NAMES } from "../../pipeline/pipelines/flux_conditioning.ts";
 import { LIMITS } from "../../pipeline/request.ts";
 import type { AppDeps } from "../app.ts";
-import { errorSchema, MAX_IMAGES, modelsSchema } from "../schemas.ts";
+import { errorSchema, MAX_IMAGES, MAX_PARTIAL_IMAGES, modelsSchema } from "../schemas.ts";
+
+/** What a request may condition the model on, by diffusers' argument names. */
+function inputsOf(card: ModelCard): string[] {
+  if (card.classes) return ["class_labels", "latents"];
+  const prompts = card.text.encoders ? ["prompt", "negative_prompt"] : [];
+  return [...prompts, ...EMBEDDING_NAMES, "latents"];
+}
 
 /** Fn/Bn splits named by the cache doc (0.2.x and 1.x defaults, FBCache); any F<n>B<n> is accepted. */
 const SPLIT_PRESETS = ["F1B0", "F8B0", "F8B8"];
@@ -66,7 +74,8 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
     createRoute({
       method: "get",
       path: "/v1/models",
-      summary: "Models (OpenAI list shape), their classes, sizes, block count, cache strategies and limits",
+      summary:
+        "Models (OpenAI list shape), their inputs, classes, sizes, block count, cache strategies and limits",
       responses: { 200: json(modelsSchema, "models under MODELS_DIR") },
     }),
     async (c) => {
@@ -76,17 +85,23 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
         created,
         owned_by: "ditserve",
         pipeline: card.pipeline,
-        inputs: ["class_labels"],
+        inputs: inputsOf(card),
         classes: card.classes?.names ?? [],
         class_words: card.classes ? classWords(card.classes) : [],
         sizes: [`${card.size.width}x${card.size.height}`],
+        size_rule: card.sizes && { multiple: card.sizes.multiple, max_pixels: card.sizes.maxPixels },
+        max_sequence_length: card.text?.maxSequenceLength ?? null,
         blocks: card.blocks,
         samplers: [...card.samplers],
         defaults: card.defaults,
         strategies: CACHE_STRATEGIES,
         presets: SPLIT_PRESETS,
         scm_presets: SCM_PRESET_NAMES,
-        limits: { ...LIMITS, n: { min: 1, max: MAX_IMAGES } },
+        limits: {
+          ...LIMITS,
+          n: { min: 1, max: MAX_IMAGES },
+          partial_images: { min: 0, max: MAX_PARTIAL_IMAGES },
+        },
       }));
       return c.json({ object: "list" as const, data }, 200);
     },
