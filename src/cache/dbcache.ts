@@ -1,58 +1,53 @@
-// DBCache and FBCache (cache-strategies.md): F = blocks[0, Fn) always runs and its residual R_F is compared
-// with R_F* from the last computed step; a cached step replays M's stored residual instead of running M;
-// B = the last Bn blocks runs every step (or, with Bn_compute_blocks_ids, only the listed ones and the
-// others whose input barely moved). With the TaylorSeer calibrator a cached step extrapolates M's residual
-// (or the hidden state after M) from the computed steps instead of replaying the last one.
+// DBCache and FBCache (cache-strategies.md): F = blocks[0, Fn) always runs and its residual R_F (image
+// stream) is compared with R_F* from the last computed step; a cached step replays M's stored residual of every
+// stream instead of running M; B = the last Bn blocks runs every step on what that gives (or, with
+// Bn_compute_blocks_ids, only the listed ones and the others whose image input barely moved, which replay
+// their own residuals). With the TaylorSeer calibrator a cached step extrapolates M's residual (or the state
+// after M) of the image stream, and of the text stream when enable_encoder_taylorseer, instead of replaying.
 // Decisions: when nobody waits on per-step reports and B has no per-block rule, the GPU decides
 // (GpuDecidedSpan, TaylorSeer included) and the run reads its log once at the end; a static step mask is
 // decided on the host without a readback; otherwise one counted readback per step for the diff (none when a
 // gate before the threshold decides), and one per unlisted B block on cached steps.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpy } from "../ops/axpy.ts";
+import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
-import type { ElementwiseOp } from "../ops/modulate.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
+import { calibratorLabel, calibratorNotes } from "./calibrators/taylor_seer.ts";
 import { CacheDecision, type Decision, similar, stepGate } from "./decision.ts";
 import { GpuDecidedSpan } from "./gpu_decided_span.ts";
+import { ON_COMPUTE } from "./kernels/decision_abi.ts";
 import type { ResolvedDbCache } from "./options.ts";
+import { StoredSpan } from "./stored_span.ts";
 import {
   type BlockList,
+  blockStreams,
   type CacheStats,
   type CacheStrategy,
+  checkStreams,
   emptyStats,
   type ForwardInfo,
   type ForwardReport,
   recordStep,
 } from "./strategy.ts";
 
-/** An unlisted B block: its input and residual at the last computed step. */
-interface StoredBlock {
-  input: Tensor;
-  residual: Tensor;
-  snapshot: Command;
-  store: ElementwiseOp;
-  diff: ResidualDiff;
-  replay: ElementwiseOp;
-}
-
 interface Buffers {
-  hidden: Tensor;
-  tensors: Tensor[];
+  /** What the buffers were built for: the image stream, then the others. */
+  streams: Tensor[];
+  /** R_F and R_F*, shaped like the image stream. */
+  residualF: Tensor;
+  referenceF: Tensor;
+  /** F's input into middle.imageInput, which M's snapshot overwrites after R_F is taken. */
   snapshotIn: Command;
-  residualF: ElementwiseOp;
+  storeF: AxpyOp;
   diff: ResidualDiff;
   keepReference: Command;
-  snapshotM: Command;
-  storeM: ElementwiseOp;
-  replayM: ElementwiseOp;
+  middle: StoredSpan;
   /** Per B block, null where it always runs. */
-  stored: (StoredBlock | null)[];
-  seer: TaylorSeer | null;
-  /** Present when the GPU decides the steps (chosen on the first forward). */
-  gpu: GpuDecidedSpan | null;
+  stored: (StoredSpan | null)[];
+  /** Present when the GPU decides the steps (chosen on the first forward), with its copy of R_F into R_F*. */
+  gpu: { span: GpuDecidedSpan; keepReference: AxpyOp } | null;
 }
 
 export class DbCache implements CacheStrategy {
@@ -68,7 +63,7 @@ export class DbCache implements CacheStrategy {
     this.#decision = new CacheDecision(options);
     this.#stats = emptyStats(
       `${options.strategy} F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`,
-      [...options.notes, ...calibratorNotes(options.taylorseer)],
+      options.notes,
     );
   }
 
@@ -77,9 +72,9 @@ export class DbCache implements CacheStrategy {
     const { Fn } = this.options;
     recorder.encode([b.snapshotIn]);
     for (const block of list.blocks.slice(0, Fn)) recorder.encode(block);
-    recorder.encode(b.residualF.dispatches);
+    recorder.encode(b.storeF.dispatches);
     if (b.gpu) {
-      this.#forwardDecidedOnGpu(b.gpu, info.step, list, recorder);
+      this.#forwardDecidedOnGpu(b.gpu.span, info.step, list, recorder);
       return null;
     }
     let diff: number | null = null;
@@ -97,7 +92,7 @@ export class DbCache implements CacheStrategy {
     const gpu = this.#buffers?.gpu;
     if (!gpu) return [];
     const { Fn, Bn, blocks } = this.options;
-    const logged = await gpu.settle(recorder);
+    const logged = await gpu.span.settle(recorder);
     this.#stats.readbacks++;
     return this.#pending.splice(0).map((step) => {
       const { cached, diff, gate } = logged[step];
@@ -124,15 +119,13 @@ export class DbCache implements CacheStrategy {
     const { Fn, Bn } = this.options;
     const L = list.blocks.length;
     let blocksRun = Fn;
-    if (decision.cached && b.seer?.ready) {
-      b.seer.approximate(step, recorder);
-    } else if (decision.cached) {
-      recorder.encode(b.replayM.dispatches);
+    if (decision.cached) {
+      b.middle.reuse(step, recorder);
     } else {
-      recorder.encode([b.keepReference, b.snapshotM]);
+      recorder.encode([b.keepReference, ...b.middle.snapshot]);
       for (const block of list.blocks.slice(Fn, L - Bn)) recorder.encode(block);
-      recorder.encode(b.storeM.dispatches);
-      b.seer?.update(step, recorder);
+      recorder.encode(b.middle.store);
+      b.middle.update(step, recorder);
       blocksRun += L - Fn - Bn;
     }
     return blocksRun + await this.#runB(list.blocks.slice(L - Bn), decision.cached, recorder);
@@ -145,44 +138,40 @@ export class DbCache implements CacheStrategy {
   memoryBytes(): number {
     const b = this.#buffers;
     if (!b) return 0;
-    return b.tensors.reduce((sum, t) => sum + t.byteLength, 0) + (b.seer?.memoryBytes() ?? 0);
+    const spans = [b.middle, ...b.stored].reduce((sum, s) => sum + (s?.memoryBytes() ?? 0), 0);
+    return b.residualF.byteLength + b.referenceF.byteLength + spans;
   }
 
   release(): void {
     const b = this.#buffers;
     if (!b) return;
     this.#buffers = null;
-    for (const op of [b.residualF, b.diff, b.storeM, b.replayM]) op.release();
-    b.seer?.release();
-    b.gpu?.release();
-    for (const s of b.stored) for (const op of [s?.store, s?.diff, s?.replay]) op?.release();
-    disposeDispatches([
-      b.snapshotIn,
-      b.keepReference,
-      b.snapshotM,
-      ...b.stored.flatMap((s) => s ? [s.snapshot] : []),
-    ]);
-    for (const t of b.tensors) t.release();
+    for (const op of [b.storeF, b.diff, b.middle, ...b.stored, b.gpu?.span, b.gpu?.keepReference]) {
+      op?.release();
+    }
+    disposeDispatches([b.snapshotIn, b.keepReference]);
+    b.residualF.release();
+    b.referenceF.release();
   }
 
-  /** B blocks; returns how many ran. On computed steps the unlisted ones also store input and residual. */
+  /** B blocks; returns how many ran. On computed steps the unlisted ones also store inputs and residuals. */
   async #runB(blocks: readonly Command[][], cached: boolean, recorder: StepRecorder): Promise<number> {
     const stored = this.#buffers!.stored;
     let run = 0;
     for (const [j, block] of blocks.entries()) {
       const s = stored[j];
       if (cached && s) {
-        recorder.encode(s.diff.dispatches);
-        const diff = await this.#read(recorder, s.diff.result);
+        recorder.encode(s.diff!.dispatches);
+        const diff = await this.#read(recorder, s.diff!.result);
         if (similar(diff, this.options.non_compute_blocks_diff_threshold)) {
-          recorder.encode(s.replay.dispatches);
+          recorder.encode(s.replay);
           continue;
         }
       }
       const storing = !cached && s;
-      if (storing) recorder.encode([s.snapshot]);
+      if (storing) recorder.encode(s.snapshot);
       recorder.encode(block);
-      if (storing) recorder.encode(s.store.dispatches);
+      if (storing) recorder.encode(s.store);
       run++;
     }
     return run;
@@ -193,87 +182,74 @@ export class DbCache implements CacheStrategy {
     return (await recorder.read(result))[0];
   }
 
-  /** Buffers and dispatches are built once, on the first forward, for the request's `hidden`. */
+  /** Buffers and dispatches are built once, on the first forward, for the request's streams. */
   #prepare(list: BlockList, info: ForwardInfo): Buffers {
-    const { blocks, Bn, strategy } = this.options;
+    const { blocks, Bn, strategy, taylorseer } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
         `${strategy}: options were resolved for ${blocks} blocks, the model has ${list.blocks.length}`,
       );
     }
     if (this.#buffers) {
-      if (this.#buffers.hidden !== list.hidden) {
-        throw new Error(`${strategy}: hidden changed within a request`);
-      }
+      checkStreams(strategy, this.#buffers.streams, list);
       return this.#buffers;
     }
+    const streams = blockStreams(list);
     const { ctx } = this;
     const hidden = list.hidden;
-    const tensors: Tensor[] = [];
-    const tensor = () => {
-      const t = ctx.pool.tensor(hidden.shape);
-      tensors.push(t);
-      return t;
-    };
     const downsample = this.options.downsample_factor;
-    // scratch holds F's input, then M's input: each is consumed by the axpy right after its span.
-    const [scratch, residualF, referenceF, residualM] = [tensor(), tensor(), tensor(), tensor()];
-    const calibrator = this.options.taylorseer;
-    const residual = calibrator?.cache_type === "residual";
+    const [residualF, referenceF] = [ctx.pool.tensor(hidden.shape), ctx.pool.tensor(hidden.shape)];
+    const middle = new StoredSpan(ctx, `${strategy}: M`, streams, { calibrator: taylorseer });
     const listed = this.options.Bn_compute_blocks_ids;
-    const stored = Array.from({ length: Bn }, (_, j): StoredBlock | null => {
-      if (listed === null || listed.includes(j)) return null;
-      const input = tensor();
-      const residual = tensor();
-      return {
-        input,
-        residual,
-        snapshot: copyCommand(`${strategy}: B block ${j} input`, hidden, input),
-        store: axpy(ctx, input, hidden, { alpha: -1, out: residual }),
-        diff: residualDiff(ctx, input, hidden, { downsample }),
-        replay: axpy(ctx, residual, hidden, { alpha: 1, inPlace: true }),
-      };
-    });
-    this.#buffers = {
-      hidden,
-      tensors,
-      snapshotIn: copyCommand(`${strategy}: F input`, hidden, scratch),
-      residualF: axpy(ctx, scratch, hidden, { alpha: -1, out: residualF }),
+    const stored = Array.from(
+      { length: Bn },
+      (_, j) =>
+        listed === null || listed.includes(j)
+          ? null
+          : new StoredSpan(ctx, `${strategy}: B block ${j}`, streams, {
+            judge: { downsample },
+            calibrator: null,
+          }),
+    );
+    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length));
+    const b: Buffers = {
+      streams,
+      residualF,
+      referenceF,
+      snapshotIn: copyCommand(`${strategy}: F input`, hidden, middle.imageInput),
+      storeF: axpy(ctx, middle.imageInput, hidden, { alpha: -1, out: residualF }),
       diff: residualDiff(ctx, referenceF, residualF, { downsample }),
       keepReference: copyCommand(`${strategy}: keep R_F`, residualF, referenceF),
-      snapshotM: copyCommand(`${strategy}: M input`, hidden, scratch),
-      storeM: axpy(ctx, scratch, hidden, { alpha: -1, out: residualM }),
-      replayM: axpy(ctx, residualM, hidden, { alpha: 1, inPlace: true }),
+      middle,
       stored,
-      seer: calibrator && new TaylorSeer(ctx, {
-        source: residual ? residualM : hidden,
-        target: hidden,
-        mode: residual ? "add" : "replace",
-        nDerivatives: calibrator.n_derivatives,
-      }),
       gpu: null,
     };
-    const b = this.#buffers;
-    const middle = list.blocks.slice(this.options.Fn, blocks - Bn).flat();
-    // The GPU decides unless a static mask already decides every step on the host, B has a per-block rule (a
-    // host reaction mid-step) or the middle holds a copy (copies cannot be skipped).
+    this.#buffers = b;
+    const spanBlocks = list.blocks.slice(this.options.Fn, blocks - Bn).flat();
+    // The GPU decides unless a static mask already decides every step on the host or B has a per-block rule
+    // (a host reaction mid-step).
     const hostDecidesAll = this.options.mask !== null && this.options.steps_computation_policy === "static";
-    if (
-      info.deferReport && !hostDecidesAll && listed === null && middle.length > 0 && middle.every(isDispatch)
-    ) {
-      b.gpu = new GpuDecidedSpan(
-        ctx,
-        b.diff,
-        {
-          copies: [[residualF, referenceF], [hidden, scratch]],
-          compute: [...middle as Dispatch[], ...b.storeM.dispatches],
-          cached: b.replayM.dispatches,
-          seer: b.seer,
-        },
-        info.steps,
-        { ...this.options, derivatives: calibrator?.n_derivatives ?? 0 },
-      );
+    if (info.deferReport && !hostDecidesAll && listed === null && spanBlocks.length > 0) {
+      b.gpu = this.#decidedOnGpu(b, spanBlocks, info.steps);
     }
-    return this.#buffers;
+    return b;
+  }
+
+  /** The compute path (keep R_F, M's snapshots, M, its stores) and the cached one as conditional slots. */
+  #decidedOnGpu(b: Buffers, spanBlocks: Command[], steps: number): Buffers["gpu"] {
+    const keepReference = copyByDispatch(this.ctx, b.residualF, b.referenceF);
+    const span = b.middle.gpuSlots(spanBlocks);
+    const slots = [
+      ...keepReference.dispatches.map((dispatch) => ({ dispatch, code: ON_COMPUTE })),
+      ...span.snapshot,
+      ...span.blocks,
+      ...span.store,
+      ...span.cached,
+    ];
+    const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
+    return {
+      span: new GpuDecidedSpan(this.ctx, b.diff, slots, steps, { ...this.options, derivatives }),
+      keepReference,
+    };
   }
 }

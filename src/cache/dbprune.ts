@@ -1,43 +1,42 @@
-// DBPrune (cache-strategies.md): per step, every prunable block compares its input with the input it saw
-// when it last ran; a similar one is pruned, hidden = input + its stored residual (or the TaylorSeer
-// prediction of that residual or of its output), otherwise it runs and refreshes what it stores. When nobody
-// waits on per-step reports each block is decided on the GPU (src/cache/kernels/prune_decision.ts, TaylorSeer included)
-// and the run reads the decisions once at the end; otherwise each judged block costs one counted readback,
-// since the next block's input depends on the answer.
+// DBPrune (cache-strategies.md): per step, every prunable block compares its image input with the input it
+// saw when it last ran; a similar one is pruned, every stream = its input + the block's stored residual for
+// that stream (or the TaylorSeer prediction of that residual or of its output), otherwise it runs and
+// refreshes what it stores. When nobody waits on per-step reports each block is decided on the GPU
+// (src/cache/kernels/prune_decision.ts, TaylorSeer included) and the run reads the decisions once at the end;
+// otherwise each judged block costs one counted readback, since the next block's input depends on the answer.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import type { Command } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "./kernels/prune_decision.ts";
-import { ON_CACHED, ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
-import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorLabel, calibratorNotes, TaylorSeer } from "./calibrators/taylor_seer.ts";
+import { calibratorLabel, calibratorNotes } from "./calibrators/taylor_seer.ts";
 import type { ResolvedDbPrune } from "./options.ts";
 import type { Gate } from "./decision.ts";
 import { PruneDecision } from "./prune_decision.ts";
+import { StoredSpan } from "./stored_span.ts";
 import {
   type BlockList,
+  blockStreams,
   type CacheStats,
   type CacheStrategy,
+  checkStreams,
   emptyStats,
   type ForwardInfo,
   type ForwardReport,
   recordStep,
 } from "./strategy.ts";
 
-/** A prunable block's cache: its input and residual when it last stored, and the ops over them. */
+/** A prunable block's cache, and whether it has stored yet. */
 interface PrunableBlock {
-  input: Tensor;
-  residual: Tensor;
-  snapshot: Command;
-  store: AxpyOp;
-  diff: ResidualDiff;
-  replay: AxpyOp;
-  seer: TaylorSeer | null;
+  span: StoredSpan;
   stored: boolean;
-  /** GPU-decided mode: the input snapshot as a dispatch (copies cannot be made conditional). */
-  snapshotDispatch: AxpyOp | null;
+}
+
+/** GPU-decided mode: where a block's slots change role (snapshots, block, stores and updates, cached path). */
+interface SlotLayout {
+  snapshotEnd: number;
+  blockEnd: number;
+  computeEnd: number;
 }
 
 export type DbPruneStats =
@@ -48,21 +47,20 @@ export class DbPrune implements CacheStrategy {
   readonly name = "dbprune";
   readonly #decision: PruneDecision;
   readonly #stats: DbPruneStats;
-  #hidden: Tensor | null = null;
+  /** The streams the cache was built for, on the first forward: the image stream, then the others. */
+  #streams: Tensor[] | null = null;
   /** Per block, null where it always runs. */
   #cache: (PrunableBlock | null)[] = [];
   /** Present when the GPU decides (chosen on the first forward). */
   #gpu: GpuPruneDecision | null = null;
-  /** GPU-decided mode: where each prunable block's slots end (block, then compute path). */
-  readonly #slotLayout: ({ blockEnd: number; computeEnd: number } | null)[] = [];
+  readonly #slotLayout: (SlotLayout | null)[] = [];
   /** GPU-decided mode: each forwarded step and the gate the host applied to it (null: the GPU decided). */
   readonly #pending: { step: number; gate: Gate | null }[] = [];
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbPrune) {
     this.#decision = new PruneDecision(options);
     const label = `dbprune F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`;
-    const notes = [...options.notes, ...calibratorNotes(options.taylorseer)];
-    this.#stats = { ...emptyStats(label, notes), prunedBlocks: [], blockDiffs: [], prunedRatio: 0 };
+    this.#stats = { ...emptyStats(label, options.notes), prunedBlocks: [], blockDiffs: [], prunedRatio: 0 };
   }
 
   async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
@@ -75,21 +73,19 @@ export class DbPrune implements CacheStrategy {
       return null;
     }
     const diffs: (number | null)[] = list.blocks.map(() => null);
-    let blocksRun = 0;
     for (const [i, block] of list.blocks.entries()) {
       const c = cache[i];
       if (c && gate === null && c.stored) {
-        recorder.encode(c.diff.dispatches);
+        const diff = c.span.diff!;
+        recorder.encode(diff.dispatches);
         this.#stats.readbacks++;
-        diffs[i] = (await recorder.read(c.diff.result))[0];
+        diffs[i] = (await recorder.read(diff.result))[0];
         if (this.#decision.decideBlock(diffs[i]!)) {
-          if (c.seer?.ready) c.seer.approximate(info.step, recorder);
-          else recorder.encode(c.replay.dispatches);
+          c.span.reuse(info.step, recorder);
           continue;
         }
       }
       this.#runBlock(c, block, info.step, recorder);
-      blocksRun++;
     }
     return this.#record(info.step, gate, this.#decision.endStep(), diffs, list.blocks.length);
   }
@@ -108,19 +104,18 @@ export class DbPrune implements CacheStrategy {
     });
   }
 
-  /** A block that runs, storing its input and residual when the refresh rule says so. */
+  /** A block that runs, storing its inputs and residuals when the refresh rule says so. */
   #runBlock(c: PrunableBlock | null, block: readonly Command[], step: number, recorder: StepRecorder): void {
     const store = c !== null && this.#decision.shouldStore(step, c.stored);
-    if (store) recorder.encode([c.snapshot]);
+    if (store) recorder.encode(c.span.snapshot);
     recorder.encode(block);
     if (store) {
-      recorder.encode(c.store.dispatches);
-      c.seer?.update(step, recorder);
+      recorder.encode(c.span.store);
+      c.span.update(step, recorder);
       c.stored = true;
     }
   }
 
-  /** Host-gated steps run every block; otherwise each prunable block's diff, decision and both paths. */
   /**
    * Every prunable block through its decision kernel: judged on the GPU, or forced to run when the host gated
    * the step, so the kernels' counters and TaylorSeer's histories see every step.
@@ -143,11 +138,12 @@ export class DbPrune implements CacheStrategy {
         recorder.encode(block);
         continue;
       }
-      // Slots: [snapshot, ...block, store, ...TaylorSeer update | replay, ...TaylorSeer extrapolation]; outside
-      // refresh steps a block that runs stores nothing.
-      const { blockEnd, computeEnd } = this.#slotLayout[i]!;
-      const slots = refresh ? d.slots : [...d.slots.slice(1, blockEnd), ...d.slots.slice(computeEnd)];
-      recorder.encode([...(gate === null ? c.diff.dispatches : []), ...d.commands, ...slots]);
+      // Outside refresh steps a block that runs stores nothing: its snapshots, stores and updates stay out.
+      const { snapshotEnd, blockEnd, computeEnd } = this.#slotLayout[i]!;
+      const slots = refresh
+        ? d.slots
+        : [...d.slots.slice(snapshotEnd, blockEnd), ...d.slots.slice(computeEnd)];
+      recorder.encode([...(gate === null ? c.span.diff!.dispatches : []), ...d.commands, ...slots]);
     }
   }
 
@@ -156,23 +152,14 @@ export class DbPrune implements CacheStrategy {
   }
 
   memoryBytes(): number {
-    return this.#cache.reduce(
-      (sum, c) => sum + (c ? c.input.byteLength + c.residual.byteLength + (c.seer?.memoryBytes() ?? 0) : 0),
-      0,
-    );
+    return this.#cache.reduce((sum, c) => sum + (c?.span.memoryBytes() ?? 0), 0);
   }
 
   release(): void {
-    for (const c of this.#cache.splice(0)) {
-      if (!c) continue;
-      for (const op of [c.store, c.diff, c.replay, c.seer, c.snapshotDispatch]) op?.release();
-      disposeDispatches([c.snapshot]);
-      c.input.release();
-      c.residual.release();
-    }
+    for (const c of this.#cache.splice(0)) c?.span.release();
     this.#gpu?.release();
     this.#gpu = null;
-    this.#hidden = null;
+    this.#streams = null;
   }
 
   /** Adds a step to the stats; gate null: decided per block ("similar" when a block was pruned). */
@@ -195,7 +182,7 @@ export class DbPrune implements CacheStrategy {
     return report;
   }
 
-  /** Per-block buffers and dispatches, built on the first forward for the request's `hidden`. */
+  /** Per-block buffers and dispatches, built on the first forward for the request's streams. */
   #prepare(list: BlockList, info: ForwardInfo): (PrunableBlock | null)[] {
     const { blocks, taylorseer } = this.options;
     if (list.blocks.length !== blocks) {
@@ -203,64 +190,39 @@ export class DbPrune implements CacheStrategy {
         `dbprune: options were resolved for ${blocks} blocks, the model has ${list.blocks.length}`,
       );
     }
-    if (this.#hidden) {
-      if (this.#hidden !== list.hidden) throw new Error("dbprune: hidden changed within a request");
+    if (this.#streams) {
+      checkStreams("dbprune", this.#streams, list);
       return this.#cache;
     }
-    const { ctx } = this;
-    const hidden = list.hidden;
-    this.#hidden = hidden;
-    this.#cache = list.blocks.map((_, i): PrunableBlock | null => {
-      if (!this.#decision.prunable(i)) return null;
-      const input = ctx.pool.tensor(hidden.shape);
-      const residual = ctx.pool.tensor(hidden.shape);
-      const residualType = taylorseer?.cache_type === "residual";
-      return {
-        input,
-        residual,
-        snapshot: copyCommand(`dbprune: block ${i} input`, hidden, input),
-        store: axpy(ctx, input, hidden, { alpha: -1, out: residual }),
-        diff: residualDiff(ctx, input, hidden),
-        replay: axpy(ctx, residual, hidden, { alpha: 1, inPlace: true }),
-        seer: taylorseer && new TaylorSeer(ctx, {
-          source: residualType ? residual : hidden,
-          target: hidden,
-          mode: residualType ? "add" : "replace",
-          nDerivatives: taylorseer.n_derivatives,
-        }),
-        stored: false,
-        snapshotDispatch: null,
-      };
-    });
-    // The GPU decides unless a block holds a copy (copies cannot be skipped).
-    const dispatchesOnly = list.blocks.every((b) => b.every(isDispatch));
-    if (info.deferReport && dispatchesOnly) this.#gpu = this.#decidedOnGpu(list, info.steps);
+    const streams = blockStreams(list);
+    this.#streams = streams;
+    this.#cache = list.blocks.map((_, i): PrunableBlock | null =>
+      this.#decision.prunable(i)
+        ? {
+          span: new StoredSpan(this.ctx, `dbprune: block ${i}`, streams, {
+            judge: { downsample: 1 },
+            calibrator: taylorseer,
+          }),
+          stored: false,
+        }
+        : null
+    );
+    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length));
+    if (info.deferReport) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
   }
 
   #decidedOnGpu(list: BlockList, steps: number): GpuPruneDecision {
     const inputs = this.#cache.map((c, i) => {
       if (!c) return null;
-      c.snapshotDispatch = copyByDispatch(this.ctx, list.hidden, c.input);
-      const seer = c.seer?.gpuSlots();
-      const compute = [
-        ...c.snapshotDispatch.dispatches,
-        ...list.blocks[i] as Dispatch[],
-        ...c.store.dispatches,
-      ]
-        .map((dispatch) => ({ dispatch, code: ON_COMPUTE }));
-      const replay = c.replay.dispatches.map((dispatch) => ({
-        dispatch,
-        code: seer ? SLOT.cachedWithoutHistory : ON_CACHED,
-      }));
+      const s = c.span.gpuSlots(list.blocks[i]);
+      const blockEnd = s.snapshot.length + s.blocks.length;
       this.#slotLayout[i] = {
-        blockEnd: 1 + list.blocks[i].length,
-        computeEnd: compute.length + (seer?.compute.length ?? 0),
+        snapshotEnd: s.snapshot.length,
+        blockEnd,
+        computeEnd: blockEnd + s.store.length,
       };
-      return {
-        diff: c.diff.result,
-        slots: [...compute, ...(seer?.compute ?? []), ...replay, ...(seer?.cached ?? [])],
-      };
+      return { diff: c.span.diff!.result, slots: [...s.snapshot, ...s.blocks, ...s.store, ...s.cached] };
     });
     const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
     return gpuPruneDecision(this.ctx, inputs, steps, { ...this.options, derivatives });

@@ -239,13 +239,15 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
   }
   const ids = o.Bn_compute_blocks_ids ?? null;
   if (ids) checkIds("Bn_compute_blocks_ids", ids, Bn, `indices into the last Bn = ${Bn} blocks`);
+  const mask = resolveMask(o.steps_computation_mask, steps);
   return {
     ...common,
+    max_warmup_steps: maskedWarmup(common.max_warmup_steps, mask, notes),
     strategy: o.strategy,
     max_cached_steps: o.max_cached_steps,
     max_continuous_cached_steps: o.max_continuous_cached_steps,
     max_accumulated_residual_diff: o.max_accumulated_residual_diff,
-    mask: resolveMask(o.steps_computation_mask, steps),
+    mask,
     steps_computation_policy: o.steps_computation_policy,
     Bn_compute_blocks_ids: ids,
     non_compute_blocks_diff_threshold: o.non_compute_blocks_diff_threshold,
@@ -291,6 +293,18 @@ function checkIds(name: string, ids: readonly number[], count: number, what: str
     const range = count > 0 ? `0..${count - 1}` : "empty (there are none)";
     throw new CacheOptionsError(`${name} [${bad.join(", ")}] out of range: ${what}, allowed ${range}`);
   }
+}
+
+/**
+ * With a mask, the warmup ends at the mask's first 0, as in the reference: the mask's first cache step is not
+ * overruled by a longer warmup (the preset masks open with 4 to 8 compute steps at 28 steps; the default warmup is 8).
+ */
+function maskedWarmup(warmup: number, mask: readonly (0 | 1)[] | null, notes: string[]): number {
+  if (!mask) return warmup;
+  const leading = mask.indexOf(0) < 0 ? mask.length : mask.indexOf(0);
+  if (leading >= warmup) return warmup;
+  notes.push(`max_warmup_steps ${warmup} ends at the mask's first cache step: ${leading}`);
+  return leading;
 }
 
 function resolveMask(

@@ -1,16 +1,36 @@
 // The seam between the sampler loop and the model's block list: a strategy decides, per forward pass, which
-// blocks run. It sees only the graph's block commands and its `hidden` stream, never model internals, and
-// it lives for one request (its state is per request, never module-global).
+// blocks run. It sees only the graph's block commands and its token streams (`hidden`, and the others of a
+// dual-stream model), never model internals, and it lives for one request (its state is per request, never
+// module-global).
 import type { Command } from "../gpu/kernel.ts";
 import type { Decision, Gate } from "./decision.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
 
 export interface BlockList {
-  /** Commands of each block; each updates `hidden` in place. */
+  /** Commands of each block; each updates every stream in place. */
   blocks: readonly Command[][];
-  /** [batch, tokens, channels] image-token stream. */
+  /** [batch, tokens, channels] image-token stream: every cache decision is measured on it. */
   hidden: Tensor;
+  /**
+   * Every token stream the blocks update, by name, `hidden` among them (FLUX: image and text); absent for
+   * one-stream models. A strategy stores and replays each alongside `hidden`.
+   */
+  streams?: Readonly<Record<string, Tensor>>;
+}
+
+/** The streams a strategy stores and replays: `hidden` first, then the list's others. */
+export function blockStreams(list: BlockList): Tensor[] {
+  const others = Object.values(list.streams ?? {}).filter((t) => t !== list.hidden);
+  return [list.hidden, ...others];
+}
+
+/** A strategy's buffers are built for one graph: refuses a list whose streams are other tensors. */
+export function checkStreams(strategy: string, prepared: readonly Tensor[], list: BlockList): void {
+  const streams = blockStreams(list);
+  if (streams.length !== prepared.length || streams.some((t, i) => t !== prepared[i])) {
+    throw new Error(`${strategy}: the block list's streams changed within a request`);
+  }
 }
 
 export interface ForwardInfo {

@@ -1,5 +1,6 @@
-// Properties every cache strategy must have, run on the scripted fake block list: a strategy file's test
-// calls conformanceSuite with a factory for its strategy at a given threshold and warmup.
+// Properties every cache strategy must have, run on the scripted fake block list (one stream, or the image
+// and text streams of tests/cache/two_streams.ts): a strategy file's test calls conformanceSuite with a
+// factory for its strategy at a given threshold and warmup.
 import assert from "node:assert/strict";
 import { type CacheStrategy, type ForwardReport, NoCache } from "../../src/cache/strategy.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
@@ -14,7 +15,14 @@ export const SIZE = 2 * 5 * 12;
 export interface StepScript {
   hidden: Float32Array;
   residuals: Float32Array[];
+  /** A two-stream list's text stream, when not the one the image script implies. */
+  text?: { hidden: Float32Array; residuals: Float32Array[] };
 }
+
+/** A scripted block list of `count` blocks; the one-stream list unless a suite asks for another. */
+export type FakeFactory = (ctx: GpuContext, count: number) => FakeBlocks & { text?: FakeBlocks };
+
+export const oneStream: FakeFactory = (ctx, count) => fakeBlocks(ctx, count, SHAPE);
 
 export type StrategyFactory = (
   ctx: GpuContext,
@@ -22,24 +30,31 @@ export type StrategyFactory = (
 ) => CacheStrategy;
 
 /**
- * Runs `scripts` (one per step) through `strategy`; returns each forward's report and `hidden` after it.
- * deferReport: the strategy may decide on the GPU and report at settle(), as in a run without onStep.
+ * Runs `scripts` (one per step) through `strategy`; returns each forward's report, `hidden` after it and, on
+ * a two-stream list, the text stream after it. deferReport: the strategy may decide on the GPU and report at
+ * settle(), as in a run without onStep.
  */
 export async function drive(
   ctx: GpuContext,
   strategy: CacheStrategy,
-  fake: FakeBlocks,
+  fake: FakeBlocks & { text?: FakeBlocks },
   scripts: readonly StepScript[],
   deferReport = false,
-): Promise<{ reports: ForwardReport[]; outputs: Float32Array[] }> {
+): Promise<{ reports: ForwardReport[]; outputs: Float32Array[]; texts: Float32Array[] }> {
   const recorder = new StepRecorder(ctx.gpu);
   const reports: (ForwardReport | null)[] = [];
   const outputs: Float32Array[] = [];
+  const texts: Float32Array[] = [];
   for (const [step, s] of scripts.entries()) {
     fake.script(s.hidden, s.residuals);
+    if (s.text) {
+      if (!fake.text) throw new Error("drive: a text script for a one-stream list");
+      fake.text.script(s.text.hidden, s.text.residuals);
+    }
     reports.push(await strategy.forward({ step, steps: scripts.length, deferReport }, fake.list, recorder));
     await ctx.kernels.ready();
     outputs.push(await recorder.read(fake.list.hidden));
+    if (fake.text) texts.push(await recorder.read(fake.text.list.hidden));
   }
   const settled = await strategy.settle(recorder);
   assert.equal(
@@ -47,7 +62,7 @@ export async function drive(
     reports.filter((r) => r === null).length,
     "settle() reports each deferred step",
   );
-  return { reports: reports.map((r) => r ?? settled.shift()!), outputs };
+  return { reports: reports.map((r) => r ?? settled.shift()!), outputs, texts };
 }
 
 /** Random (not exactly representable) residuals that change every step. */
@@ -66,25 +81,26 @@ export function constantScripts(blocks: number, steps: number, seed: number): St
 }
 
 /** Each property with the host deciding every step, then with the decision left to the strategy (deferred). */
-export function conformanceSuite(name: string, make: StrategyFactory): void {
+export function conformanceSuite(name: string, make: StrategyFactory, fakes: FakeFactory = oneStream): void {
   for (const deferReport of [false, true]) {
-    properties(`${name}${deferReport ? " (deferred)" : ""}`, make, deferReport);
+    properties(`${name}${deferReport ? " (deferred)" : ""}`, make, fakes, deferReport);
   }
 }
 
-function properties(name: string, make: StrategyFactory, deferReport: boolean): void {
+function properties(name: string, make: StrategyFactory, fakes: FakeFactory, deferReport: boolean): void {
   const blocks = 5;
   const steps = 6;
 
   gpuTest(`${name} conformance: threshold 0 equals none, bit for bit, at every step`, async (ctx) => {
     const scripts = randomScripts(blocks, steps, 11);
-    const plain = fakeBlocks(ctx, blocks, SHAPE);
+    const plain = fakes(ctx, blocks);
     const expected = await drive(ctx, new NoCache(), plain, scripts);
     plain.release();
-    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const fake = fakes(ctx, blocks);
     const strategy = make(ctx, { threshold: 0, warmup: 1, blocks, steps });
     const got = await drive(ctx, strategy, fake, scripts, deferReport);
     got.outputs.forEach((o, s) => assert.deepEqual(o, expected.outputs[s], `step ${s}`));
+    got.texts.forEach((t, s) => assert.deepEqual(t, expected.texts[s], `text stream, step ${s}`));
     assert.deepEqual(got.reports.map((r) => r.cached), new Array(steps).fill(false));
     // Deferred, a GPU-decided strategy reads its per-step log once at the end; nothing reads a diff.
     assert.ok(
@@ -96,7 +112,7 @@ function properties(name: string, make: StrategyFactory, deferReport: boolean): 
   });
 
   gpuTest(`${name} conformance: warmup steps always compute, even when nothing changes`, async (ctx) => {
-    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const fake = fakes(ctx, blocks);
     const strategy = make(ctx, { threshold: 10, warmup: 3, blocks, steps });
     const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 5), deferReport);
     assert.deepEqual(reports.map((r) => r.cached), [false, false, false, true, true, true]);
@@ -106,7 +122,7 @@ function properties(name: string, make: StrategyFactory, deferReport: boolean): 
   });
 
   gpuTest(`${name} conformance: stats agree with the reports; release frees the cache`, async (ctx) => {
-    const fake = fakeBlocks(ctx, blocks, SHAPE);
+    const fake = fakes(ctx, blocks);
     const strategy = make(ctx, { threshold: 10, warmup: 2, blocks, steps });
     const { reports } = await drive(ctx, strategy, fake, constantScripts(blocks, steps, 7), deferReport);
     const stats = strategy.stats();

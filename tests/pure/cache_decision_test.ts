@@ -223,6 +223,9 @@ Deno.test("options: taylorseer, warmup_steps alias, named and custom masks", () 
   });
   assert.ok(custom.strategy === "fbcache");
   assert.deepEqual(custom.mask, [1, 0, 1]);
+  // As in the reference, the warmup (default 8) ends at the mask's first 0, and says so.
+  assert.equal(custom.max_warmup_steps, 1);
+  assert.deepEqual(custom.notes, ["max_warmup_steps 8 ends at the mask's first cache step: 1"]);
 });
 
 function rejects(input: unknown, pattern: RegExp, context = MODEL): void {

@@ -21,8 +21,9 @@ export function calibratorLabel(o: TaylorSeerOptions | null): string {
   return o ? ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)` : "";
 }
 
-export function calibratorNotes(o: TaylorSeerOptions | null): string[] {
-  return o?.encoder ? [ENCODER_NOTE] : [];
+/** What the calibrator options mean on a block list of `streams` token streams. */
+export function calibratorNotes(o: TaylorSeerOptions | null, streams: number): string[] {
+  return o?.encoder && streams === 1 ? [ENCODER_NOTE] : [];
 }
 
 export interface TaylorSeerBinding {
