@@ -104,12 +104,18 @@ async function readConfigs(dir: string) {
 
 type Configs = Awaited<ReturnType<typeof readConfigs>>;
 
+const started = performance.now();
+/** A line on stderr as each part begins: at FLUX.1's width on a software adapter a run takes an hour. */
+const progress = (part: string) =>
+  console.error(`bench:flux +${((performance.now() - started) / 1000).toFixed(0)} s: ${part}`);
+
 /** Everything the engine measures, one model on the GPU at a time; null without an adapter. */
 async function engineSide(flags: Flags, configs: Configs): Promise<EngineMeasurement | null> {
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return null;
   try {
     const { model: dir, repeat } = flags;
+    progress("the transformer's blocks (load, two graphs, timings, one forward)");
     const blocks = await measureFlux(
       ctx,
       `${dir}/transformer`,
@@ -120,6 +126,7 @@ async function engineSide(flags: Flags, configs: Configs): Promise<EngineMeasure
     );
     // The whole position table, as FluxPipeline pads every prompt to it.
     const clipTokens = configs.clip.max_position_embeddings;
+    progress("CLIP");
     const clip = await measureEncoder(
       ctx,
       await ClipTextModel.load(ctx, `${dir}/text_encoder`, configs.clip),
@@ -132,12 +139,14 @@ async function engineSide(flags: Flags, configs: Configs): Promise<EngineMeasure
       (g) => ({ last_hidden_state: g.lastHiddenState, pooler_output: g.poolerOutput }),
     );
     const t5Tokens = flags.t5Tokens;
+    progress("T5");
     const t5 = await measureEncoder(
       ctx,
       await T5Encoder.load(ctx, `${dir}/text_encoder_2`, configs.t5),
       { tokens: t5Tokens, vocab: configs.t5.vocab_size, flops: t5LayerFlops(configs.t5, t5Tokens), repeat },
       (g) => ({ last_hidden_state: g.lastHiddenState }),
     );
+    progress("the matmul kernel at 1024^3");
     return {
       adapter: `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`,
       maxStorageBufferBindingSize: ctx.gpu.info.limits.maxStorageBufferBindingSize,
@@ -163,6 +172,7 @@ async function torchSide(python: string, flags: Flags, engine: EngineMeasurement
   try {
     const [inputs, outputs] = [`${dir}/inputs.safetensors`, `${dir}/torch.safetensors`];
     await Deno.writeFile(inputs, encodeSafetensors(engine.blocks.inputs));
+    progress(`PyTorch (${SCRIPT})`);
     const reference = await pythonReference<TorchReference>(python, flags.diffusersSrc, SCRIPT, [
       ...["--bench", flags.model, "--inputs", inputs, "--outputs", outputs, "--size", String(flags.size)],
       ...["--t5-tokens", String(flags.t5Tokens), "--repeat", String(flags.repeat)],
