@@ -124,12 +124,14 @@ export class StoredSpan {
   gpuSlots(blocks: readonly Command[]): SpanSlots {
     const onCompute = (dispatch: Dispatch): ConditionalSlot => ({ dispatch, code: ON_COMPUTE });
     const snapshots = this.#streams.map((s) => copyByDispatch(this.#ctx, s.stream, s.input));
-    const blockDispatches = blocks.map((c) => isDispatch(c) ? c : this.#own(copyAsDispatch(this.#ctx, c)));
+    const blockDispatches = blocks.flatMap((c) =>
+      isDispatch(c) ? [c] : this.#own(copyAsDispatch(this.#ctx, c))
+    );
     this.#copies.push(...snapshots);
     const seers = this.#streams.map((s) => s.seer?.gpuSlots() ?? null);
     return {
       snapshot: snapshots.flatMap((c) => c.dispatches).map(onCompute),
-      blocks: blockDispatches.flat().map(onCompute),
+      blocks: blockDispatches.map(onCompute),
       store: [...this.store.map(onCompute), ...seers.flatMap((seer) => seer?.compute ?? [])],
       cached: this.#streams.flatMap((s, i) => [
         ...s.replay.dispatches.map((dispatch) => ({

@@ -1,8 +1,11 @@
 // A scripted two-stream block list, FLUX's shape in miniature: block i adds its residual to the image stream
 // and its own residual to a text stream of fewer tokens. Built from two fake lists, so every value a strategy
 // stores or replays on either stream is known exactly. Unless a step scripts the text stream itself, it is
-// textOf() of the image script.
+// textOf() of the image script. As FLUX's blocks do (the split of their joint attention output), each block
+// reaches the text stream through a buffer copy: text + r goes to a scratch tensor, copied back.
 import type { GpuContext } from "../../src/gpu/context.ts";
+import { copyCommand } from "../../src/gpu/kernel.ts";
+import { axpy } from "../../src/ops/axpy.ts";
 import { type FakeBlocks, fakeBlocks } from "../support/fake_blocks.ts";
 import { SHAPE } from "./conformance.ts";
 
@@ -22,11 +25,15 @@ export function textOf(values: Float32Array): Float32Array {
 export function twoStreamBlocks(ctx: GpuContext, count: number): TwoStreamBlocks {
   const image = fakeBlocks(ctx, count, SHAPE);
   const text = fakeBlocks(ctx, count, TEXT_SHAPE);
+  const stream = text.list.hidden;
+  const scratch = ctx.pool.tensor(TEXT_SHAPE);
+  const sums = text.residuals.map((r) => axpy(ctx, r, stream, { alpha: 1, out: scratch }));
+  const back = copyCommand("text stream", scratch, stream);
   return {
     list: {
-      blocks: image.list.blocks.map((b, i) => [...b, ...text.list.blocks[i]]),
+      blocks: image.list.blocks.map((b, i) => [...b, ...sums[i].dispatches, back]),
       hidden: image.list.hidden,
-      streams: { image: image.list.hidden, text: text.list.hidden },
+      streams: { image: image.list.hidden, text: stream },
     },
     residuals: image.residuals,
     text,
@@ -35,6 +42,8 @@ export function twoStreamBlocks(ctx: GpuContext, count: number): TwoStreamBlocks
       text.script(textOf(hidden), residuals.map(textOf));
     },
     release() {
+      for (const op of sums) op.release();
+      scratch.release();
       image.release();
       text.release();
     },
