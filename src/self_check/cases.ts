@@ -6,10 +6,11 @@ import { GATES, similar } from "../cache/decision.ts";
 import { gpuCacheDecision } from "../cache/kernels/cache_decision.ts";
 import { gpuPruneDecision } from "../cache/kernels/prune_decision.ts";
 import type { PruneOptions } from "../cache/prune_decision.ts";
-import { disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import { copyCommand, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import { flashAttention } from "../ops/attention.ts";
 import { axpy } from "../ops/axpy.ts";
 import { conv2d } from "../ops/conv2d.ts";
+import { copyAsDispatch } from "../ops/copy.ts";
 import { groupNorm } from "../ops/group_norm.ts";
 import { embeddingLookup, uploadLabels } from "../ops/embedding_lookup.ts";
 import { linear } from "../ops/linear.ts";
@@ -303,6 +304,17 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     build: (ctx, t) => axpy(ctx, t.x, t.y, { alpha: -1 }),
     reference: (v) => axpyRef.axpy(v.x, v.y, -1),
     tolerance: 1e-6,
+  }),
+  // Rows 1-2 of a [3, 10] tensor over the whole of a [2, 10] one, at a 10-float offset (the scalar path): exact.
+  selfCheckCase({
+    kernel: "copy",
+    inputs: { src: [3, 10], dst: [2, 10] },
+    build: (ctx, t) => ({
+      ...copyAsDispatch(ctx, copyCommand("rows 1-2", t.src, t.dst, { srcOffset: 40, bytes: 80 })),
+      out: t.dst,
+    }),
+    reference: (v) => v.src.slice(10),
+    tolerance: 0,
   }),
   // x + gate * y in place, |.| < 2: one or two roundings.
   selfCheckCase({
