@@ -1,16 +1,30 @@
-// config.json (and scheduler_config.json, model_index.json) of a diffusers directory: read, then validated by
-// the component's schema, every problem named with the file and the field.
+// The files of a diffusers directory (config.json, scheduler_config.json, model_index.json, a tokenizer's
+// files): read, configs then validated by the component's schema, every problem named with the file and field.
 import type { z } from "zod";
 import { WeightsError } from "./safetensors.ts";
 
-export async function readJsonFile(path: string): Promise<unknown> {
-  let text: string;
+export async function exists(path: string): Promise<boolean> {
   try {
-    text = await Deno.readTextFile(path);
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** The file's text; a missing file is a WeightsError naming it. */
+export async function readTextFile(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) throw new WeightsError(`${path}: file not found`);
     throw e;
   }
+}
+
+export async function readJsonFile(path: string): Promise<unknown> {
+  const text = await readTextFile(path);
   try {
     return parsePythonJson(text);
   } catch (e) {

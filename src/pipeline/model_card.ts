@@ -4,14 +4,13 @@
 // options) and its defaults. A directory is either a diffusers pipeline (model_index.json naming its
 // components, each a directory with its own config; src/pipeline/cards/ reads each family) or the embedded
 // single-component MnistDiT (config.json).
-import { className, parseConfig, readJsonFile } from "../model/component_config.ts";
+import { className, exists, parseConfig, readJsonFile } from "../model/component_config.ts";
 import type { DitTransformerConfig } from "../model/dit/config.ts";
 import type { FluxTransformerConfig } from "../model/flux/config.ts";
 import { type DitConfig, ditConfigSchema } from "../model/mnist_dit/config.ts";
 import { WeightsError } from "../model/safetensors.ts";
 import type { ClipTextConfig, T5Config } from "../model/text/config.ts";
 import { type AutoencoderKlConfig, vaeScale } from "../model/vae/config.ts";
-import { exists } from "./cards/component.ts";
 import { ditPipelineCard } from "./cards/dit.ts";
 import { fluxPipelineCard } from "./cards/flux.ts";
 import { mnistCard } from "./cards/mnist_dit.ts";

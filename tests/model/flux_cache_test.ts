@@ -13,7 +13,7 @@ import { readModelCard } from "../../src/pipeline/model_card.ts";
 import { FluxPipeline } from "../../src/pipeline/pipelines/flux.ts";
 import { resolveRequest } from "../../src/pipeline/request.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 
 const DIR = "tests/fixtures/flux-cache";
@@ -50,9 +50,7 @@ async function run(ctx: GpuContext, cache: Record<string, unknown>, watched = fa
   const p = await pipeline(ctx);
   const request = resolveRequest(p.card, {
     embeddings: { images: 1, negative: false },
-    size: `${fixture.metadata.width}x${fixture.metadata.height}`,
-    steps: Number(fixture.metadata.num_inference_steps),
-    guidance: Number(fixture.metadata.guidance_scale),
+    ...runSettings(fixture),
     seed: 0,
     shift: 1,
     eta: 0,

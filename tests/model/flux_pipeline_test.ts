@@ -9,7 +9,7 @@ import { calculateShift } from "../../src/pipeline/pipelines/flux.ts";
 import { loadPipeline } from "../../src/pipeline/pipelines/load.ts";
 import { RequestError, resolveRequest } from "../../src/pipeline/request.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 
 const DIR = "tests/fixtures/flux/pipeline";
@@ -21,15 +21,12 @@ const TOL = { atol: 5e-4, rtol: 0 };
 const request = async (fields: Record<string, unknown> = {}) => {
   const fixture = await readFixture(`${DIR}-run.safetensors`);
   const card = await readModelCard(DIR);
-  const meta = fixture.metadata;
   return {
     fixture,
     card,
     request: resolveRequest(card, {
       embeddings: { images: 1, negative: false },
-      size: `${meta.width}x${meta.height}`,
-      steps: Number(meta.num_inference_steps),
-      guidance: Number(meta.guidance_scale),
+      ...runSettings(fixture),
       seed: 0,
       shift: 1,
       eta: 0,

@@ -10,7 +10,7 @@ import { FluxPipeline } from "../../src/pipeline/pipelines/flux.ts";
 import { loadPipeline } from "../../src/pipeline/pipelines/load.ts";
 import { resolveRequest } from "../../src/pipeline/request.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { type Fixture, fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { type Fixture, fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { copyTree, withTempDir } from "../support/temp.ts";
 
@@ -92,9 +92,7 @@ for (const name of RUNS) {
       ...(run.negative === null
         ? {}
         : { negativePrompt: run.negative, true_cfg: Number(meta.true_cfg_scale) }),
-      size: `${meta.width}x${meta.height}`,
-      steps: Number(meta.num_inference_steps),
-      guidance: Number(meta.guidance_scale),
+      ...runSettings(fixture),
       seed: 0,
       shift: 1,
       eta: 0,

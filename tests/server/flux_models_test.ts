@@ -13,7 +13,7 @@ import { createApp } from "../../src/server/app.ts";
 import { DEFAULT_SERVER_OPTIONS } from "../../src/server/options.ts";
 import { createServices } from "../../src/server/services.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { type Fixture, readFixture } from "../support/fixtures.ts";
+import { type Fixture, readFixture, runSettings } from "../support/fixtures.ts";
 import { copyTree } from "../support/temp.ts";
 import { fromBase64, jsonPost, parseSse, serverTest } from "./support/http.ts";
 
@@ -36,13 +36,6 @@ const textRuns = {
   truncated: await readFixture(`${FIXTURES}/pipeline-text-run-truncated.safetensors`),
   trueCfg: await readFixture(`${FIXTURES}/pipeline-text-run-true-cfg.safetensors`),
 };
-
-/** The fixture's run settings as /v1/generate fields. */
-const settings = (fixture: Fixture) => ({
-  size: `${fixture.metadata.width}x${fixture.metadata.height}`,
-  steps: Number(fixture.metadata.num_inference_steps),
-  guidance: Number(fixture.metadata.guidance_scale),
-});
 
 /** Rows [from, to) of a fixture tensor. */
 function rows(fixture: Fixture, name: string, from = 0, to?: number): Float32Tensor {
@@ -93,7 +86,7 @@ serverTest(
   "embeddings and latents in `tensors` give diffusers' image, streamed with partial images or not",
   async () => {
     const body = {
-      ...settings(embeddingsRun),
+      ...runSettings(embeddingsRun),
       tensors: tensors(embeddingsRun, [...EMBEDDINGS, "latents"]),
     };
     const res = await generate(body);
@@ -138,7 +131,7 @@ serverTest(
     const names = [...EMBEDDINGS, "negative_prompt_embeds", "negative_pooled_prompt_embeds", "latents"];
     const body = JSON.stringify({
       model: "flux-text",
-      ...settings(run),
+      ...runSettings(run),
       true_cfg: Number(run.metadata.true_cfg_scale),
       tensors: tensors(run, names),
     });
@@ -156,7 +149,7 @@ serverTest(
     const [prompt] = JSON.parse(single.metadata.prompts);
     const res = await generate({
       model: "flux-text",
-      ...settings(single),
+      ...runSettings(single),
       prompt,
       n: 2,
       tensors: tensors(single, ["latents"]),
@@ -171,7 +164,7 @@ serverTest(
     const cfg = textRuns.trueCfg;
     const negative = await generate({
       model: "flux-text",
-      ...settings(cfg),
+      ...runSettings(cfg),
       prompt: JSON.parse(cfg.metadata.prompts)[0],
       negative_prompt: cfg.metadata.negative_prompt,
       true_cfg: Number(cfg.metadata.true_cfg_scale),
@@ -192,7 +185,7 @@ serverTest("a truncated prompt is noted, in the native answer and in OpenAI's sh
   ];
   const res = await generate({
     model: "flux-text",
-    ...settings(run),
+    ...runSettings(run),
     prompt,
     tensors: tensors(run, ["latents"], { latents: rows(run, "latents", 0, 1) }),
   });

@@ -18,3 +18,9 @@ export function fixtureTensor(fixture: Fixture, name: string): Float32Array {
   }
   return t.data;
 }
+
+/** A pipeline run fixture's size ("WxH"), steps and guidance, as request fields. */
+export function runSettings(fixture: Fixture): { size: string; steps: number; guidance: number } {
+  const { width, height, num_inference_steps, guidance_scale } = fixture.metadata;
+  return { size: `${width}x${height}`, steps: Number(num_inference_steps), guidance: Number(guidance_scale) };
+}

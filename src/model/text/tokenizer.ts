@@ -12,7 +12,7 @@
 // trailing space, or next to "</s>"), so handing that file over unchanged would disagree with transformers
 // on such prompts. The pipelines below are the ones those two classes build.
 import { Tokenizer } from "@huggingface/tokenizers";
-import { readJsonFile } from "../component_config.ts";
+import { exists, readJsonFile, readTextFile } from "../component_config.ts";
 import { WeightsError } from "../safetensors.ts";
 
 export type TokenizerKind = "clip" | "t5";
@@ -396,16 +396,6 @@ function specialToken(sources: TokenizerSources, name: string): string | null {
   return null;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 async function readObject(path: string): Promise<Record<string, unknown>> {
   const value = await readJsonFile(path);
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -420,12 +410,6 @@ async function readOptionalObject(path: string): Promise<Record<string, unknown>
 
 /** merges.txt: one "a b" pair a line, in rank order, after an optional "#version" header. */
 async function readMerges(path: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new WeightsError(`${path}: file not found`);
-    throw e;
-  }
+  const text = await readTextFile(path);
   return text.split(/\r?\n/).filter((line, i) => line !== "" && !(i === 0 && line.startsWith("#version")));
 }

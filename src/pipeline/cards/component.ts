@@ -1,18 +1,8 @@
 // Reading a diffusers pipeline directory's components: model_index.json names each one as
 // [library, class] (or [null, null] where the pipeline was saved without it); each is a directory with its
 // own config file.
-import { readJsonFile } from "../../model/component_config.ts";
+import { exists, readJsonFile } from "../../model/component_config.ts";
 import { WeightsError } from "../../model/safetensors.ts";
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 /** Whether model_index.json lists the component with a class (not null, as diffusers saves an absent one). */
 export function listed(index: Record<string, unknown>, name: string): boolean {

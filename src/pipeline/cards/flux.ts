@@ -10,7 +10,8 @@ import { clipTextConfigSchema, t5ConfigSchema } from "../../model/text/config.ts
 import { autoencoderKlConfigSchema, vaeScale } from "../../model/vae/config.ts";
 import type { TextCard, TextInputs } from "../model_card.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
-import { component, exists, listed } from "./component.ts";
+import { exists } from "../../model/component_config.ts";
+import { component, listed } from "./component.ts";
 
 const TEXT_COMPONENTS = ["text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"] as const;
 /** FluxPipeline's default_sample_size: latents per side before the VAE's upsampling. */

@@ -6,7 +6,7 @@
 // pass within the adapter's binding limits).
 import type { GpuContext } from "../../gpu/context.ts";
 import { DitTransformer } from "../../model/dit/transformer.ts";
-import { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
+import type { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
 import type { StepRecorder } from "../../gpu/step_recorder.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import { axpy } from "../../ops/axpy.ts";
@@ -15,7 +15,7 @@ import type { ModelCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
-import { decodeLatents } from "./vae_decode.ts";
+import { decodeLatents, loadVae } from "./vae_decode.ts";
 
 type DitCard = ModelCard & { pipeline: "DiTPipeline" };
 
@@ -29,17 +29,7 @@ export class DitPipeline implements ImagePipeline {
 
   static async load(ctx: GpuContext, card: DitCard): Promise<DitPipeline> {
     const transformer = await DitTransformer.load(ctx, `${card.dir}/transformer`, card.transformer);
-    try {
-      return new DitPipeline(
-        card,
-        ctx,
-        transformer,
-        await AutoencoderKlDecoder.load(ctx, `${card.dir}/vae`, card.vae),
-      );
-    } catch (e) {
-      transformer.release();
-      throw e;
-    }
+    return new DitPipeline(card, ctx, transformer, await loadVae(ctx, card, transformer));
   }
 
   get denoiser(): DitTransformer {

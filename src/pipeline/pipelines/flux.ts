@@ -11,7 +11,7 @@ import type { DenoiserGraph } from "../../model/denoiser_graph.ts";
 import { type FluxGraphShape, FluxTransformer } from "../../model/flux/transformer.ts";
 import type { Float32Tensor } from "../../model/safetensors.ts";
 import { vaeScale } from "../../model/vae/config.ts";
-import { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
+import type { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
 import { axpy } from "../../ops/axpy.ts";
 import { unpatchify } from "../../ops/patch.ts";
 import { generateImages } from "../generate.ts";
@@ -22,7 +22,7 @@ import { createSchedule, type Schedule } from "../schedulers/schedule.ts";
 import { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
 import { type TextConditioning, textConditioning } from "./flux_conditioning.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
-import { decodeLatents } from "./vae_decode.ts";
+import { decodeLatents, loadVae } from "./vae_decode.ts";
 
 /** The transformer reads timesteps in [0, 1]: FluxPipeline divides the scheduler's by 1000. */
 const TIMESTEP_UNITS = 1000;
@@ -70,17 +70,7 @@ export class FluxPipeline implements ImagePipeline {
 
   static async load(ctx: GpuContext, card: TextCard): Promise<FluxPipeline> {
     const transformer = await FluxTransformer.load(ctx, `${card.dir}/transformer`, card.transformer);
-    try {
-      return new FluxPipeline(
-        card,
-        ctx,
-        transformer,
-        await AutoencoderKlDecoder.load(ctx, `${card.dir}/vae`, card.vae),
-      );
-    } catch (e) {
-      transformer.release();
-      throw e;
-    }
+    return new FluxPipeline(card, ctx, transformer, await loadVae(ctx, card, transformer));
   }
 
   /** The packed latent grid and text length of a graph at `size` (h / 16 x w / 16 tokens for FLUX.1). */
