@@ -47,30 +47,13 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeli
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
-DIFFUSERS_COMMIT = "58eb52c0803ea9af3abec60841c2a093bdf1f951"
-
-
-def randomize(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(module.named_parameters()):
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith("bias"):
-                p.copy_(0.05 * noise)
-            elif p.ndim == 1:
-                p.copy_(1 + 0.1 * noise)
-            else:
-                p.copy_(noise / np.sqrt(int(np.prod(p.shape[1:]))))
-    return module
+from diffusers_fixtures import DIFFUSERS_COMMIT, contiguous, randomize
+from text_encoder_fixtures import randomize as randomize_text_encoder
 
 
 def header(extra):
     return {"script": "tools/flux_fixtures.py", "torch": torch.__version__,
             "diffusers": f"{diffusers.__version__} ({DIFFUSERS_COMMIT})", **extra}
-
-
-def contiguous(tensors):
-    return {k: v.detach().to(torch.float32).clone().contiguous() for k, v in tensors.items()}
 
 
 CONFIGS = {
@@ -221,21 +204,9 @@ def write_t5_tokenizer(path):
 
 
 def randomize_text(module, seed):
-    """As randomize, but with N(0, 1) token tables and T5's relative attention bias, so that each moves the
-    output (tools/text_encoder_fixtures.py does the same)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(module.named_parameters()):
-            noise = torch.randn(p.shape, generator=g)
-            if name.endswith("bias") and p.ndim == 1:
-                p.copy_(0.05 * noise)
-            elif p.ndim == 1:
-                p.copy_(1 + 0.1 * noise)
-            elif "embedding" in name or "relative_attention_bias" in name or name.endswith("shared.weight"):
-                p.copy_(noise)
-            else:
-                p.copy_(noise / np.sqrt(p.shape[1]))
-    return module
+    """tools/text_encoder_fixtures.py's randomiser (N(0, 1) token tables and T5's relative attention bias, so
+    that each moves the output) at this script's bias scale."""
+    return randomize_text_encoder(module, seed, bias=0.05)
 
 
 def long_prompt():

@@ -69,13 +69,15 @@ T5_CONFIGS = {
 }
 
 
-def randomize(module, seed):
+def randomize(module, seed, bias=0.1):
+    """N(0, 1) token tables and T5's relative attention bias, so that each moves the output; `bias`: the scale
+    of the biases."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(module.named_parameters()):
             noise = torch.randn(p.shape, generator=g)
             if name.endswith("bias") and p.ndim == 1:
-                p.copy_(0.1 * noise)
+                p.copy_(bias * noise)
             elif p.ndim == 1:  # norm scales
                 p.copy_(1 + 0.1 * noise)
             elif "embedding" in name or "relative_attention_bias" in name or name.endswith("shared.weight"):

@@ -181,31 +181,39 @@ def t5_corpus():
     return lines
 
 
-def write_t5(out_dir):
+def train_t5_tokenizer(out_dir, corpus, vocab_size, max_length, **trainer_options):
+    """A unigram SentencePiece model trained on `corpus` with T5's ids (<pad>=0, </s>=1, <unk>=2, no <s>;
+    default nmt_nfkc normalisation like T5's model), T5's 100 sentinels on top, saved in FLUX's tokenizer_2/
+    layout (spiece.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json). Returns the
+    tokenizer."""
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = os.path.join(tmp, "corpus.txt")
-        with open(corpus, "w", encoding="utf-8") as f:
-            f.write("\n".join(t5_corpus()) + "\n")
-        # T5's ids: <pad>=0, </s>=1, <unk>=2, no <s>; default nmt_nfkc normalisation like T5's model.
+        with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(corpus) + "\n")
         # The model records its input and output paths: relative ones keep the file the same run to run.
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
             sentencepiece.SentencePieceTrainer.train(
                 input="corpus.txt", model_prefix="spiece", model_type="unigram",
-                vocab_size=T5_BASE_VOCAB, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-                pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, minloglevel=2)
+                vocab_size=vocab_size, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, minloglevel=2,
+                **trainer_options)
         finally:
             os.chdir(cwd)
         spm_dir = os.path.join(tmp, "spm")
         os.mkdir(spm_dir)
         shutil.copyfile(os.path.join(tmp, "spiece.model"), os.path.join(spm_dir, "spiece.model"))
         # A directory with only spiece.model: transformers converts it (SentencePiece -> tokenizers) on load.
-        tok = T5TokenizerFast.from_pretrained(spm_dir, extra_ids=T5_EXTRA_IDS, model_max_length=512)
+        tok = T5TokenizerFast.from_pretrained(spm_dir, extra_ids=T5_EXTRA_IDS, model_max_length=max_length)
         tok.save_pretrained(out_dir)
         if not os.path.exists(os.path.join(out_dir, "spiece.model")):
             shutil.copyfile(os.path.join(spm_dir, "spiece.model"), os.path.join(out_dir, "spiece.model"))
     write_special_tokens_map(out_dir, tok)
+    return tok
+
+
+def write_t5(out_dir):
+    train_t5_tokenizer(out_dir, t5_corpus(), T5_BASE_VOCAB, 512)
 
 
 def write_broken(root):

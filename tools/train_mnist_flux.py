@@ -71,7 +71,6 @@ import shlex
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -85,13 +84,13 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
 import mnist_data
+from tokenizer_fixtures import train_t5_tokenizer
 from train_mnist_flux_vae import IMAGE, load_images, posterior_means
 
 SCRIPT = "tools/train_mnist_flux.py"
 CHECKPOINT = "checkpoint.pt"
 CLIP_TOKENS = 77
 CLIP_VOCAB = 49408
-T5_EXTRA_IDS = 100
 CLIP_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "tokenizers",
                             "clip")
 
@@ -162,33 +161,9 @@ def write_clip_tokenizer(path):
 
 
 def write_t5_tokenizer(path, corpus, vocab_size, max_length):
-    """A unigram SentencePiece model trained on `corpus` (T5's ids: <pad> 0, </s> 1, <unk> 2, no <s>, nmt_nfkc),
-    T5's 100 sentinels on top, saved as FLUX's tokenizer_2/ (tokenizer.json + spiece.model + configs)."""
-    import sentencepiece
-    with tempfile.TemporaryDirectory() as tmp:
-        with open(os.path.join(tmp, "corpus.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(corpus) + "\n")
-        cwd = os.getcwd()
-        os.chdir(tmp)  # relative paths: the model records them, so the file is the same run to run
-        try:
-            sentencepiece.SentencePieceTrainer.train(
-                input="corpus.txt", model_prefix="spiece", model_type="unigram", vocab_size=vocab_size,
-                hard_vocab_limit=False, character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-                pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, minloglevel=2)
-        finally:
-            os.chdir(cwd)
-        spm_dir = os.path.join(tmp, "spm")
-        os.mkdir(spm_dir)
-        shutil.copyfile(os.path.join(tmp, "spiece.model"), os.path.join(spm_dir, "spiece.model"))
-        tok = T5TokenizerFast.from_pretrained(spm_dir, extra_ids=T5_EXTRA_IDS, model_max_length=max_length)
-        tok.save_pretrained(path)
-        if not os.path.exists(os.path.join(path, "spiece.model")):
-            shutil.copyfile(os.path.join(spm_dir, "spiece.model"), os.path.join(path, "spiece.model"))
-    special = os.path.join(path, "special_tokens_map.json")
-    if not os.path.exists(special):  # FLUX's directories have one; transformers 5 no longer writes it
-        with open(special, "w", encoding="utf-8") as f:
-            json.dump(tok.special_tokens_map, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+    """A unigram SentencePiece model trained on `corpus` (every character kept, the vocabulary as large as the
+    corpus allows up to `vocab_size`), T5's 100 sentinels on top, saved as FLUX's tokenizer_2/."""
+    train_t5_tokenizer(path, corpus, vocab_size, max_length, hard_vocab_limit=False, character_coverage=1.0)
     tok = T5TokenizerFast.from_pretrained(path)
     assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
     assert os.path.exists(os.path.join(path, "tokenizer.json"))
