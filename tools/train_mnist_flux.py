@@ -575,6 +575,28 @@ SentencePiece corpus), each with its digit.
 """
 
 
+# Rectified flow without distillation: schnell's 4 steps are too few; 20 draw clean digits.
+DEFAULT_STEPS = 20
+
+
+def mark_served_size(out):
+    """ditserve's "_ditserve" section of model_index.json (diffusers drops "_" keys when it loads): the one size
+    the model was trained at, what it is for users, and its default step count."""
+    path = os.path.join(out, "model_index.json")
+    with open(path, encoding="utf-8") as f:
+        index = json.load(f)
+    index["_ditserve"] = {
+        "size": f"{IMAGE}x{IMAGE}",
+        "description": f"Trained on the MNIST handwritten digits only, at {IMAGE}x{IMAGE}: a prompt that names a "
+                       "digit (7, seven, a handwritten seven) gets that digit; any other prompt still gets a "
+                       "digit-like image.",
+        "steps": DEFAULT_STEPS,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(index, f, indent=2)
+        f.write("\n")
+
+
 def export(args):
     out = args.export
     ck = torch.load(os.path.join(args.work, CHECKPOINT), map_location="cpu", weights_only=False)
@@ -607,6 +629,7 @@ def export(args):
     if not all(k.startswith("text_model.") for k in tensors):
         save_file({("" if k.startswith("text_model.") else "text_model.") + k: v for k, v in tensors.items()}, file,
                   metadata={"format": "pt"})
+    mark_served_size(out)
     train_by_digit = prompts_by_digit(TRAIN_TEMPLATES)
     with open(os.path.join(out, "prompts.json"), "w", encoding="utf-8") as f:
         json.dump({"script": SCRIPT, "max_sequence_length": a.t5_tokens,

@@ -227,6 +227,7 @@ async function run(args: string[]): Promise<number> {
       steps: request.steps,
       seed: request.seed,
       guidance: request.guidance,
+      ...(request.trueCfg ? { trueCfg: request.true_cfg, negativePrompt: request.negativePrompt } : {}),
       sampler: request.sampler,
       seconds: Number(result.seconds.toFixed(3)),
       secondsPerStep: Number((result.seconds / request.steps).toFixed(4)),

@@ -27,6 +27,32 @@ const SHAPES: ShapeSpec = new Map([
   ["fc2.bias", [CLASSES]],
 ]);
 
+/**
+ * A model's images [n, C, H, W] in [-1, 1] as the classifier reads them: the centred 28x28 (mnist-flux draws
+ * 32x32 digits padded by 2 pixels a side), channels averaged (its RGB replicates one gray channel).
+ */
+export function classifierInput(images: Float32Array, shape: readonly number[]): Float32Array {
+  const [n, channels, height, width] = shape;
+  if (height < IMAGE || width < IMAGE) {
+    throw new Error(`classifierInput: ${height}x${width} images are smaller than the classifier's 28x28`);
+  }
+  if (channels === 1 && height === IMAGE && width === IMAGE) return images;
+  const [top, left] = [(height - IMAGE) >> 1, (width - IMAGE) >> 1];
+  const out = new Float32Array(n * IMAGE * IMAGE);
+  for (let i = 0; i < n; i++) {
+    for (let y = 0; y < IMAGE; y++) {
+      for (let x = 0; x < IMAGE; x++) {
+        let sum = 0;
+        for (let c = 0; c < channels; c++) {
+          sum += images[((i * channels + c) * height + top + y) * width + left + x];
+        }
+        out[(i * IMAGE + y) * IMAGE + x] = sum / channels;
+      }
+    }
+  }
+  return out;
+}
+
 export interface Classification {
   /** [images, 10] */
   logits: Float32Array;

@@ -53,6 +53,8 @@ interface CardBase {
   classes: ClassLabels | null;
   /** What a text model takes; null for class-conditional models. */
   text: TextInputs | null;
+  /** What the model is, for users (what it was trained on); null when its directory does not say. */
+  description: string | null;
   /** The image size the model draws by default (pixels). */
   size: { width: number; height: number };
   /** The sizes a request may ask for: multiples of `multiple` up to maxPixels; null: `size` only. */

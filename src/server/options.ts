@@ -33,7 +33,7 @@ const settingsSchema = z.object({
   PORT: int("PORT", 0, 65535, 8000),
   HOST: text("HOST").default("127.0.0.1"),
   MODELS_DIR: text("MODELS_DIR").default(BUNDLED_MODELS_DIR),
-  MODEL: text("MODEL").default("mnist-dit"),
+  MODEL: text("MODEL").default("mnist-flux"),
   API_KEY: text("API_KEY").optional(),
   MAX_QUEUE: int("MAX_QUEUE", 0, 10_000, 16),
   REQUEST_TIMEOUT_S: int("REQUEST_TIMEOUT_S", 1, 86_400, 300),

@@ -187,6 +187,9 @@ export const modelsSchema = z.object({
     created: z.number().describe("Seconds since the epoch: when the model directory last changed"),
     owned_by: z.string(),
     pipeline: z.string().describe("The diffusers pipeline (or embedded model) class that runs it"),
+    description: z.string().nullable().describe(
+      "What the model is and was trained on, from its directory (model_index.json's _ditserve.description)",
+    ),
     inputs: z.array(z.string()).describe(
       "What a request may condition it on: class_labels (`label`), prompt and negative_prompt (models with " +
         "text encoders), prompt_embeds, pooled_prompt_embeds, negative_prompt_embeds, " +

@@ -5,6 +5,7 @@ import { parsePythonJson } from "../../src/model/component_config.ts";
 import { WeightsError } from "../../src/model/safetensors.ts";
 import { latentShape, readModelCard } from "../../src/pipeline/model_card.ts";
 import { RequestError, resolveRequest } from "../../src/pipeline/request.ts";
+import { vaeScale } from "../../src/model/vae/config.ts";
 import { copyTree, withTempDir } from "../support/temp.ts";
 
 const FIXTURE = "tests/fixtures/diffusers/dit-pipeline";
@@ -93,4 +94,42 @@ Deno.test("bad model directories are named with the file at fault, before any we
       readModelCard(dir),
       named(/activation_fn: activation_fn must be "gelu-approximate"/),
     );
+  }));
+
+Deno.test("a FluxPipeline card: the _ditserve section pins size, default steps and description; T5 length follows tokenizer_2", async () => {
+  const card = await readModelCard("weights/mnist-flux");
+  assert.equal(card.pipeline, "FluxPipeline");
+  assert.deepEqual(card.size, { width: 32, height: 32 });
+  assert.equal(card.sizes, null);
+  assert.equal(card.defaults.steps, 20);
+  assert.match(card.description!, /MNIST handwritten digits only/);
+  assert.equal(card.text!.maxSequenceLength, 32, "tokenizer_2's model_max_length, under schnell's 256");
+  // Without the section, a FluxPipeline draws diffusers' default size and any size within the shift's range.
+  const open = await readModelCard("tests/fixtures/flux/pipeline-text");
+  assert.equal(open.description, null);
+  assert.ok(open.sizes !== null);
+  assert.equal(open.pipeline, "FluxPipeline");
+  if (open.pipeline === "FluxPipeline") assert.equal(open.size.width, 128 * vaeScale(open.vae));
+});
+
+Deno.test("a bad _ditserve section is named with its field", () =>
+  withTempDir(async (root) => {
+    const dir = `${root}/flux`;
+    await copyTree("weights/mnist-flux", dir);
+    const index = JSON.parse(await Deno.readTextFile(`${dir}/model_index.json`));
+    const write = (section: unknown) =>
+      Deno.writeTextFile(`${dir}/model_index.json`, JSON.stringify({ ...index, _ditserve: section }));
+    await write({ size: "32" });
+    await assert.rejects(readModelCard(dir), named(/model_index.json: _ditserve: size: must be "WxH"/));
+    await write({ size: "36x32" });
+    await assert.rejects(
+      readModelCard(dir),
+      named(/_ditserve.size 36x32 must have both sides multiples of 8/),
+    );
+    await write({ size: "64x64" });
+    await assert.rejects(readModelCard(dir), named(/64x64 .* at most 1024 pixels/));
+    await write({ steps: 0 });
+    await assert.rejects(readModelCard(dir), named(/_ditserve: steps: /));
+    await write({ colour: "red" });
+    await assert.rejects(readModelCard(dir), named(/_ditserve: .*colour/));
   }));

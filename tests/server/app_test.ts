@@ -9,7 +9,8 @@ import { DEFAULT_SERVER_OPTIONS } from "../../src/server/options.ts";
 import { createServices } from "../../src/server/services.ts";
 import { fromBase64, jsonPost, parseSse, readDigits, serverTest } from "./support/http.ts";
 
-const services = await createServices(DEFAULT_SERVER_OPTIONS);
+// The class-label model's API; the default (mnist-flux, text) has tests/server/mnist_flux_default_test.ts.
+const services = await createServices({ ...DEFAULT_SERVER_OPTIONS, defaultModel: "mnist-dit" });
 const { deps } = services;
 const app = createApp(deps);
 const generate = (body: unknown, headers: Record<string, string> = {}) =>
@@ -26,7 +27,7 @@ serverTest("health, readiness (adapter named) and the model list", async () => {
   const list = await (await app.request("/v1/models")).json();
   assert.equal(list.object, "list");
   const models = list.data;
-  assert.equal(models.length, 1);
+  assert.deepEqual(models.map((m: { id: string }) => m.id), ["mnist-dit", "mnist-flux"]);
   assert.equal(models[0].object, "model");
   assert.equal(models[0].owned_by, "ditserve");
   assert.ok(Number.isInteger(models[0].created) && models[0].created > 0);
@@ -183,7 +184,7 @@ const BAD_INPUT: [string, string | unknown, number, string, RegExp][] = [
   ["n 9", { label: 7, n: 9 }, 400, "n", /1\.\.8/],
   ["unknown sampler", { label: 7, sampler: "heun" }, 400, "sampler", /"heun" is not one of euler, ddim/],
   ["unknown field", { label: 7, colour: "red" }, 400, "colour", /colour/],
-  ["unknown model", { label: 7, model: "sd3" }, 404, "model", /model "sd3" not found; available: mnist-dit/],
+  ["unknown model", { label: 7, model: "sd3" }, 404, "model", /model "sd3" not found; available: mnist-dit, mnist-flux/],
   ["model path outside MODELS_DIR", { label: 7, model: "../weights" }, 400, "model", /plain name/],
   ["model parent directory", { label: 7, model: ".." }, 404, "model", /not found/],
   ["unknown label", { label: "eleven" }, 400, "label", /unknown class "eleven".*valid: 0, 1/],

@@ -20,7 +20,7 @@ const cut = `${modelsDir}/dit-broken/transformer/diffusion_pytorch_model.safeten
 const weights = await Deno.readFile(cut);
 await Deno.writeFile(cut, weights.subarray(0, weights.length - 100));
 
-const services = await createServices({ ...DEFAULT_SERVER_OPTIONS, modelsDir });
+const services = await createServices({ ...DEFAULT_SERVER_OPTIONS, modelsDir, defaultModel: "mnist-dit" });
 const app = createApp(services.deps);
 
 serverTest("GET /v1/models lists every model directory in the OpenAI list shape", async () => {

@@ -26,7 +26,7 @@ Deno.test("start-up line with the adapter and settings; SIGTERM exits 0", async 
   const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
   const line = await firstLine(child.stdout);
   const match =
-    /^ditserve listening on (http:\/\/127\.0\.0\.1:\d+) \(adapter: (.+?), model: mnist-dit, .*max queue: 3,/
+    /^ditserve listening on (http:\/\/127\.0\.0\.1:\d+) \(adapter: (.+?), model: mnist-flux, .*max queue: 3,/
       .exec(line);
   assert.ok(match, line);
   assert.ok(match[2].length > 0);
@@ -49,7 +49,7 @@ Deno.test("bad settings exit 2 naming the setting; a default model that is not t
   assert.equal(missing.code, 1);
   assert.match(
     new TextDecoder().decode(missing.stderr),
-    /model "no-such-model" not found; available: mnist-dit/,
+    /model "no-such-model" not found; available: mnist-dit, mnist-flux/,
   );
 });
 

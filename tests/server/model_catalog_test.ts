@@ -20,9 +20,9 @@ async function rejects(catalog: ModelCatalog, name: string, status: number): Pro
   });
 }
 
-Deno.test("the shipped models dir lists mnist-dit (the classifier is not a DiT) and finds it by name", async () => {
+Deno.test("the shipped models dir lists mnist-dit and mnist-flux (the classifier is not a DiT) and finds it by name", async () => {
   const catalog = new ModelCatalog("weights");
-  assert.deepEqual((await catalog.list()).map((m) => m.id), ["mnist-dit"]);
+  assert.deepEqual((await catalog.list()).map((m) => m.id), ["mnist-dit", "mnist-flux"]);
   const model = await catalog.get("mnist-dit");
   assert.equal(model.card.blocks, 12);
   assert.ok(model.dir.endsWith("/weights/mnist-dit"));

@@ -7,7 +7,7 @@ Deno.test("no configuration gives the documented defaults", () => {
     port: 8000,
     host: "127.0.0.1",
     modelsDir: BUNDLED_MODELS_DIR,
-    defaultModel: "mnist-dit",
+    defaultModel: "mnist-flux",
     apiKey: undefined,
     maxQueue: 16,
     requestTimeoutS: 300,

@@ -74,7 +74,7 @@ Deno.test({
     const modelsDir = await Deno.makeTempDir({ prefix: "ditserve-playground-" });
     await copyTree(`${BUNDLED_MODELS_DIR}/mnist-dit`, `${modelsDir}/mnist-dit`);
     await copyTree("tests/fixtures/flux/pipeline-text", `${modelsDir}/flux-text`);
-    const server = await startServer({ host: "127.0.0.1", port: 0, modelsDir });
+    const server = await startServer({ host: "127.0.0.1", port: 0, modelsDir, defaultModel: "mnist-dit" });
     const browser = await launch(executablePath);
     try {
       const page = await browser.newPage();

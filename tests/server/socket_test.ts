@@ -6,7 +6,12 @@ import { type RunningServer, startServer } from "../../src/server/start.ts";
 import { CRASH_SEED, LOST_SEED, spawnCrashingWorker } from "./support/crash.ts";
 import { jsonPost, parseSse, readDigits, serverTest } from "./support/http.ts";
 
-const server: RunningServer = await startServer({ port: 0, maxQueue: 1, spawnWorker: spawnCrashingWorker });
+const server: RunningServer = await startServer({
+  port: 0,
+  maxQueue: 1,
+  defaultModel: "mnist-dit",
+  spawnWorker: spawnCrashingWorker,
+});
 const post = (body: unknown, init: RequestInit = {}, query = "") =>
   fetch(`${server.url}/v1/generate${query}`, { ...jsonPost(body), ...init });
 

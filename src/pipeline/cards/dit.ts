@@ -6,6 +6,7 @@ import { WeightsError } from "../../model/safetensors.ts";
 import { autoencoderKlConfigSchema, vaeScale } from "../../model/vae/config.ts";
 import type { ClassCard, ClassLabels } from "../model_card.ts";
 import { createSchedule, SCHEDULER_CLASSES } from "../schedulers/schedule.ts";
+import { ditserveSection } from "./ditserve_section.ts";
 import { component } from "./component.ts";
 
 /** id2label of DiT's model_index.json: {"207": "golden retriever", ...}, several names per class by commas. */
@@ -50,6 +51,7 @@ export async function ditPipelineCard(dir: string, index: Record<string, unknown
     scheduler: s.json as Record<string, unknown>,
     classes: ditClasses(`${dir}/model_index.json`, transformer.num_embeds_ada_norm, index.id2label),
     text: null,
+    description: ditserveSection(dir, index).description,
     size: { width: side, height: side },
     sizes: null,
     blocks: transformer.num_layers,

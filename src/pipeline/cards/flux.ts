@@ -3,7 +3,7 @@
 // (per token). The text components may be saved as null, as diffusers allows: such a model takes
 // precomputed prompt_embeds only. A component that model_index.json lists must exist on disk, and is named
 // here, when the model is read, not at its first prompt.
-import { parseConfig } from "../../model/component_config.ts";
+import { parseConfig, readJsonFile } from "../../model/component_config.ts";
 import { fluxDims, fluxTransformerConfigSchema } from "../../model/flux/config.ts";
 import { WeightsError } from "../../model/safetensors.ts";
 import { clipTextConfigSchema, t5ConfigSchema } from "../../model/text/config.ts";
@@ -12,6 +12,7 @@ import type { TextCard, TextInputs } from "../model_card.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
 import { exists } from "../../model/component_config.ts";
 import { component, listed } from "./component.ts";
+import { ditserveSection } from "./ditserve_section.ts";
 
 const TEXT_COMPONENTS = ["text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"] as const;
 /** FluxPipeline's default_sample_size: latents per side before the VAE's upsampling. */
@@ -48,6 +49,19 @@ async function textEncoders(
   return { encoders: { clip, t5 }, absent };
 }
 
+/**
+ * FluxPipeline's max_sequence_length: 512 for dev; schnell's T5 was distilled at 256. A T5 tokenizer whose
+ * model_max_length is shorter says the encoder was trained at that length, and is padded to it.
+ */
+async function t5Tokens(dir: string, dev: boolean, withEncoders: boolean): Promise<number> {
+  const fallback = dev ? 512 : 256;
+  if (!withEncoders) return fallback;
+  const path = `${dir}/tokenizer_2/tokenizer_config.json`;
+  if (!(await exists(path))) return fallback;
+  const max = (await readJsonFile(path) as { model_max_length?: unknown }).model_max_length;
+  return typeof max === "number" && Number.isInteger(max) && max > 0 ? Math.min(fallback, max) : fallback;
+}
+
 export async function fluxPipelineCard(dir: string, index: Record<string, unknown>): Promise<TextCard> {
   const tc = await component(dir, index, "transformer");
   const transformer = parseConfig(tc.path, tc.json, fluxTransformerConfigSchema);
@@ -69,13 +83,17 @@ export async function fluxPipelineCard(dir: string, index: Record<string, unknow
   const scheduler = s.json as Record<string, unknown>;
   const maxTokens = typeof scheduler.max_image_seq_len === "number" ? scheduler.max_image_seq_len : 4096;
   const scale = vaeScale(vae);
+  // height and width multiples of vae_scale_factor * 2 (a packed token per 2x2 latents), and no more image
+  // tokens than the scheduler's shift is calibrated for (max_image_seq_len).
+  const rule = { multiple: 2 * scale, maxPixels: maxTokens * (2 * scale) ** 2 };
+  const section = ditserveSection(dir, index);
+  if (section.size) checkPinnedSize(dir, section.size, rule);
   const side = DEFAULT_SAMPLE_SIZE * scale;
   const dev = transformer.guidance_embeds;
   const text: TextInputs = {
     encoders,
     absent: [...absent],
-    // FluxPipeline's max_sequence_length: 512 for dev; schnell's T5 was distilled at 256.
-    maxSequenceLength: dev ? 512 : 256,
+    maxSequenceLength: await t5Tokens(dir, dev, encoders !== null),
     clipTokens: CLIP_TOKENS,
     promptEmbedDim: dims.joint,
     pooledDim: dims.pooled,
@@ -88,15 +106,32 @@ export async function fluxPipelineCard(dir: string, index: Record<string, unknow
     scheduler,
     classes: null,
     text,
-    size: { width: side, height: side },
-    // height and width multiples of vae_scale_factor * 2 (a packed token per 2x2 latents), and no more image
-    // tokens than the scheduler's shift is calibrated for (max_image_seq_len).
-    sizes: { multiple: 2 * scale, maxPixels: maxTokens * (2 * scale) ** 2 },
+    description: section.description,
+    size: section.size ?? { width: side, height: side },
+    sizes: section.size ? null : rule,
     blocks: fluxDims(transformer).blocks,
     streamWidth: fluxDims(transformer).inner,
     // FluxPipeline's defaults (28 steps, guidance_scale 3.5) for dev; schnell is distilled to 4 steps and
     // has no guidance embedding.
-    defaults: dev ? { steps: 28, guidance: 3.5 } : { steps: 4, guidance: 0 },
+    defaults: {
+      ...(dev ? { steps: 28, guidance: 3.5 } : { steps: 4, guidance: 0 }),
+      ...(section.steps ? { steps: section.steps } : {}),
+    },
     samplers: ["default"],
   };
+}
+
+function checkPinnedSize(
+  dir: string,
+  size: { width: number; height: number },
+  rule: { multiple: number; maxPixels: number },
+): void {
+  const fits = [size.width, size.height].every((n) => n % rule.multiple === 0) &&
+    size.width * size.height <= rule.maxPixels;
+  if (!fits) {
+    throw new WeightsError(
+      `${dir}/model_index.json: _ditserve.size ${size.width}x${size.height} must have both sides multiples ` +
+        `of ${rule.multiple} and at most ${rule.maxPixels} pixels (the scheduler's max_image_seq_len)`,
+    );
+  }
 }

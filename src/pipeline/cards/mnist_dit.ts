@@ -16,6 +16,8 @@ export function mnistCard(dir: string, config: DitConfig): ClassCard {
       nullClass: config.null_class,
     },
     text: null,
+    description:
+      "A class-conditional DiT trained on the MNIST digits: it draws the digits of its labels only",
     size: { width: config.sample_size, height: config.sample_size },
     sizes: null,
     blocks: config.depth,

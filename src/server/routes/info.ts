@@ -85,6 +85,7 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
         created,
         owned_by: "ditserve",
         pipeline: card.pipeline,
+        description: card.description,
         inputs: inputsOf(card),
         classes: card.classes?.names ?? [],
         class_words: card.classes ? classWords(card.classes) : [],

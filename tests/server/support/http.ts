@@ -2,7 +2,7 @@
 // Server-Sent Events parsing, and reading returned PNGs with the digit classifier.
 import assert from "node:assert/strict";
 import { decode } from "fast-png";
-import { DigitClassifier } from "../../../src/model/classifier.ts";
+import { classifierInput, DigitClassifier } from "../../../src/model/classifier.ts";
 import { gpuContext } from "../../support/gpu.ts";
 
 /** One GPU worker serves every test of a file (starting one costs seconds), so sanitizers cannot pair it. */
@@ -35,21 +35,27 @@ export function parseSse(text: string): SseEvent[] {
   });
 }
 
-/** Gray PNG of `count` 28x28 digits side by side -> [count, 1, 28, 28] in [-1, 1] (the classifier's input). */
+/**
+ * A PNG of `count` equal digits side by side (gray 28x28 from mnist-dit, RGB 32x32 from mnist-flux) -> the
+ * classifier's [count, 1, 28, 28] in [-1, 1].
+ */
 export function pngDigits(png: Uint8Array, count: number): Float32Array {
   const image = decode(png);
-  assert.equal(image.channels, 1);
-  assert.equal(image.height, 28);
-  assert.equal(image.width, 28 * count);
-  const out = new Float32Array(count * 28 * 28);
+  const { channels, height } = image;
+  assert.equal(image.width % count, 0, `${image.width} px wide is not ${count} images`);
+  const width = image.width / count;
+  const out = new Float32Array(count * channels * height * width);
   for (let n = 0; n < count; n++) {
-    for (let y = 0; y < 28; y++) {
-      for (let x = 0; x < 28; x++) {
-        out[(n * 28 + y) * 28 + x] = image.data[y * image.width + n * 28 + x] / 127.5 - 1;
+    for (let c = 0; c < channels; c++) {
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const pixel = (y * image.width + n * width + x) * channels + c;
+          out[((n * channels + c) * height + y) * width + x] = image.data[pixel] / 127.5 - 1;
+        }
       }
     }
   }
-  return out;
+  return classifierInput(out, [count, channels, height, width]);
 }
 
 let classifier: Promise<DigitClassifier> | undefined;
