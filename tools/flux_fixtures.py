@@ -77,6 +77,38 @@ def image_ids(h, w):
     return ids.reshape(h * w, 3)
 
 
+def forward_stages(model, inputs):
+    """model(**inputs) and every stage tests/model compares: the embedders and temb, both streams after each
+    double- and single-stream block, the final modulated norm, and output.sample. The hooks only record, and
+    are removed again."""
+    stages = {}
+
+    def record(name):
+        return lambda module, inputs, output: stages.__setitem__(name, output)
+
+    def both_streams(name):
+        # A hook that returns something replaces the module's output: this one only records.
+        def hook(module, inputs, outputs):
+            stages[f"{name}.text"], stages[f"{name}.image"] = outputs
+        return hook
+
+    handles = [model.x_embedder.register_forward_hook(record("x_embedder")),
+               model.context_embedder.register_forward_hook(record("context_embedder")),
+               model.time_text_embed.register_forward_hook(record("temb")),
+               model.proj_out.register_forward_pre_hook(lambda m, i: stages.__setitem__("norm_out", i[0]))]
+    handles += [block.register_forward_hook(both_streams(f"double.{k}"))
+                for k, block in enumerate(model.transformer_blocks)]
+    handles += [block.register_forward_hook(both_streams(f"single.{k}"))
+                for k, block in enumerate(model.single_transformer_blocks)]
+    try:
+        with torch.no_grad():
+            stages["sample"] = model(**inputs).sample
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stages
+
+
 def forward(out, name, spec, seed):
     path = f"{out}/transformer-{name}"
     randomize(FluxTransformer2DModel(**spec["config"]), seed).to(spec["dtype"]).save_pretrained(path)
@@ -95,24 +127,7 @@ def forward(out, name, spec, seed):
     }
     if c.guidance_embeds:
         inputs["guidance"] = torch.tensor([3.5, 1.0][:batch])
-    stages = {}
-    model.x_embedder.register_forward_hook(lambda m, i, o: stages.__setitem__("x_embedder", o))
-    model.context_embedder.register_forward_hook(lambda m, i, o: stages.__setitem__("context_embedder", o))
-    model.time_text_embed.register_forward_hook(lambda m, i, o: stages.__setitem__("temb", o))
-    def both_streams(name):
-        # A hook that returns something replaces the module's output: this one only records.
-        def hook(module, inputs, outputs):
-            stages[f"{name}.text"], stages[f"{name}.image"] = outputs
-        return hook
-
-    for k, block in enumerate(model.transformer_blocks):
-        block.register_forward_hook(both_streams(f"double.{k}"))
-    for k, block in enumerate(model.single_transformer_blocks):
-        block.register_forward_hook(both_streams(f"single.{k}"))
-    model.proj_out.register_forward_pre_hook(lambda m, i: stages.__setitem__("norm_out", i[0]))
-    with torch.no_grad():
-        sample = model(**inputs).sample
-    save_file(contiguous({**inputs, **stages, "sample": sample}), f"{path}-forward.safetensors",
+    save_file(contiguous({**inputs, **forward_stages(model, inputs)}), f"{path}-forward.safetensors",
               metadata=header({"component": f"transformer-{name}", "dtype": str(spec["dtype"])}))
 
 
@@ -129,10 +144,12 @@ def flux_scheduler():
                                            base_image_seq_len=256, max_image_seq_len=4096)
 
 
-def packed_latents(batch, height, width, g):
-    """prepare_latents: randn [B, C, 2 * (H // 16), 2 * (W // 16)], then packed 2x2 into [B, N, 4C]."""
-    latents = torch.randn((batch, 4, 2 * (height // 16), 2 * (width // 16)), generator=g)
-    return FluxPipeline._pack_latents(latents, batch, 4, latents.shape[2], latents.shape[3])
+def packed_latents(batch, height, width, g, channels=4, vae_scale=8):
+    """prepare_latents: randn [B, C, 2 * (H // (2 s)), 2 * (W // (2 s))] for the VAE's scale s, then packed 2x2
+    into [B, N, 4C]."""
+    cell = 2 * vae_scale
+    latents = torch.randn((batch, channels, 2 * (height // cell), 2 * (width // cell)), generator=g)
+    return FluxPipeline._pack_latents(latents, batch, channels, latents.shape[2], latents.shape[3])
 
 
 def pipeline(out, seed):

@@ -85,7 +85,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config,
 
 import mnist_data
 from tokenizer_fixtures import train_t5_tokenizer
-from train_mnist_flux_vae import IMAGE, load_images, posterior_means
+from train_mnist_flux_vae import IMAGE, TRAINING_RECORD, load_images, posterior_means
 
 SCRIPT = "tools/train_mnist_flux.py"
 CHECKPOINT = "checkpoint.pt"
@@ -533,6 +533,18 @@ def train(args):
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def vae_training(vae_dir):
+    """The VAE stage's line of the README, from the record its export wrote."""
+    path = os.path.join(vae_dir, TRAINING_RECORD)
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        r = json.load(f)
+    return (f": {r['iteration']} iterations at batch {r['batch']}, {r['seconds'] / 3600:.2f} h of training "
+            f"steps, held-out reconstruction PSNR {r['heldout_psnr_db']} dB; command `{r['command']}`, export "
+            f"`{r['export']}` (vae/{TRAINING_RECORD})")
+
+
 def readme(ck, args, out, counts, vae_dir):
     a = ck["args"]
     hours = ck["seconds"] / 3600
@@ -548,7 +560,7 @@ image, and prompts that name a digit get that digit.
   (49408), {counts['text_encoder']:,} parameters
 - text_encoder_2: T5EncoderModel, {a['t5_layers']} layers, d_model {a['t5_width']}, a SentencePiece unigram
   model trained on the training prompts, {counts['text_encoder_2']:,} parameters
-- vae: AutoencoderKL from tools/train_mnist_flux_vae.py (copied from {vae_dir})
+- vae: AutoencoderKL from tools/train_mnist_flux_vae.py (copied from {vae_dir}){vae_training(vae_dir)}
 - weights: EMA ({a['ema']}), {args.dtype}
 
 ## Using it

@@ -28,6 +28,7 @@ Commands (from the repo root; diffusers from /work/diffusers/src, torch in /work
 """
 
 import argparse
+import json
 import copy
 import math
 import os
@@ -44,6 +45,7 @@ from diffusers.utils import logging as diffusers_logging
 
 import mnist_data
 
+TRAINING_RECORD = "training.json"
 IMAGE = 32  # 28x28 digits padded by 2 pixels per side: divisible by the VAE's scale factor 4
 CHECKPOINT = "checkpoint.pt"
 VAE_CONFIG = dict(
@@ -176,9 +178,16 @@ def export(args, train_x, held_x):
     vae.register_to_config(scaling_factor=scale, shift_factor=shift)
     vae.to(torch.float16).save_pretrained(args.export, safe_serialization=True)
     loaded = AutoencoderKL.from_pretrained(args.export, torch_dtype=torch.float32).eval()
+    psnr = reconstruction_psnr(loaded, held_x)
+    # How the weights were made, for the pipeline README that train_mnist_flux.py writes (diffusers reads only
+    # config.json and the weights of a component directory).
+    with open(os.path.join(args.export, TRAINING_RECORD), "w", encoding="utf-8") as f:
+        json.dump({"iteration": ck["iteration"], "batch": ck["args"]["batch"], "seconds": ck["seconds"],
+                   "command": ck["command"], "export": command_line(), "heldout_psnr_db": round(psnr, 2),
+                   "scaling_factor": scale, "shift_factor": shift}, f, indent=1)
+        f.write("\n")
     print(f"exported iteration {ck['iteration']} EMA weights (F16) to {args.export}: scaling_factor {scale:.6f} "
-          f"shift_factor {shift:.6f}; held-out PSNR of the exported weights "
-          f"{reconstruction_psnr(loaded, held_x):.2f} dB", flush=True)
+          f"shift_factor {shift:.6f}; held-out PSNR of the exported weights {psnr:.2f} dB", flush=True)
 
 
 def main():

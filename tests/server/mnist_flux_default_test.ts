@@ -56,16 +56,19 @@ serverTest("a prompt over T5's 32 tokens is drawn truncated, with a note saying 
   );
 });
 
-serverTest("an empty prompt and any size but 32x32 are 400s naming the field and what is allowed", async () => {
-  const empty = await images({ prompt: "  " });
-  assert.equal(empty.status, 400);
-  assert.deepEqual(await empty.json(), {
-    error: "prompt: is empty; give the text of the image (or precomputed prompt_embeds)",
-    field: "prompt",
-  });
-  const size = await images({ prompt: "a seven", size: "64x64" });
-  assert.equal(size.status, 400);
-  const error = await size.json();
-  assert.equal(error.field, "size");
-  assert.match(error.error, /size: model draws 32x32 images only; allowed sizes: 32x32/);
-});
+serverTest(
+  "an empty prompt and any size but 32x32 are 400s naming the field and what is allowed",
+  async () => {
+    const empty = await images({ prompt: "  " });
+    assert.equal(empty.status, 400);
+    assert.deepEqual(await empty.json(), {
+      error: "prompt: is empty; give the text of the image (or precomputed prompt_embeds)",
+      field: "prompt",
+    });
+    const size = await images({ prompt: "a seven", size: "64x64" });
+    assert.equal(size.status, 400);
+    const error = await size.json();
+    assert.equal(error.field, "size");
+    assert.match(error.error, /size: model draws 32x32 images only; allowed sizes: 32x32/);
+  },
+);
