@@ -1,17 +1,24 @@
-// deno task bench [--model DIR] [--per-digit 1 | --images N] [--steps 28] [--guidance 3] [--repeat 1]
-//   [--seeds held-out|tuning]
+// deno task bench [--model DIR] [--per-digit 1 | --images N] [--steps N] [--guidance G | --true-cfg S]
+//   [--repeat 1] [--seeds held-out|tuning]
 //   [--only "F1B0 (0.08),..."] [--checkpoint FILE] [--grid docs/cache-grid.png] [--json]
-// Speed against quality for each cache configuration on the embedded model: the same labels and seeds per
+// Speed against quality for each cache configuration on a model: the same conditioning and seeds per
 // configuration, one image per request (as a server runs them), configurations interleaved per image in an
 // order that rotates, and the whole set repeated --repeat times, so that load changes hit all of them alike; the speedup is the
 // median over repeats with its spread. Quality (one figure over the set): PSNR and mean SSIM against the
-// uncached image of the same seed, the classifier's accuracy on the asked digit. Images are judged on
-// held-out seeds (1001, 1002, ...) unless --seeds tuning picks the seeds hand-tuned rows were chosen on
-// (1, 2, ...). --checkpoint keeps the records after every image and resumes a run with the same settings.
-// Also measured: what the GPU-decided path adds to a computed step, against the step itself.
+// uncached image of the same seed and conditioning, the classifier's accuracy on the asked digit. Images are
+// judged on held-out seeds (1001, 1002, ...) unless --seeds tuning picks the seeds hand-tuned rows were
+// chosen on (1, 2, ...). --checkpoint keeps the records after every image and resumes a run with the same
+// settings. Also measured: what the GPU-decided path adds to a computed step, against the step itself.
+// Class models draw class i % 10 for image i (28 steps and guidance 3 unless told). Text models draw digit
+// i % 10 from the held-out phrasings of the directory's prompts.json (cycling through that digit's
+// phrasings), at the model's default steps; their --guidance is FLUX's guidance embedding (dev only), and
+// --true-cfg S runs true CFG against the negative prompt "" (off by default). The configuration set follows
+// the model (src/cli/bench/cache_configs.ts): two-stream FLUX rows scaled to its block list, or the
+// one-stream rows.
 import { parseArgs } from "node:util";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
-import { BENCH_CONFIGS, type BenchConfig } from "./bench/cache_configs.ts";
+import { heldOutPrompt, heldOutPrompts } from "./bench/heldout_prompts.ts";
+import { type BenchConfig, benchConfigs } from "./bench/cache_configs.ts";
 import { checksum, type ImageRecord, markdown, summarise } from "./bench/cache_table.ts";
 import { marginalMs, timeCommands } from "./bench/harness.ts";
 import { createStrategy } from "../cache/create.ts";
@@ -19,13 +26,13 @@ import { resolveCacheOptions } from "../cache/options.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, isDispatch } from "../gpu/kernel.ts";
 import { squaredError, ssim } from "../metrics/image_quality.ts";
-import { DigitClassifier } from "../model/classifier.ts";
+import { classifierInput, DigitClassifier } from "../model/classifier.ts";
 import type { GenerateResult } from "../pipeline/generate.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
-import { type ClassCard, latentShape, readModelCard } from "../pipeline/model_card.ts";
+import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
 import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
-import { resolveRequest } from "../pipeline/request.ts";
+import { type RequestInput, resolveRequest } from "../pipeline/request.ts";
 import { StepRecorder } from "../gpu/step_recorder.ts";
 
 const SEED_SETS = { "held-out": 1001, tuning: 1 } as const;
@@ -34,6 +41,10 @@ type SeedSet = keyof typeof SEED_SETS;
 const GRID_COLUMNS = 20;
 
 const DEFAULT_MODEL = "weights/mnist-dit";
+/** Class models' defaults (the embedded model's table); text models take their card's steps. */
+const CLASS_DEFAULTS = { steps: 28, guidance: 3 };
+/** True CFG's negative prompt: the empty prompt mnist-flux dropped 10% of its training prompts to. */
+const NEGATIVE_PROMPT = "";
 
 interface Settings {
   model: string;
@@ -42,6 +53,8 @@ interface Settings {
   images: number;
   steps: number;
   guidance: number;
+  /** Text models: true CFG scale against NEGATIVE_PROMPT (1: off). Absent in checkpoints before it existed. */
+  trueCfg?: number;
   repeat: number;
   seeds: SeedSet;
   configs: string[];
@@ -57,18 +70,69 @@ interface Progress {
   next: { repeat: number; image: number };
 }
 
+/** What image i asks for: a class, or a prompt (and the digit it names, where one is known). */
+interface Subject {
+  label?: number;
+  prompt?: string;
+  /** The class or digit the classifier should read; null where none is known. */
+  digit: number | null;
+}
+
+/** How the images of a run are conditioned, and how the header says it. */
+interface Subjects {
+  of(image: number): Subject;
+  describe: string;
+  /** Whether the digit classifier judges the images. */
+  judged: boolean;
+}
+
 const clamp = (images: Float32Array) => images.map((v) => Math.min(1, Math.max(-1, v)));
+
+async function subjects(card: ModelCard): Promise<Subjects> {
+  if (card.classes) {
+    const classes = Math.min(10, card.classes.names.length);
+    // The digit classifier judges the embedded digits model only.
+    const judged = card.pipeline === "MnistDiT";
+    return {
+      of: (i) => ({ label: i % classes, digit: judged ? i % classes : null }),
+      describe: `classes 0-${classes - 1}`,
+      judged,
+    };
+  }
+  const phrasings = await heldOutPrompts(card.dir);
+  if (!phrasings) {
+    // A text model with no digit prompts of its own: a plain prompt per digit, judged by nothing.
+    return {
+      of: (i) => ({ prompt: `a handwritten digit ${i % 10}`, digit: null }),
+      describe: 'prompts "a handwritten digit 0-9"',
+      judged: false,
+    };
+  }
+  return {
+    of: (i) => heldOutPrompt(phrasings, i),
+    describe: `digits 0-9 asked by the held-out phrasings of prompts.json, ${
+      phrasings.map((p) => p.length).reduce((a, b) => a + b, 0)
+    } in all`,
+    judged: true,
+  };
+}
 
 async function runOne(
   ctx: GpuContext,
   pipeline: ImagePipeline,
   config: BenchConfig,
-  input: { label: number; steps: number; seed: number; guidance: number },
+  input: { subject: Subject; steps: number; seed: number; guidance: number; trueCfg: number },
 ): Promise<GenerateResult> {
-  const { label, ...sampling } = input;
+  const { subject, trueCfg, ...sampling } = input;
+  const conditioning: Partial<RequestInput> = subject.prompt !== undefined
+    ? {
+      prompts: [subject.prompt],
+      ...(trueCfg > 1 ? { negativePrompt: NEGATIVE_PROMPT, true_cfg: trueCfg } : {}),
+    }
+    : { labels: [subject.label!] };
   const request = resolveRequest(pipeline.card, {
     ...sampling,
-    labels: [label],
+    ...conditioning,
     shift: 1,
     eta: 0,
     cache: config.cache,
@@ -92,16 +156,16 @@ class CommandLog extends StepRecorder {
 
 /**
  * GPU milliseconds the GPU-decided path adds to a computed step (everything the strategy encodes besides
- * the blocks: F's input snapshot, R_F, the diff, the decision, the compute path's copies and stores, the
- * replay as a zero-size dispatch, and TaylorSeer's dispatches when on).
+ * the blocks: F's input snapshot, R_F, the diff, the decision, the compute path's copies and stores of
+ * every stream, the replay as a zero-size dispatch, and TaylorSeer's dispatches when on).
  */
 async function decisionPath(
   ctx: GpuContext,
   pipeline: ImagePipeline,
-  guided: boolean,
+  batch: number,
   extra: Record<string, unknown>,
 ) {
-  const graph = pipeline.denoiser.graph(guided ? 2 : 1);
+  const graph = pipeline.denoiser.graph(batch);
   const cache = {
     strategy: "dbcache",
     Fn: 1,
@@ -112,28 +176,39 @@ async function decisionPath(
   };
   const context = { blocks: pipeline.card.blocks, steps: 2, channels: pipeline.card.streamWidth };
   const strategy = createStrategy(ctx, resolveCacheOptions(cache, context));
-  let log = new CommandLog(ctx.gpu);
-  // Step 0 computes because nothing is stored; step 1 is decided by the kernel (threshold 0: compute).
-  for (const step of [0, 1]) {
-    log = new CommandLog(ctx.gpu);
-    await strategy.forward({ step, steps: 2, deferReport: true }, graph, log);
+  try {
+    let log = new CommandLog(ctx.gpu);
+    // Step 0 computes because nothing is stored; step 1 is decided by the kernel (threshold 0: compute).
+    for (const step of [0, 1]) {
+      log = new CommandLog(ctx.gpu);
+      await strategy.forward({ step, steps: 2, deferReport: true }, graph, log);
+    }
+    const blockGroups = new Set(graph.blocks.flat().filter(isDispatch).map((d) => d.bindGroup));
+    const added = log.commands.filter((c) => !isDispatch(c) || !blockGroups.has(c.bindGroup));
+    const pathMs = await marginalMs(ctx, added);
+    return { commands: added.length, pathMs };
+  } finally {
+    strategy.release();
   }
-  const blockGroups = new Set(graph.blocks.flat().filter(isDispatch).map((d) => d.bindGroup));
-  const added = log.commands.filter((c) => !isDispatch(c) || !blockGroups.has(c.bindGroup));
-  const pathMs = await marginalMs(ctx, added);
-  strategy.release();
-  return { commands: added.length, pathMs };
 }
 
-function parse(args: string[]): { settings: Settings; json: boolean; grid: string; checkpoint?: string } {
+interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  json: boolean;
+  grid: string;
+  checkpoint?: string;
+}
+
+function parse(args: string[]): Parsed {
   const { values } = parseArgs({
     args,
     options: {
       model: { type: "string", default: DEFAULT_MODEL },
       "per-digit": { type: "string", default: "1" },
       images: { type: "string" },
-      steps: { type: "string", default: "28" },
-      guidance: { type: "string", default: "3" },
+      steps: { type: "string" },
+      guidance: { type: "string" },
+      "true-cfg": { type: "string" },
       repeat: { type: "string", default: "1" },
       seeds: { type: "string", default: "held-out" },
       only: { type: "string" },
@@ -142,48 +217,70 @@ function parse(args: string[]): { settings: Settings; json: boolean; grid: strin
       json: { type: "boolean", default: false },
     },
   });
-  const [perDigit, steps, guidance, repeat] = [
-    values["per-digit"],
-    values.steps,
-    values.guidance,
-    values.repeat,
-  ]
-    .map(Number);
-  const images = values.images === undefined ? 10 * perDigit : Number(values.images);
+  return { values, json: values.json!, grid: values.grid!, checkpoint: values.checkpoint };
+}
+
+/** The settings of a run on `card`: flags, else the model's defaults; the configuration set is the model's. */
+function resolveSettings(values: Parsed["values"], card: ModelCard): Settings {
+  const text = card.pipeline === "FluxPipeline";
+  const defaults = text ? card.defaults : CLASS_DEFAULTS;
+  const number = (name: string, fallback: number) =>
+    values[name] === undefined ? fallback : Number(values[name]);
+  const [perDigit, steps, guidance, trueCfg, repeat] = [
+    number("per-digit", 1),
+    number("steps", defaults.steps),
+    number("guidance", defaults.guidance),
+    number("true-cfg", 1),
+    number("repeat", 1),
+  ];
+  const images = number("images", 10 * perDigit);
   if (
     ![perDigit, steps, repeat, images].every((v) => Number.isInteger(v) && v > 0) ||
-    !(guidance >= 0 && guidance <= 30)
+    !(guidance >= 0 && guidance <= 30) || !(trueCfg >= 1 && trueCfg <= 30)
   ) {
     throw new Error(
-      "--per-digit, --images, --steps and --repeat must be positive integers, --guidance a number in 0..30",
+      "--per-digit, --images, --steps and --repeat must be positive integers, --guidance a number in 0..30, " +
+        "--true-cfg a number in 1..30",
     );
   }
-  if (!(values.seeds! in SEED_SETS)) {
+  if (!text && values["true-cfg"] !== undefined) {
+    throw new Error(`--true-cfg: ${card.dir} is a class model; --guidance sets its classifier-free guidance`);
+  }
+  if (text && !card.transformer.guidance_embeds && values.guidance !== undefined) {
+    throw new Error(
+      `--guidance: ${card.dir} has no guidance embedding (guidance_embeds false); ` +
+        `--true-cfg S runs true CFG against the negative prompt ""`,
+    );
+  }
+  if (text && card.text.encoders === null) {
+    throw new Error(
+      `--model: ${card.dir} takes precomputed prompt embeddings only; this benchmark sends prompts`,
+    );
+  }
+  if (!((values.seeds as string) in SEED_SETS)) {
     throw new Error(`--seeds must be one of ${Object.keys(SEED_SETS).join(", ")}`);
   }
-  const wanted = values.only?.split(",").map((s) => s.trim());
-  const names = BENCH_CONFIGS.map((c) => c.name);
+  const names = benchConfigs(card, steps).map((c) => c.name);
+  const wanted = (values.only as string | undefined)?.split(",").map((s) => s.trim());
   const unknown = wanted?.filter((w) => !names.includes(w)) ?? [];
   if (unknown.length > 0) {
     throw new Error(
-      `--only: unknown ${unknown.join(", ")}; valid configurations: ${names.slice(1).join(", ")}`,
+      `--only: unknown ${unknown.join(", ")}; valid configurations for ${card.dir} at ${steps} steps: ${
+        names.slice(1).join(", ")
+      }`,
     );
   }
   const configs = names.filter((n, i) => i === 0 || !wanted || wanted.includes(n));
   return {
-    settings: {
-      model: values.model!,
-      perDigit,
-      images,
-      steps,
-      guidance,
-      repeat,
-      seeds: values.seeds as SeedSet,
-      configs,
-    },
-    json: values.json!,
-    grid: values.grid!,
-    checkpoint: values.checkpoint,
+    model: values.model as string,
+    perDigit,
+    images,
+    steps,
+    guidance,
+    ...(text ? { trueCfg } : {}),
+    repeat,
+    seeds: values.seeds as SeedSet,
+    configs,
   };
 }
 
@@ -239,10 +336,13 @@ function imageSsim(image: Float32Array, baseline: Float32Array, shape: GenerateR
 async function record(
   classifier: DigitClassifier | null,
   result: GenerateResult,
-  label: number,
+  digit: number | null,
   baseline: Float32Array,
 ): Promise<ImageRecord> {
   const image = clamp(result.images);
+  const read = classifier && digit !== null
+    ? (await classifier.classify(classifierInput(result.images, result.shape))).predicted[0]
+    : null;
   return {
     seconds: [result.seconds],
     checksum: checksum(result.images),
@@ -251,42 +351,54 @@ async function record(
     blocksTotal: result.cache.blocksTotal,
     readbacks: result.readbacks,
     memoryBytes: result.cache.memoryBytes,
-    correct: classifier ? (await classifier.classify(result.images)).predicted[0] === label : null,
+    correct: read === null ? null : read === digit,
     ssim: imageSsim(image, baseline, result.shape),
     squaredError: squaredError(image, baseline),
     values: image.length,
   };
 }
 
+/** What the header says about guidance. */
+function guidanceText(card: ModelCard, settings: Settings): string {
+  if (card.pipeline !== "FluxPipeline") return `guidance ${settings.guidance}`;
+  const cfg = (settings.trueCfg ?? 1) > 1
+    ? `true CFG ${settings.trueCfg} against the negative prompt "" (two rows per step, one decision)`
+    : "no CFG";
+  return card.transformer.guidance_embeds ? `guidance embedding ${settings.guidance}, ${cfg}` : cfg;
+}
+
 async function main(): Promise<number> {
-  let parsed, progress, card: ClassCard;
+  let parsed, progress, card: ModelCard, settings: Settings, subjectsOf: Subjects;
   try {
     parsed = parse(Deno.args);
-    progress = await loadProgress(parsed.checkpoint, parsed.settings);
-    const read = await readModelCard(parsed.settings.model);
-    if (!read.classes) throw new Error(`--model: ${read.dir} is a text model; this benchmark draws classes`);
-    card = read;
+    card = await readModelCard(parsed.values.model as string);
+    settings = resolveSettings(parsed.values, card);
+    subjectsOf = await subjects(card);
+    progress = await loadProgress(parsed.checkpoint, settings);
   } catch (e) {
     console.error((e as Error).message);
     return 2;
   }
-  const { settings, json } = parsed;
-  const configs = settings.configs.map((name) => BENCH_CONFIGS.find((c) => c.name === name)!);
+  const { json } = parsed;
+  const set = benchConfigs(card, settings.steps);
+  const configs = settings.configs.map((name) => set.find((c) => c.name === name)!);
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
   const pipeline = await loadPipeline(ctx, card);
-  // The digit classifier judges the embedded digits model only.
-  const classifier = card.pipeline === "MnistDiT" ? await DigitClassifier.load(ctx) : null;
+  const classifier = subjectsOf.judged ? await DigitClassifier.load(ctx) : null;
   const { steps, guidance } = settings;
+  const trueCfg = settings.trueCfg ?? 1;
   const images = settings.images;
   const firstSeed = SEED_SETS[settings.seeds];
-  const classes = Math.min(10, card.classes.names.length);
-  // Compile every pipeline the configurations use before anything is timed.
-  for (const config of configs) await runOne(ctx, pipeline, config, { label: 0, steps, seed: 0, guidance });
+  // Compile every pipeline the configurations use (and load a text model's encoders) before anything is
+  // timed; a run's seconds start after its prompt is encoded.
+  for (const config of configs) {
+    await runOne(ctx, pipeline, config, { subject: subjectsOf.of(0), steps, seed: 0, guidance, trueCfg });
+  }
   for (let r = progress.next.repeat; r < settings.repeat; r++) {
     for (let i = r === progress.next.repeat ? progress.next.image : 0; i < images; i++) {
-      const label = i % classes;
-      const request = { label, steps, seed: firstSeed + i, guidance };
+      const subject = subjectsOf.of(i);
+      const request = { subject, steps, seed: firstSeed + i, guidance, trueCfg };
       // The order rotates from image to image and repeat to repeat, so no configuration always runs first
       // (after the classifier's CPU work) or last; quality is scored once every configuration has run.
       const results: GenerateResult[] = [];
@@ -298,7 +410,7 @@ async function main(): Promise<number> {
       for (const [c, result] of results.entries()) {
         const known = progress.records[c][i];
         if (!known) {
-          progress.records[c][i] = await record(classifier, result, label, baseline);
+          progress.records[c][i] = await record(classifier, result, subject.digit, baseline);
           if (i < GRID_COLUMNS) progress.grid[c][i] = [...clamp(result.images)];
         } else if (known.checksum !== checksum(result.images)) {
           throw new Error(`${configs[c].name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
@@ -312,23 +424,33 @@ async function main(): Promise<number> {
     }
   }
   const judged = (config: BenchConfig) => {
-    const set = `${settings.seeds} seeds ${firstSeed}..${firstSeed + images - 1}`;
-    return config.tuned ? `${set} (tuned on seeds 1..20)` : set;
+    const seeds = `${settings.seeds} seeds ${firstSeed}..${firstSeed + images - 1}`;
+    return config.tuned ? `${seeds} (tuned on seeds 1..20)` : seeds;
   };
   const rows = configs.map((config, c) =>
     summarise(config, judged(config), progress.records[c], progress.records[0])
   );
   const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
-  const guided = pipeline.guided(guidance);
-  const graph = pipeline.denoiser.graph(guided ? 2 : 1);
+  // Rows per forward: CFG's unconditional half (class models) or true CFG's negative prompt (FLUX).
+  const batch = card.pipeline === "FluxPipeline"
+    ? (trueCfg > 1 ? 2 : 1)
+    : (pipeline.guided(guidance) ? 2 : 1);
+  const graph = pipeline.denoiser.graph(batch);
   const stepMs = await timeCommands(ctx, [...graph.prologue, ...graph.blocks.flat(), ...graph.epilogue]);
-  const path = await decisionPath(ctx, pipeline, guided, {});
-  const seerPath = await decisionPath(ctx, pipeline, guided, { enable_taylorseer: true, n_derivatives: 1 });
+  const taylorSeer = { enable_taylorseer: true, n_derivatives: 1 };
+  const path = await decisionPath(ctx, pipeline, batch, {});
+  const seerPath = await decisionPath(ctx, pipeline, batch, taylorSeer);
+  // Two streams: the text stream's TaylorSeer adds its own update and extrapolation.
+  const encoderPath = card.pipeline === "FluxPipeline"
+    ? await decisionPath(ctx, pipeline, batch, { ...taylorSeer, enable_encoder_taylorseer: true })
+    : null;
   if (json) {
     const common = {
       adapter,
       steps,
       guidance,
+      ...(card.pipeline === "FluxPipeline" ? { trueCfg, encoderSeerPath: encoderPath } : {}),
+      conditioning: subjectsOf.describe,
       images,
       repeats: settings.repeat,
       decisionPath: path,
@@ -337,30 +459,30 @@ async function main(): Promise<number> {
     for (const r of rows) console.log(JSON.stringify({ ...r, ...common }));
   } else {
     console.log(
-      `${card.dir}: ${images} images (classes 0-${
-        classes - 1
-      }, ${settings.seeds} seeds from ${firstSeed}), ` +
-        `${steps} steps, guidance ` +
-        `${guidance}, one image per request, ${settings.repeat} repeat(s) interleaved; ${adapter}\n`,
+      `${card.dir} (${card.pipeline}, ${card.blocks} blocks): ${images} images (${subjectsOf.describe}, ` +
+        `${settings.seeds} seeds from ${firstSeed}), ${steps} steps, ${guidanceText(card, settings)}, ` +
+        `one image per request, ${settings.repeat} repeat(s) interleaved; ${adapter}\n`,
     );
     console.log(markdown(rows, steps, settings.repeat));
     const share = (p: { pathMs: number }) =>
       `${p.pathMs.toFixed(2)} ms = ${((100 * p.pathMs) / stepMs).toFixed(2)}%`;
+    const encoder = encoderPath
+      ? `; with the encoder TaylorSeer too (${encoderPath.commands} commands): ${share(encoderPath)}`
+      : "";
     console.log(
       `\nGPU-decided path on a computed step, besides the blocks (${path.commands} commands: F input, R_F, ` +
         `diff, decision, compute-path copies and store, zero-size replay): ${
           share(path)
         } of an uncached step ` +
-        `(${stepMs.toFixed(1)} ms); with TaylorSeer (${seerPath.commands} commands): ${share(seerPath)}.`,
+        `(${stepMs.toFixed(1)} ms); with TaylorSeer (${seerPath.commands} commands): ${
+          share(seerPath)
+        }${encoder}.`,
     );
   }
   const shown = Math.min(images, GRID_COLUMNS);
   const grid = new Float32Array(progress.grid.flat(2));
-  const [channels, height, width] = [
-    latentShape(card, card.size)[0] === 1 ? 1 : 3,
-    card.size.height,
-    card.size.width,
-  ];
+  const [height, width] = [card.size.height, card.size.width];
+  const channels = progress.grid[0][0].length / (height * width);
   await Deno.writeFile(
     parsed.grid,
     encodeImagesPng(grid, [configs.length * shown, channels, height, width], shown),

@@ -52,6 +52,11 @@ export interface DenoiseOptions {
    * over; each costs a decode and a readback.
    */
   previews?: { after: readonly number[]; onPreview: (step: number, decoded: Decoded) => void };
+  /**
+   * Split the run's seconds into phases: the GPU is waited on once after the last step, so that the loop's
+   * queued work is not counted as the decode's (one wait per run, which the run's seconds include).
+   */
+  timePhases?: boolean;
 }
 
 export interface Denoised {
@@ -191,6 +196,16 @@ export interface GenerateResult {
   cache: CacheStats;
   /** What the pipeline changed in the request that the user should know (a truncated prompt). */
   notes: string[];
+  /** Where the seconds went, when DenoiseOptions.timePhases asked. */
+  phases?: PhaseSeconds;
+}
+
+/** Seconds of each phase of a run, each ending when the GPU has finished it. */
+export interface PhaseSeconds {
+  /** The prompts through the text encoders (text models; a remembered prompt costs none). */
+  encode?: number;
+  denoise: number;
+  decode: number;
 }
 
 /** Images [n, C, H, W] in the model's data range. */
@@ -213,16 +228,22 @@ export async function generateImages(
   const readbacksBefore = readbackCount();
   const { latents, recorder, steps, cache } = await denoise(ctx, spec, options, decode);
   try {
+    if (options.timePhases) await ctx.gpu.device.queue.onSubmittedWorkDone();
+    const denoised = performance.now();
     const { images, shape } = await decode(latents, recorder);
+    const ended = performance.now();
     return {
       images,
       shape,
       steps,
       cache,
       submits: recorder.submits,
-      seconds: (performance.now() - started) / 1000,
+      seconds: (ended - started) / 1000,
       readbacks: readbackCount() - readbacksBefore,
       notes: [],
+      ...(options.timePhases
+        ? { phases: { denoise: (denoised - started) / 1000, decode: (ended - denoised) / 1000 } }
+        : {}),
     };
   } finally {
     latents.release();

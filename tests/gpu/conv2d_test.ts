@@ -31,6 +31,8 @@ const CASES: Case[] = [
   { x: [2, 4, 5, 5], out: 17, kernel: 3, padding: 0, accumulate: true }, // no padding; onto a residual
   { x: [1, 6, 7, 4], out: 8, kernel: 3, padding: 1, bias: true, weights: "f16" },
   { x: [1, 6, 7, 4], out: 5, kernel: 3, padding: 1, weights: "bf16", accumulate: true },
+  // A 30-wide row: 8 column lanes of 8 channels each, 70 channels in two workgroups along z.
+  { x: [1, 3, 3, 30], out: 70, kernel: 3, padding: 1, bias: true, weights: "f16" },
 ];
 
 function uploadWeights(ctx: GpuContext, values: Float32Array, shape: number[], dtype: Case["weights"]) {

@@ -102,7 +102,17 @@ for (const name of RUNS) {
     const pipeline = await loadPipeline(ctx, card);
     assert.ok(pipeline instanceof FluxPipeline);
     try {
-      const result = await pipeline.run(request, { latents: fixtureTensor(fixture, "latents") });
+      const result = await pipeline.run(request, {
+        latents: fixtureTensor(fixture, "latents"),
+        timePhases: true,
+      });
+      // Timed phases change nothing but the clock: the images below are still diffusers'.
+      const phases = result.phases;
+      assert.ok(phases && phases.encode! > 0 && phases.denoise > 0 && phases.decode > 0, "phases timed");
+      assert.ok(
+        Math.abs(phases.denoise + phases.decode - result.seconds) < 1e-6,
+        "denoise + decode = seconds",
+      );
       const encoder = await pipeline.promptEncoder();
       // One pass per distinct text: a prompt repeated within the request is encoded once, though the
       // request's prompts are encoded concurrently (and "truncated" checks that two distinct ones in flight

@@ -129,12 +129,14 @@ export class FluxPipeline implements ImagePipeline {
 
   async run(request: GenerationRequest, options: RunOptions = {}) {
     const latentShape = checkLatents(this.card, request, options.latents);
+    const encodeStarted = performance.now();
     const conditioning = await textConditioning(
       this.card,
       request,
       options.embeddings,
       () => this.promptEncoder(),
     );
+    const encodeSeconds = (performance.now() - encodeStarted) / 1000;
     const tokens = latentShape[0];
     const textTokens = conditioning.promptEmbeds.shape[1];
     const spec = {
@@ -155,7 +157,8 @@ export class FluxPipeline implements ImagePipeline {
       options,
       (latents, recorder) => this.#decode(latents, request, recorder),
     );
-    return { ...result, notes: conditioning.notes };
+    const phases = result.phases && { ...result.phases, encode: encodeSeconds };
+    return { ...result, notes: conditioning.notes, ...(phases ? { phases } : {}) };
   }
 
   /** Unpacks [B, N, 4C] to [B, C, h, w], then latents / scaling_factor + shift_factor through the VAE. */
