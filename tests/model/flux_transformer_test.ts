@@ -1,13 +1,11 @@
 // FluxTransformer2DModel against diffusers' own forward (tools/flux_fixtures.py), stage by stage: both
 // embedders and temb after the prologue, both streams after every double- and single-stream block, the final
 // modulated norm and output.sample. Two configs: dev (guidance embeddings, BF16) and schnell (none, F32).
-import { submitDispatches } from "../../src/gpu/kernel.ts";
-import { readFloats } from "../../src/gpu/readback.ts";
 import { parseConfig, readJsonFile } from "../../src/model/component_config.ts";
 import { fluxTransformerConfigSchema } from "../../src/model/flux/config.ts";
 import { FluxTransformer } from "../../src/model/flux/transformer.ts";
-import { assertClose } from "../support/assert_close.ts";
-import { fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { readFixture } from "../support/fixtures.ts";
+import { checkFluxStages } from "../support/flux_stages.ts";
 import { gpuTest } from "../support/gpu.ts";
 
 const FIXTURES = "tests/fixtures/flux";
@@ -30,27 +28,7 @@ for (const name of ["dev", "schnell"]) {
     const [batch, textTokens] = fixture.tensors.get("encoder_hidden_states")!.shape;
     const [gridHeight, gridWidth] = GRIDS[name];
     const graph = model.graph({ batch, gridHeight, gridWidth, textTokens });
-    ctx.pool.write(graph.x, fixtureTensor(fixture, "hidden_states"));
-    ctx.pool.write(graph.t, fixtureTensor(fixture, "timestep"));
-    for (const [input, tensor] of Object.entries(graph.inputs!)) {
-      ctx.pool.write(tensor, fixtureTensor(fixture, input));
-    }
-    await ctx.kernels.ready();
-    const check = async (stage: string, tensor: typeof graph.hidden) =>
-      assertClose(await readFloats(ctx.gpu, tensor), fixtureTensor(fixture, stage), TOL, stage);
-    submitDispatches(ctx.gpu, graph.prologue);
-    await check("x_embedder", graph.streams!.image);
-    await check("context_embedder", graph.streams!.text);
-    await check("temb", graph.stages!.temb);
-    for (const [k, block] of graph.blocks.entries()) {
-      submitDispatches(ctx.gpu, block);
-      const stage = k < config.num_layers ? `double.${k}` : `single.${k - config.num_layers}`;
-      await check(`${stage}.image`, graph.streams!.image);
-      await check(`${stage}.text`, graph.streams!.text);
-    }
-    submitDispatches(ctx.gpu, graph.epilogue);
-    await check("norm_out", graph.stages!.norm_out);
-    await check("sample", graph.output);
+    await checkFluxStages(ctx, graph, fixture, config.num_layers, TOL);
     model.release();
   });
 }

@@ -27,6 +27,7 @@ import { resolveRequest } from "../../src/pipeline/request.ts";
 import { FluxPromptEncoder } from "../../src/pipeline/text/flux_prompt_encoder.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { type Fixture, fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
+import { checkFluxStages } from "../support/flux_stages.ts";
 import { gpuTest } from "../support/gpu.ts";
 
 const DIR = "weights/mnist-flux";
@@ -234,27 +235,7 @@ gpuTest("mnist-flux FluxTransformer2DModel matches diffusers after every stage",
     // The positions the engine builds are the ones FluxPipeline passes (text ids all zero).
     assertClose(imageIds(side, side), fixtureTensor(fixture, "img_ids"), { atol: 0, rtol: 0 }, "img_ids");
     assert.ok(fixtureTensor(fixture, "txt_ids").every((v) => v === 0), "txt_ids are zeros");
-    ctx.pool.write(graph.x, fixtureTensor(fixture, "hidden_states"));
-    ctx.pool.write(graph.t, fixtureTensor(fixture, "timestep"));
-    for (const [input, tensor] of Object.entries(graph.inputs!)) {
-      ctx.pool.write(tensor, fixtureTensor(fixture, input));
-    }
-    await ctx.kernels.ready();
-    const check = async (stage: string, tensor: typeof graph.hidden) =>
-      assertClose(await readFloats(ctx.gpu, tensor), fixtureTensor(fixture, stage), TRANSFORMER, stage);
-    submitDispatches(ctx.gpu, graph.prologue);
-    await check("x_embedder", graph.streams!.image);
-    await check("context_embedder", graph.streams!.text);
-    await check("temb", graph.stages!.temb);
-    for (const [k, block] of graph.blocks.entries()) {
-      submitDispatches(ctx.gpu, block);
-      const stage = k < config.num_layers ? `double.${k}` : `single.${k - config.num_layers}`;
-      await check(`${stage}.image`, graph.streams!.image);
-      await check(`${stage}.text`, graph.streams!.text);
-    }
-    submitDispatches(ctx.gpu, graph.epilogue);
-    await check("norm_out", graph.stages!.norm_out);
-    await check("sample", graph.output);
+    await checkFluxStages(ctx, graph, fixture, config.num_layers, TRANSFORMER);
   } finally {
     model.release();
   }
