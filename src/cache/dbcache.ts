@@ -211,7 +211,7 @@ export class DbCache implements CacheStrategy {
             calibrator: null,
           }),
     );
-    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length));
+    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length, this.options.Bn > 0));
     const b: Buffers = {
       streams,
       residualF,

@@ -207,7 +207,7 @@ export class DbPrune implements CacheStrategy {
         }
         : null
     );
-    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length));
+    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length, true));
     if (info.deferReport) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
   }

@@ -3,7 +3,7 @@
 // residual on the text stream too (or extrapolates it, with the encoder calibrator), decided on the host or
 // on the GPU alike. Dyadic values keep every sum exact, so outputs compare bit for bit.
 import assert from "node:assert/strict";
-import { ENCODER_NOTE } from "../../src/cache/calibrators/taylor_seer.ts";
+import { ENCODER_NOTE, ENCODER_UNREAD_NOTE } from "../../src/cache/calibrators/taylor_seer.ts";
 import { createStrategy } from "../../src/cache/create.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import type { CacheStrategy } from "../../src/cache/strategy.ts";
@@ -269,17 +269,16 @@ gpuTest(
   },
 );
 
-gpuTest("enable_encoder_taylorseer is noted where the block list has no text stream only", async (ctx) => {
-  const options = {
-    strategy: "dbcache",
-    Fn: 1,
-    Bn: 0,
-    enable_taylorseer: true,
-    enable_encoder_taylorseer: true,
-  };
-  for (const [fakes, notes] of [[oneStream, [ENCODER_NOTE]], [twoStreamBlocks, []]] as const) {
+gpuTest("enable_encoder_taylorseer is noted where no block reads the text stream it predicts", async (ctx) => {
+  const options = { strategy: "dbcache", Fn: 1, enable_taylorseer: true, enable_encoder_taylorseer: true };
+  const cases = [
+    [oneStream, 0, [ENCODER_NOTE]],
+    [twoStreamBlocks, 0, [ENCODER_UNREAD_NOTE]],
+    [twoStreamBlocks, 1, []],
+  ] as const;
+  for (const [fakes, Bn, notes] of cases) {
     const fake = fakes(ctx, BLOCKS);
-    const s = strategy(ctx, options, BLOCKS, 1);
+    const s = strategy(ctx, { ...options, Bn }, BLOCKS, 1);
     await drive(ctx, s, fake, [{
       hidden: dyadic(SIZE, 1),
       residuals: [2, 3, 4, 5].map((i) => dyadic(SIZE, i)),

@@ -21,9 +21,22 @@ export function calibratorLabel(o: TaylorSeerOptions | null): string {
   return o ? ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)` : "";
 }
 
-/** What the calibrator options mean on a block list of `streams` token streams. */
-export function calibratorNotes(o: TaylorSeerOptions | null, streams: number): string[] {
-  return o?.encoder && streams === 1 ? [ENCODER_NOTE] : [];
+export const ENCODER_UNREAD_NOTE = "enable_encoder_taylorseer: with Bn 0 no block runs after the cached span " +
+  "and the output reads the image stream only, so the text stream's prediction changes nothing (Bn >= 1 uses it)";
+
+/**
+ * What the calibrator options mean on a block list of `streams` token streams; `textReadAfter`: whether a
+ * block reads the text stream after what the calibrator predicts (DBCache's B blocks; any later block under
+ * DBPrune).
+ */
+export function calibratorNotes(
+  o: TaylorSeerOptions | null,
+  streams: number,
+  textReadAfter: boolean,
+): string[] {
+  if (!o?.encoder) return [];
+  if (streams === 1) return [ENCODER_NOTE];
+  return textReadAfter ? [] : [ENCODER_UNREAD_NOTE];
 }
 
 export interface TaylorSeerBinding {
