@@ -269,22 +269,25 @@ gpuTest(
   },
 );
 
-gpuTest("enable_encoder_taylorseer is noted where no block reads the text stream it predicts", async (ctx) => {
-  const options = { strategy: "dbcache", Fn: 1, enable_taylorseer: true, enable_encoder_taylorseer: true };
-  const cases = [
-    [oneStream, 0, [ENCODER_NOTE]],
-    [twoStreamBlocks, 0, [ENCODER_UNREAD_NOTE]],
-    [twoStreamBlocks, 1, []],
-  ] as const;
-  for (const [fakes, Bn, notes] of cases) {
-    const fake = fakes(ctx, BLOCKS);
-    const s = strategy(ctx, { ...options, Bn }, BLOCKS, 1);
-    await drive(ctx, s, fake, [{
-      hidden: dyadic(SIZE, 1),
-      residuals: [2, 3, 4, 5].map((i) => dyadic(SIZE, i)),
-    }]);
-    assert.deepEqual(s.stats().notes, notes);
-    s.release();
-    fake.release();
-  }
-});
+gpuTest(
+  "enable_encoder_taylorseer is noted where no block reads the text stream it predicts",
+  async (ctx) => {
+    const options = { strategy: "dbcache", Fn: 1, enable_taylorseer: true, enable_encoder_taylorseer: true };
+    const cases = [
+      [oneStream, 0, [ENCODER_NOTE]],
+      [twoStreamBlocks, 0, [ENCODER_UNREAD_NOTE]],
+      [twoStreamBlocks, 1, []],
+    ] as const;
+    for (const [fakes, Bn, notes] of cases) {
+      const fake = fakes(ctx, BLOCKS);
+      const s = strategy(ctx, { ...options, Bn }, BLOCKS, 1);
+      await drive(ctx, s, fake, [{
+        hidden: dyadic(SIZE, 1),
+        residuals: [2, 3, 4, 5].map((i) => dyadic(SIZE, i)),
+      }]);
+      assert.deepEqual(s.stats().notes, notes);
+      s.release();
+      fake.release();
+    }
+  },
+);

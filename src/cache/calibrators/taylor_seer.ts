@@ -21,7 +21,8 @@ export function calibratorLabel(o: TaylorSeerOptions | null): string {
   return o ? ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)` : "";
 }
 
-export const ENCODER_UNREAD_NOTE = "enable_encoder_taylorseer: with Bn 0 no block runs after the cached span " +
+export const ENCODER_UNREAD_NOTE =
+  "enable_encoder_taylorseer: with Bn 0 no block runs after the cached span " +
   "and the output reads the image stream only, so the text stream's prediction changes nothing (Bn >= 1 uses it)";
 
 /**
