@@ -14,7 +14,7 @@ Commands (run from the repo root; torch lives only in /usr/bin/python3):
     /usr/bin/python3 tools/train_mnist_dit.py --bench
 """
 
-import argparse, copy, json, math, os, shlex, signal, sys, time
+import argparse, copy, json, math, os, signal, time
 
 # Measured on this 2-core box: OpenBLAS's own threads on top of torch's 2 intra-op threads
 # oversubscribe the cores (38 vs ~70-80 samples/s at batch 64), so keep BLAS single-threaded.
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 import mnist_data
 import safetensors_io
+from training_run import command_line, save_checkpoint
 
 HIDDEN, DEPTH, HEADS, MLP_RATIO, PATCH, IMAGE, NUM_CLASSES, EPS = 128, 12, 4, 4, 4, 28, 10, 1e-6
 NULL_CLASS = NUM_CLASSES  # label used for classifier-free guidance / label dropout
@@ -236,10 +237,6 @@ def bench(args):
     print(json.dumps(result))
 
 
-def command_line():
-    return shlex.join([sys.executable] + sys.argv)
-
-
 def train(args):
     images, labels = mnist_data.load_digits(args.digits)
     data, labels = torch.from_numpy(mnist_data.to_model_range(images))[:, None], torch.from_numpy(labels)
@@ -261,8 +258,7 @@ def train(args):
                  "perm": perm, "cursor": cursor, "loss_ema": loss_ema, "seconds": train_seconds,
                  "rng": torch.get_rng_state(), "args": vars(args), "command": command}
         os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
-        torch.save(state, args.ckpt + ".tmp")
-        os.replace(args.ckpt + ".tmp", args.ckpt)  # atomic: a kill mid-save never corrupts the checkpoint
+        save_checkpoint(args.ckpt, state)
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

@@ -67,9 +67,7 @@ import json
 import math
 import os
 import platform
-import shlex
 import shutil
-import signal
 import sys
 import time
 
@@ -85,6 +83,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config,
 
 import mnist_data
 from tokenizer_fixtures import train_t5_tokenizer
+from training_run import (add_run_arguments, command_line, ema_decay, loop_state, restore_loop, save_checkpoint,
+                          seed_run, set_warmup_lr, stop_on_sigterm)
 from train_mnist_flux_vae import IMAGE, TRAINING_RECORD, load_images, posterior_means
 
 SCRIPT = "tools/train_mnist_flux.py"
@@ -331,15 +331,6 @@ def image_mu(scheduler):
     return calculate_shift((IMAGE // 8) ** 2, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift)
 
 
-def command_line():
-    return shlex.join([sys.executable] + sys.argv)
-
-
-def save_checkpoint(path, state):
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a kill mid-save leaves the previous checkpoint intact
-
-
 class Data:
     """Everything derived deterministically from the digits, the VAE and the corpus."""
 
@@ -464,21 +455,17 @@ def train(args):
         models.load(ck)
         for opt, state in zip(opts, ck["opt"]):
             opt.load_state_dict(state)
-        iteration, cursor, perm, train_seconds = ck["iteration"], ck["cursor"], ck["perm"], ck["seconds"]
-        torch.set_rng_state(ck["torch_rng"])
-        np.random.set_state(ck["numpy_rng"])
+        iteration, cursor, perm, train_seconds = restore_loop(ck)
         print(f"resumed {path} at iteration {iteration}", flush=True)
     command = ck["command"] if ck is not None else command_line()
 
     def save():
         save_checkpoint(path, {
-            **models.state(), "opt": [opt.state_dict() for opt in opts], "iteration": iteration, "cursor": cursor, "perm": perm,
-            "seconds": train_seconds, "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-            "args": vars(args), "command": command, "resume_command": command_line(),
+            **models.state(), "opt": [opt.state_dict() for opt in opts],
+            **loop_state(iteration, cursor, perm, train_seconds), "args": vars(args), "command": command, "resume_command": command_line(),
             "vae_config": data.vae_config})
 
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    stop = stop_on_sigterm()
     counts = models.count()
     print(f"params {counts} (CLIP's token table {CLIP_VOCAB * args.clip_width}); mu {mu:.3f}; batch {args.batch}, "
           f"T5 tokens {args.t5_tokens}, iteration {iteration} -> {args.iterations}", flush=True)
@@ -501,11 +488,10 @@ def train(args):
             opt.zero_grad(set_to_none=True)
         loss.backward()
         models.clip_gradients(1.0)
+        set_warmup_lr(opts, args.lr, args.warmup, iteration)
         for opt in opts:
-            for group in opt.param_groups:
-                group["lr"] = args.lr * min(1.0, (iteration + 1) / args.warmup)
             opt.step()
-        models.update_ema(min(args.ema, (1 + iteration) / (10 + iteration)))  # short memory while young
+        models.update_ema(ema_decay(args.ema, iteration))
         iteration += 1
         train_seconds += time.time() - t0
         window_seconds += time.time() - t0  # training steps only: evaluations and saves are not in s/it
@@ -672,17 +658,11 @@ def export(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--digits", default=mnist_data.DEFAULT_DIGITS_DIR)
     p.add_argument("--vae", required=True, help="the AutoencoderKL directory train_mnist_flux_vae.py exported")
     p.add_argument("--work", required=True, help="checkpoint directory (also holds the two tokenizers)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work if there is one")
-    p.add_argument("--export", metavar="OUT_DIR", help="write the EMA weights as a FluxPipeline directory")
+    add_run_arguments(p, iterations=20000, warmup=200, ema=0.999, log_every=20, eval_every=500,
+                      export_help="write the EMA weights as a FluxPipeline directory")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="export dtype")
-    p.add_argument("--iterations", type=int, default=20000, help="total target (a resume continues to it)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--prompt-dropout", type=float, default=0.1)
     p.add_argument("--double", type=int, default=2, help="double-stream blocks")
     p.add_argument("--single", type=int, default=4, help="single-stream blocks")
@@ -694,16 +674,9 @@ def main():
     p.add_argument("--t5-layers", type=int, default=2)
     p.add_argument("--t5-tokens", type=int, default=32, help="max_sequence_length (T5 padding)")
     p.add_argument("--t5-vocab", type=int, default=256, help="SentencePiece pieces before T5's 100 sentinels")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-samples", type=int, default=256)
-    p.add_argument("--save-minutes", type=float, default=5.0)
     args = p.parse_args()
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.set_num_threads(args.threads)
+    seed_run(args)
     (export if args.export else train)(args)
 
 

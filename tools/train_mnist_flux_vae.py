@@ -32,18 +32,17 @@ import json
 import copy
 import math
 import os
-import shlex
-import signal
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.utils import logging as diffusers_logging
 
 import mnist_data
+from training_run import (add_run_arguments, command_line, ema_decay, loop_state, restore_loop, save_checkpoint,
+                          seed_run, set_warmup_lr, stop_on_sigterm)
 
 TRAINING_RECORD = "training.json"
 IMAGE = 32  # 28x28 digits padded by 2 pixels per side: divisible by the VAE's scale factor 4
@@ -82,15 +81,6 @@ def reconstruction_psnr(vae, images, batch=250):
     return 10 * math.log10(1.0 / (squared / images.numel()))
 
 
-def command_line():
-    return shlex.join([sys.executable] + sys.argv)
-
-
-def save_checkpoint(path, state):
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a kill mid-save leaves the previous checkpoint intact
-
-
 def train(args, train_x, held_x):
     vae = AutoencoderKL(**VAE_CONFIG)
     ema = copy.deepcopy(vae).requires_grad_(False).eval()
@@ -103,9 +93,7 @@ def train(args, train_x, held_x):
         vae.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
-        iteration, cursor, perm, train_seconds = ck["iteration"], ck["cursor"], ck["perm"], ck["seconds"]
-        torch.set_rng_state(ck["torch_rng"])
-        np.random.set_state(ck["numpy_rng"])
+        iteration, cursor, perm, train_seconds = restore_loop(ck)
         print(f"resumed {path} at iteration {iteration}", flush=True)
     elif os.path.exists(path):
         sys.exit(f"{path} exists: pass --resume to continue it, or choose another --work")
@@ -113,12 +101,10 @@ def train(args, train_x, held_x):
 
     def save():
         save_checkpoint(path, {
-            "model": vae.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "iteration": iteration,
-            "cursor": cursor, "perm": perm, "seconds": train_seconds, "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(), "args": vars(args), "command": command_line()})
+            "model": vae.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+            **loop_state(iteration, cursor, perm, train_seconds), "args": vars(args), "command": command_line()})
 
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    stop = stop_on_sigterm()
     print(f"AutoencoderKL {sum(p.numel() for p in vae.parameters())} params, {len(train_x)} training and "
           f"{len(held_x)} held-out digits, batch {args.batch}, iteration {iteration} -> {args.iterations}",
           flush=True)
@@ -136,10 +122,9 @@ def train(args, train_x, held_x):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (iteration + 1) / args.warmup)
+        set_warmup_lr([opt], args.lr, args.warmup, iteration)
         opt.step()
-        decay = min(args.ema, (1 + iteration) / (10 + iteration))  # short EMA memory while the run is young
+        decay = ema_decay(args.ema, iteration)
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), vae.parameters()):
                 pe.lerp_(pm, 1 - decay)
@@ -192,25 +177,12 @@ def export(args, train_x, held_x):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--digits", default=mnist_data.DEFAULT_DIGITS_DIR)
     p.add_argument("--work", required=True, help="checkpoint directory")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --work if there is one")
-    p.add_argument("--export", metavar="OUT_DIR", help="write the EMA weights as a diffusers vae directory")
-    p.add_argument("--iterations", type=int, default=1000, help="total target (a resume continues to it)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=50)
+    add_run_arguments(p, iterations=1000, warmup=50, ema=0.998, log_every=10, eval_every=100,
+                      export_help="write the EMA weights as a diffusers vae directory")
     p.add_argument("--kl-weight", type=float, default=1e-5)
-    p.add_argument("--ema", type=float, default=0.998)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--save-minutes", type=float, default=5.0)
     args = p.parse_args()
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.set_num_threads(args.threads)
+    seed_run(args)
     train_x, held_x = load_images(args.digits)
     (export if args.export else train)(args, train_x, held_x)
 
