@@ -8,9 +8,8 @@ import { toUnitHwc } from "../../src/pipeline/image.ts";
 import { readModelCard } from "../../src/pipeline/model_card.ts";
 import { FluxPipeline } from "../../src/pipeline/pipelines/flux.ts";
 import { loadPipeline } from "../../src/pipeline/pipelines/load.ts";
-import { resolveRequest } from "../../src/pipeline/request.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { type Fixture, fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
+import { type Fixture, fixtureTensor, readFixture, textRunRequest } from "../support/fixtures.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { copyTree, withTempDir } from "../support/temp.ts";
 
@@ -87,17 +86,7 @@ for (const name of RUNS) {
     assert.ok(text?.encoders, "the card lists both text encoders");
     const t5Tokens = text.maxSequenceLength;
     assert.equal(t5Tokens, Number(meta.max_sequence_length));
-    const request = resolveRequest(card, {
-      prompts: run.imagePrompts,
-      ...(run.negative === null
-        ? {}
-        : { negativePrompt: run.negative, true_cfg: Number(meta.true_cfg_scale) }),
-      ...runSettings(fixture),
-      seed: 0,
-      shift: 1,
-      eta: 0,
-      cache: "none",
-    });
+    const request = textRunRequest(card, fixture, run.imagePrompts, run.negative);
     assert.equal(request.trueCfg, run.negative !== null);
     const pipeline = await loadPipeline(ctx, card);
     assert.ok(pipeline instanceof FluxPipeline);

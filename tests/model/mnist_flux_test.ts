@@ -23,10 +23,9 @@ import { toUnitHwc } from "../../src/pipeline/image.ts";
 import { readModelCard, type TextCard } from "../../src/pipeline/model_card.ts";
 import { FluxPipeline } from "../../src/pipeline/pipelines/flux.ts";
 import { loadPipeline } from "../../src/pipeline/pipelines/load.ts";
-import { resolveRequest } from "../../src/pipeline/request.ts";
 import { FluxPromptEncoder } from "../../src/pipeline/text/flux_prompt_encoder.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { type Fixture, fixtureTensor, readFixture, runSettings } from "../support/fixtures.ts";
+import { type Fixture, fixtureTensor, readFixture, textRunRequest } from "../support/fixtures.ts";
 import { checkFluxStages } from "../support/flux_stages.ts";
 import { gpuTest } from "../support/gpu.ts";
 
@@ -268,17 +267,7 @@ for (const name of ["plain", "true-cfg"]) {
       const fixture = await readMnistFixture(`pipeline-run-${name}`);
       const meta = fixture.metadata;
       assert.equal(card.text.maxSequenceLength, Number(meta.max_sequence_length));
-      const request = resolveRequest(card, {
-        prompts: [meta.prompt],
-        ...(meta.negative_prompt === undefined
-          ? {}
-          : { negativePrompt: meta.negative_prompt, true_cfg: Number(meta.true_cfg_scale) }),
-        ...runSettings(fixture),
-        seed: 0,
-        shift: 1,
-        eta: 0,
-        cache: "none",
-      });
+      const request = textRunRequest(card, fixture, [meta.prompt], meta.negative_prompt ?? null);
       assert.equal(request.trueCfg, meta.negative_prompt !== undefined);
       const pipeline = await loadPipeline(ctx, card);
       assert.ok(pipeline instanceof FluxPipeline);
