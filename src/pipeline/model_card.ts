@@ -14,6 +14,7 @@ import { type AutoencoderKlConfig, vaeScale } from "../model/vae/config.ts";
 import { ditPipelineCard } from "./cards/dit.ts";
 import { fluxPipelineCard } from "./cards/flux.ts";
 import { mnistCard } from "./cards/mnist_dit.ts";
+import type { SizeRule } from "./size_rule.ts";
 
 export const PIPELINES = ["DiTPipeline", "FluxPipeline", "MnistDiT"] as const;
 export type PipelineName = (typeof PIPELINES)[number];
@@ -57,8 +58,8 @@ interface CardBase {
   description: string | null;
   /** The image size the model draws by default (pixels). */
   size: { width: number; height: number };
-  /** The sizes a request may ask for: multiples of `multiple` up to maxPixels; null: `size` only. */
-  sizes: { multiple: number; maxPixels: number } | null;
+  /** The sizes a request may ask for; null: `size` only. */
+  sizes: SizeRule | null;
   /** Transformer blocks and the width of their stream: what cache options are checked against. */
   blocks: number;
   streamWidth: number;

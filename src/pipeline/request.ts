@@ -6,6 +6,7 @@ import { z } from "zod";
 import { CacheOptionsError, resolveCacheOptions, type ResolvedCacheOptions } from "../cache/options.ts";
 import { type ClassLabels, classWords, type ModelCard, type TextInputs } from "./model_card.ts";
 import { MAX_SEED } from "./noise.ts";
+import { fitsSizeRule } from "./size_rule.ts";
 
 export const LIMITS = {
   steps: { min: 1, max: 1000 },
@@ -129,9 +130,9 @@ function resolveSize(card: ModelCard, size: string | undefined): { width: number
   const allowed = `"WxH" with width and height positive multiples of ${rule.multiple} and width x height ` +
     `at most ${rule.maxPixels} pixels (e.g. ${own})`;
   if (!match) throw new RequestError("size", `${JSON.stringify(size)} is not a size; allowed: ${allowed}`);
-  const fits = [width, height].every((n) => n > 0 && n % rule.multiple === 0) &&
-    width * height <= rule.maxPixels;
-  if (!fits) throw new RequestError("size", `${width}x${height} is not allowed; allowed: ${allowed}`);
+  if (!fitsSizeRule({ width, height }, rule)) {
+    throw new RequestError("size", `${width}x${height} is not allowed; allowed: ${allowed}`);
+  }
   return { width, height };
 }
 

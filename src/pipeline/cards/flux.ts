@@ -3,14 +3,14 @@
 // (per token). The text components may be saved as null, as diffusers allows: such a model takes
 // precomputed prompt_embeds only. A component that model_index.json lists must exist on disk, and is named
 // here, when the model is read, not at its first prompt.
-import { parseConfig, readJsonFile } from "../../model/component_config.ts";
+import { exists, parseConfig, readJsonFile } from "../../model/component_config.ts";
 import { fluxDims, fluxTransformerConfigSchema } from "../../model/flux/config.ts";
 import { WeightsError } from "../../model/safetensors.ts";
 import { clipTextConfigSchema, t5ConfigSchema } from "../../model/text/config.ts";
 import { autoencoderKlConfigSchema, vaeScale } from "../../model/vae/config.ts";
 import type { TextCard, TextInputs } from "../model_card.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
-import { exists } from "../../model/component_config.ts";
+import { fitsSizeRule, type SizeRule } from "../size_rule.ts";
 import { component, listed } from "./component.ts";
 import { ditserveSection } from "./ditserve_section.ts";
 
@@ -83,9 +83,8 @@ export async function fluxPipelineCard(dir: string, index: Record<string, unknow
   const scheduler = s.json as Record<string, unknown>;
   const maxTokens = typeof scheduler.max_image_seq_len === "number" ? scheduler.max_image_seq_len : 4096;
   const scale = vaeScale(vae);
-  // height and width multiples of vae_scale_factor * 2 (a packed token per 2x2 latents), and no more image
-  // tokens than the scheduler's shift is calibrated for (max_image_seq_len).
-  const rule = { multiple: 2 * scale, maxPixels: maxTokens * (2 * scale) ** 2 };
+  // A packed token is 2x2 latents, vae_scale_factor pixels each.
+  const rule: SizeRule = { multiple: 2 * scale, maxPixels: maxTokens * (2 * scale) ** 2 };
   const section = ditserveSection(dir, index);
   if (section.size) checkPinnedSize(dir, section.size, rule);
   const side = DEFAULT_SAMPLE_SIZE * scale;
@@ -121,14 +120,8 @@ export async function fluxPipelineCard(dir: string, index: Record<string, unknow
   };
 }
 
-function checkPinnedSize(
-  dir: string,
-  size: { width: number; height: number },
-  rule: { multiple: number; maxPixels: number },
-): void {
-  const fits = [size.width, size.height].every((n) => n % rule.multiple === 0) &&
-    size.width * size.height <= rule.maxPixels;
-  if (!fits) {
+function checkPinnedSize(dir: string, size: { width: number; height: number }, rule: SizeRule): void {
+  if (!fitsSizeRule(size, rule)) {
     throw new WeightsError(
       `${dir}/model_index.json: _ditserve.size ${size.width}x${size.height} must have both sides multiples ` +
         `of ${rule.multiple} and at most ${rule.maxPixels} pixels (the scheduler's max_image_seq_len)`,
