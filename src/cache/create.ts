@@ -1,8 +1,10 @@
-// Request options -> the strategy object that runs one request's block list.
+// Request options -> the strategy object that runs one request's block list: one per CFG pass where the
+// pipeline runs the passes as separate forwards (src/cache/separate_cfg.ts).
 import type { GpuContext } from "../gpu/context.ts";
 import { DbCache } from "./dbcache.ts";
 import { DbPrune } from "./dbprune.ts";
 import type { ResolvedCacheOptions } from "./options.ts";
+import { SeparateCfgCache } from "./separate_cfg.ts";
 import { type CacheStrategy, NoCache } from "./strategy.ts";
 
 export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): CacheStrategy {
@@ -10,9 +12,15 @@ export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): 
     case "none":
       return new NoCache();
     case "dbcache":
-    case "fbcache":
-      return new DbCache(ctx, options);
+    case "fbcache": {
+      if (!options.cfg.separate) return new DbCache(ctx, options);
+      const cond = new DbCache(ctx, options);
+      // Run first, the unconditional pass finds no diff of its step to share, and measures its own.
+      const shared = !options.cfg.diffSeparate && !options.cfg.computeFirst;
+      return new SeparateCfgCache(cond, new DbCache(ctx, options, shared ? cond : null));
+    }
     case "dbprune":
-      return new DbPrune(ctx, options);
+      if (!options.cfg.separate) return new DbPrune(ctx, options);
+      return new SeparateCfgCache(new DbPrune(ctx, options), new DbPrune(ctx, options));
   }
 }

@@ -57,8 +57,18 @@ export class DbCache implements CacheStrategy {
   readonly #stats: CacheStats;
   /** Steps forwarded in GPU-decided mode, awaiting settle(). */
   readonly #pending: number[] = [];
+  /** The last host-measured diff, for the pass that shares it. */
+  #measured: { step: number; diff: number } | null = null;
 
-  constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbCache) {
+  /**
+   * `sharedDiff`: the conditional pass' cache, whose diff of the same step this (unconditional) pass decides
+   * on (cfg_diff_compute_separate false); it forwards first in every step.
+   */
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly options: ResolvedDbCache,
+    private readonly sharedDiff: DbCache | null = null,
+  ) {
     this.name = options.strategy;
     this.#decision = new CacheDecision(options);
     this.#stats = emptyStats(
@@ -79,9 +89,13 @@ export class DbCache implements CacheStrategy {
     }
     let diff: number | null = null;
     if (this.#decision.needsDiff(info.step)) {
-      recorder.encode(b.diff.dispatches);
-      diff = await this.#read(recorder, b.diff.result);
+      diff = this.sharedDiff?.diffAt(info.step) ?? null;
+      if (diff === null) {
+        recorder.encode(b.diff.dispatches);
+        diff = await this.#read(recorder, b.diff.result);
+      }
     }
+    if (diff !== null) this.#measured = { step: info.step, diff };
     const decision = this.#decision.decide(info.step, diff);
     const blocksRun = await this.#runPaths(decision, info.step, list, recorder);
     return recordStep(this.#stats, info.step, decision, diff, blocksRun, list.blocks.length);
@@ -133,6 +147,18 @@ export class DbCache implements CacheStrategy {
 
   stats(): CacheStats {
     return { ...this.#stats, memoryBytes: this.memoryBytes() };
+  }
+
+  /** The diff a host-decided `step` was decided on, once forwarded; null where none was measured. */
+  diffAt(step: number): number | null {
+    return this.#measured?.step === step ? this.#measured.diff : null;
+  }
+
+  /** The GPU's diff of the current step, for a pass that decides on it in GPU-decided mode. */
+  get gpuDiff(): ResidualDiff {
+    const b = this.#buffers;
+    if (!b?.gpu) throw new Error(`${this.name}: the shared diff is not decided on the GPU`);
+    return { dispatches: [], result: b.diff.result, release() {} };
   }
 
   memoryBytes(): number {
@@ -247,8 +273,9 @@ export class DbCache implements CacheStrategy {
       ...span.cached,
     ];
     const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
+    const diff = this.sharedDiff?.gpuDiff ?? b.diff;
     return {
-      span: new GpuDecidedSpan(this.ctx, b.diff, slots, steps, { ...this.options, derivatives }),
+      span: new GpuDecidedSpan(this.ctx, diff, slots, steps, { ...this.options, derivatives }),
       keepReference,
     };
   }

@@ -29,7 +29,20 @@ const blockIds = (name: string) =>
 const PRESET = /^F(\d+)B(\d+)$/;
 const preset = z.string().regex(PRESET, { error: 'preset must look like "F8B0" (F<Fn>B<Bn>)' });
 
+/**
+ * Separate CFG (cache-dit's enable_separate_cfg): where a pipeline runs the conditional and unconditional
+ * passes as separate forwards, each keeps its own cache. null follows the pipeline.
+ */
+const separateCfg = {
+  enable_separate_cfg: z.boolean({ error: "enable_separate_cfg must be true, false or null" }).nullable()
+    .default(null),
+  cfg_compute_first: flag("cfg_compute_first"),
+  cfg_diff_compute_separate: z.boolean({ error: "cfg_diff_compute_separate must be true or false" })
+    .default(true),
+};
+
 const warmupAndTaylorSeer = {
+  ...separateCfg,
   residual_diff_threshold: nonNegative("residual_diff_threshold").default(0.08),
   max_warmup_steps: int("max_warmup_steps", 0).default(8),
   warmup_interval: int("warmup_interval", 1).default(1),
@@ -144,6 +157,15 @@ export interface TaylorSeerOptions {
   encoder: boolean;
 }
 
+export interface SeparateCfgOptions {
+  /** Whether the two CFG passes keep separate caches: true exactly when the pipeline runs them separately. */
+  separate: boolean;
+  /** The unconditional pass runs first in each step. */
+  computeFirst: boolean;
+  /** false: the unconditional pass decides on the conditional pass' diff of the same step. */
+  diffSeparate: boolean;
+}
+
 interface ResolvedCommon {
   /** Block count and step count the options were resolved against. */
   blocks: number;
@@ -154,6 +176,7 @@ interface ResolvedCommon {
   max_warmup_steps: number;
   warmup_interval: number;
   taylorseer: TaylorSeerOptions | null;
+  cfg: SeparateCfgOptions;
   /** What resolution changed and why (preset clamps); reported in the stats. */
   notes: string[];
 }
@@ -186,6 +209,10 @@ export interface CacheContext {
   steps: number;
   /** Channels of the image stream (its last dimension), over which diffs are taken. */
   channels: number;
+  /** How the pipeline runs classifier-free guidance: both halves in one forward (default) or two forwards. */
+  cfgPasses?: "batched" | "separate";
+  /** The pipeline's name, for messages. */
+  pipeline?: string;
 }
 
 /** Parses `input` and checks it against the model's block count and the request's step count. */
@@ -215,6 +242,7 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
         encoder: o.enable_encoder_taylorseer,
       }
       : null,
+    cfg: resolveSeparateCfg(o, context),
     notes,
   };
   if (o.strategy === "dbprune") {
@@ -253,6 +281,33 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
     non_compute_blocks_diff_threshold: o.non_compute_blocks_diff_threshold,
     downsample_factor: o.downsample_factor,
   };
+}
+
+/** cache-dit's rules for the three options, and whether this pipeline's CFG passes can be cached apart. */
+function resolveSeparateCfg(o: Split, context: CacheContext): SeparateCfgOptions {
+  const separate = context.cfgPasses === "separate";
+  if (o.enable_separate_cfg !== null && o.enable_separate_cfg !== separate) {
+    throw new CacheOptionsError(
+      separate
+        ? `${o.strategy}: enable_separate_cfg false is not supported by ${context.pipeline}, whose CFG passes are ` +
+          "separate forwards: each keeps its own cache; allowed: true or null"
+        : `${o.strategy}: enable_separate_cfg true needs CFG passes that are separate forwards; ` +
+          `${context.pipeline ?? "this pipeline"} batches them in one forward; allowed: false or null`,
+    );
+  }
+  if (o.cfg_compute_first && o.cfg_diff_compute_separate) {
+    throw new CacheOptionsError(
+      `${o.strategy}: cfg_compute_first true needs cfg_diff_compute_separate false (as in cache-dit): ` +
+        "a diff computed first cannot be shared with the pass that follows",
+    );
+  }
+  if (o.strategy === "dbprune" && !o.cfg_diff_compute_separate) {
+    throw new CacheOptionsError(
+      "dbprune: cfg_diff_compute_separate false is not supported (each block's prune decision is taken on " +
+        "its own pass); allowed: true",
+    );
+  }
+  return { separate, computeFirst: o.cfg_compute_first, diffSeparate: o.cfg_diff_compute_separate };
 }
 
 type Split = Extract<ParsedCacheOptions, { strategy: "dbcache" | "fbcache" | "dbprune" }>;

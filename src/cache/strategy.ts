@@ -33,10 +33,15 @@ export function checkStreams(strategy: string, prepared: readonly Tensor[], list
   }
 }
 
+/** The pass of a step whose CFG halves run as separate forwards. */
+export type CfgBranch = "cond" | "uncond";
+
 export interface ForwardInfo {
   /** 0-based sampler step. */
   step: number;
   steps: number;
+  /** The pass, where the pipeline runs CFG as two forwards per step; absent: the step's one forward. */
+  branch?: CfgBranch;
   /**
    * Nobody waits on this step's report: a strategy may leave the decision on the GPU, return null from
    * forward() and give the reports from settle() after the last step.
@@ -51,7 +56,12 @@ export interface ForwardReport {
   cached: boolean;
   /** The residual diff the decision was made on, when one was measured. */
   diff?: number;
+  /** With separate CFG passes: the unconditional pass' report (the fields above are the conditional one's). */
+  cfg?: ForwardReport;
 }
+
+/** One pass' step lists, as CacheStats holds them. */
+export type BranchStats = Pick<CacheStats, "cachedSteps" | "computedSteps" | "diffs" | "gates">;
 
 export interface CacheStats {
   strategy: string;
@@ -78,6 +88,11 @@ export interface CacheStats {
   blockDiffs?: (number | null)[][];
   /** What option resolution changed (preset clamps). */
   notes: string[];
+  /**
+   * With separate CFG passes, the unconditional pass' steps (cache-dit's cfg_cached_steps); the step lists
+   * above are then the conditional pass', the block counts, memory and readbacks the whole run's.
+   */
+  cfg?: BranchStats & { blocksExecuted: number; blocksTotal: number };
 }
 
 /** Stats before the first step; strategies fill them in as they forward. */
@@ -136,7 +151,7 @@ export class NoCache implements CacheStrategy {
 
   forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport> {
     for (const block of list.blocks) recorder.encode(block);
-    this.#computed.push(info.step);
+    if (info.branch !== "uncond") this.#computed.push(info.step);
     this.#blocks += list.blocks.length;
     return Promise.resolve({ blocksRun: list.blocks.length, cached: false });
   }

@@ -9,10 +9,17 @@ import { type Command, copyCommand } from "../gpu/kernel.ts";
 import { Owned } from "../gpu/owned.ts";
 import { readbackCount } from "../gpu/readback.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { type CacheStats, type CacheStrategy, type ForwardReport, NoCache } from "../cache/strategy.ts";
+import {
+  type CacheStats,
+  type CacheStrategy,
+  type ForwardInfo,
+  type ForwardReport,
+  NoCache,
+} from "../cache/strategy.ts";
 import type { DenoiserGraph } from "../model/denoiser_graph.ts";
 import { axpy } from "../ops/axpy.ts";
 import { samplerStep } from "../ops/sampler_step.ts";
+import { type CfgPasses, type ForwardPass, stepPasses } from "./cfg_passes.ts";
 import { batchNoise } from "./noise.ts";
 import type { Schedule } from "./schedulers/schedule.ts";
 import { StepRecorder } from "../gpu/step_recorder.ts";
@@ -36,6 +43,10 @@ export interface DenoiseSpec {
   inputs?: Record<string, Float32Array>;
   /** Guidance scale, or null for a conditional pass only. */
   guidance: number | null;
+  /** How a guided step runs its two halves (default batched); separate passes are for text inputs only. */
+  cfgPasses?: CfgPasses;
+  /** Separate passes: the unconditional one first in each step (cache-dit's cfg_compute_first). */
+  uncondFirst?: boolean;
   seed: number;
   /** [images, C, H, W] starting latents instead of the seeded noise (before init_noise_sigma, as diffusers). */
   latents?: Float32Array;
@@ -67,20 +78,11 @@ export interface Denoised {
   cache: CacheStats;
 }
 
-/** Labels (the null class for the unconditional half) and the conditioning inputs, checked against the graph. */
-function writeInputs(ctx: GpuContext, graph: DenoiserGraph, spec: DenoiseSpec, guided: boolean): void {
+/** Labels of class-conditional models, the null class for the unconditional half. */
+function writeLabels(ctx: GpuContext, graph: DenoiserGraph, spec: DenoiseSpec, guided: boolean): void {
   if (spec.labels && graph.labels) {
     const { ids, nullClass } = spec.labels;
     ctx.pool.write(graph.labels, Uint32Array.from(guided ? [...ids, ...ids.map(() => nullClass)] : ids));
-  }
-  for (const [name, values] of Object.entries(spec.inputs ?? {})) {
-    const tensor = graph.inputs?.[name];
-    if (!tensor || tensor.size !== values.length) {
-      throw new Error(
-        `input ${name}: ${values.length} values for the graph's ${tensor?.shape ?? "missing"} tensor`,
-      );
-    }
-    ctx.pool.write(tensor, values);
   }
 }
 
@@ -110,6 +112,27 @@ function feedCommands(
   return commands;
 }
 
+/** The step's forwards, each through the strategy; the report is the first pass', with the other's as cfg. */
+async function forwardPasses(
+  passes: readonly ForwardPass[],
+  graph: DenoiserGraph,
+  strategy: CacheStrategy,
+  recorder: StepRecorder,
+  info: ForwardInfo,
+): Promise<ForwardReport | null> {
+  const reports = new Map<string | undefined, ForwardReport | null>();
+  for (const pass of passes) {
+    recorder.encode(pass.before);
+    recorder.encode(graph.prologue);
+    reports.set(pass.branch, await strategy.forward({ ...info, branch: pass.branch }, graph, recorder));
+    recorder.encode(graph.epilogue);
+    recorder.encode(pass.after);
+  }
+  if (passes.length === 1) return reports.get(passes[0].branch)!;
+  const [cond, uncond] = [reports.get("cond"), reports.get("uncond")];
+  return cond && uncond ? { ...cond, cfg: uncond } : null;
+}
+
 /** Runs every step; the latents stay on the GPU for the pipeline to decode (previews decode them early). */
 export async function denoise(
   ctx: GpuContext,
@@ -119,19 +142,26 @@ export async function denoise(
 ): Promise<Denoised> {
   const images = spec.images;
   const guided = spec.guidance !== null;
-  const graph = spec.denoiser.graph(guided ? 2 * images : images);
   const perImage = spec.latentShape.reduce((a, b) => a * b, 1);
   const shape = [images, ...spec.latentShape];
-  writeInputs(ctx, graph, spec, guided);
   const { steps, initNoiseSigma } = spec.schedule;
   const initial = spec.latents ?? batchNoise(spec.seed, images, perImage);
   const x = ctx.pool.upload(initNoiseSigma === 1 ? initial : initial.map((v) => v * initNoiseSigma), shape);
   const owned = new Owned();
   try {
+    const { graph, passes, output } = stepPasses(ctx, owned, {
+      denoiser: spec.denoiser,
+      images,
+      guided,
+      cfgPasses: spec.cfgPasses ?? "batched",
+      uncondFirst: spec.uncondFirst ?? false,
+      inputs: spec.inputs ?? {},
+    });
+    writeLabels(ctx, graph, spec, guided);
     const noise = owned.add(ctx.pool.tensor(shape));
     const previous = owned.add(ctx.pool.tensor(shape));
     const updates = steps.map((s) =>
-      owned.add(samplerStep(ctx, x, graph.output, {
+      owned.add(samplerStep(ctx, x, output, {
         x0: s.x0,
         next: s.next,
         guidance: guided ? spec.guidance! : undefined,
@@ -149,10 +179,11 @@ export async function denoise(
         ctx.pool.write(graph.t, new Float32Array(graph.batch).fill(s.timestep));
         if (s.next.noise !== 0) ctx.pool.write(noise, batchNoise(stepSeed(spec.seed, i), images, perImage));
         recorder.encode(feeds[i]);
-        recorder.encode(graph.prologue);
-        const info = { step: i, steps: steps.length, deferReport: !options.onStep };
-        const report = await strategy.forward(info, graph, recorder);
-        recorder.encode(graph.epilogue);
+        const report = await forwardPasses(passes, graph, strategy, recorder, {
+          step: i,
+          steps: steps.length,
+          deferReport: !options.onStep,
+        });
         recorder.encode(updates[i].dispatches);
         recorder.submit();
         reports.push(report);
