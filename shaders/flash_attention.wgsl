@@ -12,6 +12,9 @@
 // Joint (FLUX dual stream) attention: the attended sequence is the text tokens then the image tokens, each
 // stream read through its own q/k/v views; the output holds the rows in that order. The kernel without a
 // text stream is generated without the text key loop, and its text bindings repeat the image ones.
+// Cross-attention (Wan's attn2): the queries are the image rows only and they attend the text keys only, so
+// the two streams may have any lengths; the output holds the image rows. The text q and image k/v bindings
+// repeat other views then (never read).
 // One stream may also be masked (generated only when asked; without them the text is the plain kernel's):
 // causal (CLIP's text encoder): row n attends keys j <= n; the key loop stops after the workgroup's last row
 // and later keys score NO_SCORE, whose weight exp(NO_SCORE - m) is exactly 0 (key 0 always counts, so m is
@@ -28,7 +31,7 @@ const NO_SCORE: f32 = -3.0e38;
 // Views in vec4 units: element (b, n, h, d) of a view is component d%4 of vec4 offset + (b*tokens + n)*stride
 // + h*D4 + d/4.
 struct Params {
-  text_tokens: u32,  // Nt, 0 without a text stream
+  text_tokens: u32,  // Nt, 0 without a text stream; cross-attention: the keys
   image_tokens: u32, // Ni >= 1
   heads: u32,
   q_text_offset: u32,
@@ -52,7 +55,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> q_image: array<vec4<f32>>; // view [batch, Ni, heads, D]
 @group(0) @binding(4) var<storage, read> k_image: array<vec4<f32>>; // view [batch, Ni, heads, D]
 @group(0) @binding(5) var<storage, read> v_image: array<vec4<f32>>; // view [batch, Ni, heads, D]
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>; // [batch, Nt + Ni, heads * D]
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>; // [batch, Nt + Ni (cross: Ni), heads * D]
 @group(0) @binding(7) var<storage, read> score_bias: array<f32>;     // [heads, Ni, Ni] (one stream)
 @group(0) @binding(8) var<uniform> p: Params;
 
@@ -61,7 +64,7 @@ fn view_at(offset: u32, stride: u32, tokens: u32, b: u32, n: u32, h: u32) -> u32
   return offset + (b * tokens + n) * stride + h * D4;
 }
 
-// First vec4 of head h of row n (text rows first) of batch entry b in the output.
-fn out_at(b: u32, n: u32, h: u32) -> u32 {
-  return ((b * (p.text_tokens + p.image_tokens) + n) * p.heads + h) * D4;
+// First vec4 of head h of row n (text rows first) of batch entry b in the output of `rows` rows per entry.
+fn out_at(rows: u32, b: u32, n: u32, h: u32) -> u32 {
+  return ((b * rows + n) * p.heads + h) * D4;
 }

@@ -21,15 +21,21 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> x: array<vec2<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
 
+// The (token, pair) grid is flat over workgroups x and y (src/ops/grid.ts: a video's tokens * half_dim pairs
+// pass one dimension's limit); the batch entry is workgroup z.
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let pair = gid.x; // n * half_dim + j
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) grid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let pair = grid_element(wid, grid, lid, 0u, 1u, WG); // n * half_dim + j (common.wgsl)
   if (pair >= p.tokens * p.half_dim) {
     return;
   }
   let n = pair / p.half_dim;
   let cs = cos_sin[pair];
-  var at = p.offset + (gid.y * p.tokens + n) * p.row_stride + (pair - n * p.half_dim);
+  var at = p.offset + (wid.z * p.tokens + n) * p.row_stride + (pair - n * p.half_dim);
   for (var h = 0u; h < p.heads; h++) {
     let v = x[at];
     x[at] = vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run by `deno task test` before the suite: the Debian packages the tests need beyond Node and Mesa's GL
-# driver (lavapipe, for the Vulkan adapter CI measures on, and Chromium, for the playground's browser test).
+# driver (lavapipe, for the Vulkan adapter CI measures on, Chromium, for the playground's browser test, and
+# ffmpeg, which writes MP4 and WebP videos and whose ffprobe the video tests read them back with).
 # As root the missing ones are installed; otherwise the run stops at once with the one command that fixes it.
 set -uo pipefail
-packages=(libgl1-mesa-dri mesa-vulkan-drivers chromium)
+packages=(libgl1-mesa-dri mesa-vulkan-drivers chromium ffmpeg)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-  echo "system_packages.sh: not a Debian system; the tests need Mesa (llvmpipe or lavapipe) and Chromium at /usr/bin/chromium" >&2
+  echo "system_packages.sh: not a Debian system; the tests need Mesa (llvmpipe or lavapipe), Chromium at /usr/bin/chromium and ffmpeg (with ffprobe) on PATH" >&2
   exit 0
 fi
 missing=()

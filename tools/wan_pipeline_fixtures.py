@@ -39,6 +39,7 @@ from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, UniPCM
 from safetensors.torch import save_file
 
 from diffusers_fixtures import DIFFUSERS_COMMIT, contiguous, randomize
+from wan_configs import UNIPC
 
 CACHE_DIT_COMMIT = "f86744a"
 SEED = 1200
@@ -49,15 +50,11 @@ MARGIN = 0.002
 TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
                    out_channels=4, text_dim=24, freq_dim=32, ffn_dim=48, num_layers=4, cross_attn_norm=True,
                    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=32)
-VAE = dict(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, attn_scales=[], temperal_downsample=[True],
+# Wan2.1's layout in miniature (x8 spatially, x4 in time, as its scale_factor_* say), few channels.
+VAE = dict(base_dim=6, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[],
+           temperal_downsample=[False, True, True],
            latents_mean=[0.11, -0.23, 0.05, 0.31], latents_std=[1.7, 0.6, 2.3, 1.1])
-# Wan2.1's published scheduler_config.json (flow_shift 3.0: its 480p setting).
-UNIPC = dict(beta_end=0.02, beta_schedule="linear", beta_start=0.0001, disable_corrector=[],
-             dynamic_thresholding_ratio=0.995, final_sigmas_type="zero", flow_shift=3.0, lower_order_final=True,
-             num_train_timesteps=1000, predict_x0=True, prediction_type="flow_prediction",
-             rescale_betas_zero_snr=False, sample_max_value=1.0, solver_order=2, solver_p=None, solver_type="bh2",
-             steps_offset=0, thresholding=False, timestep_spacing="linspace", trained_betas=None,
-             use_beta_sigmas=False, use_exponential_sigmas=False, use_flow_sigmas=True, use_karras_sigmas=False)
+
 
 
 def dbcache(Fn, Bn, threshold, warmup, **more):

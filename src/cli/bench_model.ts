@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import type { GpuContext } from "../gpu/context.ts";
 import { DigitClassifier } from "../model/classifier.ts";
 import { WeightsError } from "../model/safetensors.ts";
-import { type ModelCard, readModelCard, type TextCard } from "../pipeline/model_card.ts";
+import { type FluxCard, type ModelCard, readModelCard } from "../pipeline/model_card.ts";
 import { MnistDitPipeline } from "../pipeline/pipelines/mnist_dit.ts";
 import { LIMITS, resolveRequest } from "../pipeline/request.ts";
 import { MAX_IMAGES } from "../server/schemas.ts";
@@ -132,7 +132,7 @@ async function benchClassModel(
   };
 }
 
-async function textFlags(values: Values, card: TextCard): Promise<TextBenchFlags> {
+async function textFlags(values: Values, card: FluxCard): Promise<TextBenchFlags> {
   if (!card.text.encoders) throw new FlagError(`--model ${card.dir}: its text encoders are null`);
   await requireHeldOutPrompts(card.dir);
   if (!card.transformer.guidance_embeds) {

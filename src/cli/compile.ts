@@ -15,7 +15,13 @@ export const INCLUDED_PATHS = [
 ];
 
 /** The permissions of `deno task serve`, granted to the binary. */
-export const SERVE_FLAGS = ["--unstable-no-legacy-abort", "--allow-read", "--allow-env", "--allow-net"];
+export const SERVE_FLAGS = [
+  "--unstable-no-legacy-abort",
+  "--allow-read",
+  "--allow-env",
+  "--allow-net",
+  "--allow-run=ffmpeg",
+];
 
 export const DOWNLOAD_SITE = "https://dl.deno.land/";
 const PROBE_TIMEOUT_MS = 5000;

@@ -2,9 +2,11 @@
 //   [--sampler NAME] [--shift 1] [--eta 0] [--cache ...] [--latents IN.safetensors] [--out-tensor OUT.safetensors]
 // deno task generate --model FLUX_DIR (--prompt TEXT | --prompt-embeds IN.safetensors) [--height H --width W]
 //   [--n N] [--negative-prompt TEXT --true-cfg S] ... --out image.png
+// deno task generate --model WAN_DIR --prompt TEXT [--frames 81] [--fps 16] ... --out video.mp4 (or .gif, .webp)
 // Runs any supported model directory (the embedded mnist-dit, or a diffusers pipeline: DiTPipeline,
-// FluxPipeline). Class models take --label, text models a prompt or diffusers' precomputed embeddings.
-// Writes a PNG (and, with --out-tensor, the images as float32 [B, H, W, C] in [0, 1], diffusers'
+// FluxPipeline, WanPipeline). Class models take --label, text models a prompt or diffusers' precomputed
+// embeddings. Writes a PNG, or for a video model the video in the format --out's extension names (MP4 and WebP
+// through ffmpeg, GIF without it) (and, with --out-tensor, the images as float32 [B, H, W, C] in [0, 1], diffusers'
 // output_type="np"), prints JSON stats on stdout and a progress bar on stderr. Bad input: one line, exit
 // code 2, no file written. No GPU adapter: one line, exit code 1.
 // @ts-types="@types/cli-progress"
@@ -17,6 +19,12 @@ import { encodeImagesPng, toUnitHwc } from "../pipeline/image.ts";
 import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
 import { EMBEDDING_NAMES, embeddingsRequest } from "../pipeline/pipelines/flux_conditioning.ts";
 import { LatentsError } from "../pipeline/pipelines/image_pipeline.ts";
+import {
+  encodeVideo,
+  VIDEO_FORMATS,
+  type VideoFormat,
+  videoFormatSupport,
+} from "../pipeline/video/encode.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
 import { type GenerationRequest, RequestError, resolveRequest, samplingSchema } from "../pipeline/request.ts";
 import { MAX_IMAGES } from "../server/schemas.ts";
@@ -25,7 +33,8 @@ import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 
 const USAGE =
   "usage: deno task generate (--label L | --class L | --grid | --prompt TEXT | --prompt-embeds FILE) " +
-  "--out FILE.png [--model weights/mnist-dit] [--height H --width W] [--n N] [--negative-prompt TEXT] [--true-cfg S] " +
+  "--out FILE.png (video models: FILE.mp4, .gif or .webp) [--model weights/mnist-dit] [--height H --width W] " +
+  "[--n N] [--frames F] [--fps R] [--negative-prompt TEXT] [--true-cfg S] " +
   "[--steps N] [--seed 0] [--guidance G] [--sampler NAME] [--shift 1] [--eta 0] " +
   '[--cache fbcache|dbcache|\'{"strategy":"dbcache","Fn":1,...}\'] [--latents IN.safetensors] [--out-tensor OUT.safetensors]';
 
@@ -35,6 +44,8 @@ interface CliRequest {
   card: ModelCard;
   request: GenerationRequest;
   out: string;
+  /** What --out is written as: a PNG, or a video model's file. */
+  format: "png" | VideoFormat;
   outTensor?: string;
   latents?: Float32Array;
   embeddings?: Record<string, Float32Tensor>;
@@ -61,14 +72,25 @@ const OPTIONS = {
   sampler: { type: "string" },
   shift: { type: "string" },
   eta: { type: "string" },
+  frames: { type: "string" },
+  fps: { type: "string" },
   cache: { type: "string", default: "none" },
 } as const;
 
 /** Numeric flags and their sampling fields. */
-const FIELDS = [["steps", "steps"], ["seed", "seed"], ["guidance", "guidance"], ["true-cfg", "true_cfg"], [
-  "shift",
-  "shift",
-], ["eta", "eta"]] as const;
+const FIELDS = [
+  ["steps", "steps"],
+  ["seed", "seed"],
+  ["guidance", "guidance"],
+  ["true-cfg", "true_cfg"],
+  [
+    "shift",
+    "shift",
+  ],
+  ["eta", "eta"],
+  ["frames", "frames"],
+  ["fps", "fps"],
+] as const;
 
 /** `--cache fbcache` or a JSON object of cache options (cache-strategies.md names). */
 function cacheInput(value: string): unknown {
@@ -165,13 +187,12 @@ async function parseCli(args: string[]): Promise<CliRequest> {
     throw new UsageError(`${(e as Error).message}\n${USAGE}`);
   }
   const values = sampling(v);
-  if (typeof v.out !== "string" || !v.out.endsWith(".png")) {
-    throw new UsageError(`--out must name a .png file\n${USAGE}`);
-  }
+  if (typeof v.out !== "string") throw new UsageError(`give --out FILE\n${USAGE}`);
   if (v["out-tensor"] !== undefined && !v["out-tensor"].endsWith(".safetensors")) {
     throw new UsageError("--out-tensor must name a .safetensors file");
   }
   const card = await readModelCard(v.model);
+  const format = outputFormat(card, v.out);
   const embeddings = v["prompt-embeds"] === undefined ? undefined : await readEmbeddings(v["prompt-embeds"]);
   const request = resolveRequest(card, {
     ...values,
@@ -180,7 +201,27 @@ async function parseCli(args: string[]): Promise<CliRequest> {
     cache: cacheInput(v.cache),
   });
   const latents = v.latents === undefined ? undefined : await readLatents(v.latents);
-  return { card, request, out: v.out, outTensor: v["out-tensor"], latents, embeddings };
+  return { card, request, out: v.out, format, outTensor: v["out-tensor"], latents, embeddings };
+}
+
+/** A PNG for an image model; for a video model, the video format --out's extension names. */
+function outputFormat(card: ModelCard, out: string): CliRequest["format"] {
+  const extension = out.slice(out.lastIndexOf(".") + 1).toLowerCase();
+  if (!card.video) {
+    if (extension === "png") return "png";
+    throw new UsageError(`--out must name a .png file: ${card.pipeline} draws images\n${USAGE}`);
+  }
+  const format = VIDEO_FORMATS.find((f) => f === extension);
+  if (format) return format;
+  throw new UsageError(
+    `--out must name a ${VIDEO_FORMATS.map((f) => `.${f}`).join(", ")} file: ${card.pipeline} draws videos`,
+  );
+}
+
+/** The file --out names: the images as one PNG, or the frames as the video. */
+async function encodeOut(cli: CliRequest, images: Float32Array, shape: [number, number, number, number]) {
+  if (cli.format === "png") return encodeImagesPng(images, shape);
+  return await encodeVideo(images, shape, { format: cli.format, fps: cli.request.video!.fps });
 }
 
 async function run(args: string[]): Promise<number> {
@@ -195,6 +236,12 @@ async function run(args: string[]): Promise<number> {
     throw e;
   }
   const { card, request } = cli;
+  // Minutes of denoising must not end in a file that cannot be written: ffmpeg is checked first.
+  const unwritable = cli.format === "png" ? null : (await videoFormatSupport())[cli.format];
+  if (unwritable) {
+    console.error(unwritable);
+    return 1;
+  }
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
   const strategy = createStrategy(ctx, request.cache);
@@ -209,7 +256,7 @@ async function run(args: string[]): Promise<number> {
       onStep: () => bar.increment(),
     });
     bar.stop();
-    await writeFileAtomically(cli.out, encodeImagesPng(result.images, result.shape));
+    await writeFileAtomically(cli.out, await encodeOut(cli, result.images, result.shape));
     if (cli.outTensor) {
       const [n, c, h, w] = result.shape;
       const images = { shape: [n, h, w, c], data: toUnitHwc(result.images, result.shape) };
@@ -220,6 +267,7 @@ async function run(args: string[]): Promise<number> {
       ...(cli.outTensor ? { outTensor: cli.outTensor } : {}),
       model: card.dir,
       images: request.images,
+      ...(request.video ? { frames: request.video.frames, fps: request.video.fps, format: cli.format } : {}),
       ...(card.classes ? { labels: request.labels.map((i) => card.classes!.names[i]) } : {}),
       ...(request.prompts ? { prompts: request.prompts } : {}),
       size: `${request.size.width}x${request.size.height}`,

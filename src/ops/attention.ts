@@ -2,7 +2,9 @@
 // straight out of a fused qkv projection. flashAttention (shaders/flash_attention.wgsl + the generated tile
 // of src/ops/flash_attention_wgsl.ts) never materialises the [N, N] scores and optionally attends a text
 // stream and an image stream jointly (FLUX dual stream), or masks one stream (causal, an additive score
-// bias); naiveAttention (shaders/attention_naive.wgsl) is the three-kernel baseline of the bench.
+// bias); crossAttention (the same kernel) lets one stream's queries attend another stream's keys and values
+// of any length (Wan's cross-attention on the text). The bench's three-kernel baseline is
+// src/ops/attention_naive.ts.
 import type { GpuContext } from "../gpu/context.ts";
 import {
   bindKernel,
@@ -13,17 +15,17 @@ import {
   packUniform,
 } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
-import { flashAttentionShader, type FlashAttentionTiling } from "./flash_attention_wgsl.ts";
+import {
+  flashAttentionShader,
+  type FlashAttentionTiling,
+  type FlashAttentionVariant,
+} from "./flash_attention_wgsl.ts";
 import { checkRowView, type RowView } from "./row_view.ts";
 
 const FLASH = "flash_attention";
-const NAIVE = "attention_naive";
 const QKV_BINDINGS = ["read", "read", "read"] as const;
 /** Text q, k, v; image q, k, v; out; score bias; uniform. */
 const FLASH_BINDINGS = [...QKV_BINDINGS, ...QKV_BINDINGS, "read_write", "read", "uniform"] as const;
-const NAIVE_BINDINGS = ["read", "read", "read", "read_write", "read_write", "uniform"] as const;
-/** Naive kernels: 16x16 invocations per workgroup (scores and weighted sums), 256 rows (softmax). */
-const NAIVE_WG = 16;
 
 /** A lane holds q and the output accumulator of its rows: 2 * headDim floats per row in registers. */
 export const MAX_HEAD_DIM = 512;
@@ -62,6 +64,19 @@ export interface QkvViews {
   tokens: number;
 }
 
+/** The queries of one stream (cross-attention), element (b, n, h, d) as in QkvViews. */
+export interface QueryViews {
+  q: RowView;
+  tokens: number;
+}
+
+/** The keys and values of one stream (cross-attention), element (b, n, h, d) as in QkvViews. */
+export interface KeyValueViews {
+  k: RowView;
+  v: RowView;
+  tokens: number;
+}
+
 export interface FlashAttentionOptions {
   /** Default 1 / sqrt(headDim). */
   scale?: number;
@@ -74,15 +89,17 @@ export interface FlashAttentionOptions {
    * relative position bias). Not with `text`.
    */
   scoreBias?: Tensor;
-  /** Write into this [batch, Nt + Ni, heads * headDim] tensor instead of a new one. */
+  /** Write into this [batch, Nt + Ni, heads * headDim] tensor (cross-attention: [batch, Ni, ...]). */
   out?: Tensor;
   /** Overrides the default tiling; for benchmarks. */
   tiling?: FlashAttentionTiling;
 }
 
+export type CrossAttentionOptions = Pick<FlashAttentionOptions, "scale" | "out" | "tiling">;
+
 export interface Attention {
   dispatches: Dispatch[];
-  /** [batch, Nt + Ni, heads * headDim]: text rows first, then image rows. */
+  /** [batch, Nt + Ni, heads * headDim]: text rows first, then image rows (cross-attention: image rows). */
   out: Tensor;
   /** Releases the uniforms and what the op allocated (out unless given, naive scores); never the inputs. */
   release(): void;
@@ -96,7 +113,8 @@ function describeDims(dims: AttentionDims): string {
   return `batch ${dims.batch}, heads ${dims.heads}, headDim ${dims.headDim}`;
 }
 
-function checkDims(kernel: string, dims: AttentionDims, scale: number): void {
+/** Shared with src/ops/attention_naive.ts, as are checkStream and checkAllocation. */
+export function checkDims(kernel: string, dims: AttentionDims, scale: number): void {
   const { batch, heads, headDim } = dims;
   if (!isPositiveInteger(batch) || !isPositiveInteger(heads)) {
     throw new KernelError(kernel, `${describeDims(dims)}: batch and heads must be positive integers`);
@@ -111,12 +129,19 @@ function checkDims(kernel: string, dims: AttentionDims, scale: number): void {
   if (!Number.isFinite(scale)) throw new KernelError(kernel, `scale ${scale} must be a finite number`);
 }
 
+type ViewName = "q" | "k" | "v";
+
 /**
- * Every view of a stream is read with the same batch, tokens, heads and headDim: each must be f32, vec4
- * aligned, hold rows of heads*headDim that do not overlap, and end inside its tensor. `stream` prefixes the
- * messages ("image ", "text " or "").
+ * Every view of a stream (those it has of q, k, v) is read with the same batch, tokens, heads and headDim:
+ * each must be f32, vec4 aligned, hold rows of heads*headDim that do not overlap, and end inside its tensor.
+ * `stream` prefixes the messages ("image ", "text " or "").
  */
-function checkStream(kernel: string, stream: string, views: QkvViews, dims: AttentionDims): void {
+export function checkStream(
+  kernel: string,
+  stream: string,
+  views: Partial<Record<ViewName, RowView>> & { tokens: number },
+  dims: AttentionDims,
+): void {
   const { batch, heads, headDim } = dims;
   if (!isPositiveInteger(views.tokens)) {
     throw new KernelError(kernel, `${stream}tokens ${views.tokens} must be a positive integer`);
@@ -128,12 +153,13 @@ function checkStream(kernel: string, stream: string, views: QkvViews, dims: Atte
     reason: "heads are read as vec4",
   };
   for (const name of ["q", "k", "v"] as const) {
-    checkRowView(kernel, `${stream}${name} view`, views[name], extent);
+    const view = views[name];
+    if (view) checkRowView(kernel, `${stream}${name} view`, view, extent);
   }
 }
 
 /** A tensor the op would allocate must fit one storage binding. */
-function checkAllocation(ctx: GpuContext, kernel: string, what: string, shape: number[]): void {
+export function checkAllocation(ctx: GpuContext, kernel: string, what: string, shape: number[]): void {
   const bytes = shape.reduce((a, b) => a * b, 4);
   const limit = ctx.gpu.info.limits.maxStorageBufferBindingSize;
   if (bytes > limit) {
@@ -144,19 +170,25 @@ function checkAllocation(ctx: GpuContext, kernel: string, what: string, shape: n
   }
 }
 
-function checkOut(kernel: string, out: Tensor, shape: number[], inputs: readonly QkvViews[]): void {
+function checkOut(
+  kernel: string,
+  out: Tensor,
+  shape: number[],
+  rows: string,
+  inputs: readonly [ViewName, RowView][],
+): void {
   if (out.dtype !== "f32" || out.shape.join() !== shape.join()) {
-    const wanted = `f32 ${formatShape(shape)} [batch, Nt + Ni, heads*headDim]`;
+    const wanted = `f32 ${formatShape(shape)} [batch, ${rows}, heads*headDim]`;
     throw new KernelError(kernel, `out ${formatShape(out.shape)} ${out.dtype} must be ${wanted}`);
   }
-  for (const views of inputs) {
-    for (const name of ["q", "k", "v"] as const) {
-      if (views[name].tensor.buffer === out.buffer) {
-        throw new KernelError(kernel, `out shares the buffer of ${name}, which is bound read-only`);
-      }
+  for (const [name, view] of inputs) {
+    if (view.tensor.buffer === out.buffer) {
+      throw new KernelError(kernel, `out shares the buffer of ${name}, which is bound read-only`);
     }
   }
 }
+
+const viewsOf = (views: QkvViews): [ViewName, RowView][] => [["q", views.q], ["k", views.k], ["v", views.v]];
 
 /** The masks apply to one stream; the bias must be f32 [heads, N, N] and is bound read-only. */
 function checkMasks(options: FlashAttentionOptions, dims: AttentionDims, tokens: number): void {
@@ -218,42 +250,99 @@ export function flashAttention(
   checkTiling(ctx, options.tiling);
   const textTokens = text?.tokens ?? 0;
   const outShape = [dims.batch, textTokens + image.tokens, dims.heads * dims.headDim];
-  if (options.out) checkOut(FLASH, options.out, outShape, text ? [image, text] : [image]);
+  const inputs = text ? [...viewsOf(image), ...viewsOf(text)] : viewsOf(image);
+  if (options.out) checkOut(FLASH, options.out, outShape, "Nt + Ni", inputs);
   else checkAllocation(ctx, FLASH, "out", outShape);
+  return launchFlash(ctx, dims, {
+    // Without a text stream its bindings repeat the image views (never read: text_tokens is 0).
+    text: text ?? image,
+    image,
+    textTokens,
+    outShape,
+    variant: {
+      joint: text !== undefined,
+      cross: false,
+      causal: options.causal ?? false,
+      scoreBias: options.scoreBias !== undefined,
+    },
+    scale,
+    options,
+  });
+}
 
+/**
+ * Cross-attention softmax(q k^T * scale) v: the queries of one stream (Wan's video tokens) attend the keys
+ * and values of another (its text tokens), of any lengths; out [batch, Nq, heads * headDim]. The flash kernel
+ * with the text key walk only. Checks everything before allocating or binding anything.
+ */
+export function crossAttention(
+  ctx: GpuContext,
+  queries: QueryViews,
+  keys: KeyValueViews,
+  dims: AttentionDims,
+  options: CrossAttentionOptions = {},
+): Attention {
+  const scale = options.scale ?? 1 / Math.sqrt(dims.headDim);
+  checkDims(FLASH, dims, scale);
+  checkStream(FLASH, "query ", queries, dims);
+  checkStream(FLASH, "key ", keys, dims);
+  checkTiling(ctx, options.tiling);
+  const outShape = [dims.batch, queries.tokens, dims.heads * dims.headDim];
+  const inputs: [ViewName, RowView][] = [["q", queries.q], ["k", keys.k], ["v", keys.v]];
+  if (options.out) checkOut(FLASH, options.out, outShape, "Nq", inputs);
+  else checkAllocation(ctx, FLASH, "out", outShape);
+  return launchFlash(ctx, dims, {
+    // The keys take the text bindings; the unread text q and image k, v repeat bound views.
+    text: { q: queries.q, ...keys },
+    image: { q: queries.q, k: keys.k, v: keys.v, tokens: queries.tokens },
+    textTokens: keys.tokens,
+    outShape,
+    variant: { joint: false, cross: true, causal: false, scoreBias: false },
+    scale,
+    options,
+  });
+}
+
+interface FlashLaunch {
+  /** Views bound to the text and image bindings; tokens of the image stream are the image rows. */
+  text: QkvViews;
+  image: QkvViews;
+  textTokens: number;
+  /** [batch, query rows, heads * headDim] */
+  outShape: number[];
+  variant: FlashAttentionVariant;
+  scale: number;
+  options: Pick<FlashAttentionOptions, "out" | "scoreBias" | "tiling">;
+}
+
+/** Binds the flash kernel of a checked launch; allocates out unless one is given. */
+function launchFlash(ctx: GpuContext, dims: AttentionDims, spec: FlashLaunch): Attention {
+  const { text, image, options } = spec;
   const tiling = options.tiling ?? flashAttentionTiling(dims.headDim);
   const kernel = ctx.kernels.get({
     name: FLASH,
-    source: flashAttentionShader(dims.headDim, tiling, {
-      joint: text !== undefined,
-      causal: options.causal ?? false,
-      scoreBias: options.scoreBias !== undefined,
-    }),
+    source: flashAttentionShader(dims.headDim, tiling, spec.variant),
     bindings: FLASH_BINDINGS,
   });
-  // Without a text stream its bindings repeat the image views (never read: text_tokens is 0).
-  const textViews = text ?? image;
   const uniform = packUniform([
-    ["u32", textTokens],
+    ["u32", spec.textTokens],
     ["u32", image.tokens],
     ["u32", dims.heads],
-    ...vec4View(textViews.q),
-    ...vec4View(textViews.k),
-    ...vec4View(textViews.v),
+    ...vec4View(text.q),
+    ...vec4View(text.k),
+    ...vec4View(text.v),
     ...vec4View(image.q),
     ...vec4View(image.k),
     ...vec4View(image.v),
-    ["f32", scale],
+    ["f32", spec.scale],
   ]);
   const grid = [
-    groups(outShape[1], tiling.workgroupSize * tiling.rowsPerLane),
+    groups(spec.outShape[1], tiling.workgroupSize * tiling.rowsPerLane),
     dims.heads,
     dims.batch,
   ] as const;
-  const out = options.out ?? ctx.pool.tensor(outShape);
-  const inputs = [textViews.q, textViews.k, textViews.v, image.q, image.k, image.v].map((view) =>
-    view.tensor
-  );
+  const out = options.out ?? ctx.pool.tensor(spec.outShape);
+  const inputs = [text.q, text.k, text.v, image.q, image.k, image.v].map((view) => view.tensor);
   // Without a bias its binding repeats the image q view (never read).
   const scoreBias = options.scoreBias ?? image.q.tensor;
   let dispatches: Dispatch[];
@@ -271,77 +360,4 @@ export function flashAttention(
       disposeDispatches(dispatches);
     },
   };
-}
-
-/**
- * The same attention (one stream, no joint text) as three kernels over a materialised [batch, heads, N, N]
- * score tensor: the baseline flashAttention is benchmarked against.
- */
-export function naiveAttention(
-  ctx: GpuContext,
-  views: QkvViews,
-  dims: AttentionDims,
-  options: Pick<FlashAttentionOptions, "scale"> = {},
-): Attention {
-  const scale = options.scale ?? 1 / Math.sqrt(dims.headDim);
-  checkDims(NAIVE, dims, scale);
-  checkStream(NAIVE, "", views, dims);
-  const { batch, heads, headDim } = dims;
-  const n = views.tokens;
-  const outShape = [batch, n, heads * headDim];
-  const scoresShape = [batch, heads, n, n];
-  checkAllocation(ctx, NAIVE, "out", outShape);
-  checkAllocation(ctx, NAIVE, "scores", scoresShape);
-
-  const uniform = () =>
-    packUniform([
-      ["u32", n],
-      ["u32", heads],
-      ["u32", headDim],
-      ...[views.q, views.k, views.v].flatMap((view): ["u32", number][] => [
-        ["u32", view.offset],
-        ["u32", view.rowStride],
-      ]),
-      ["f32", scale],
-    ]);
-  const stage = (entry: string) =>
-    ctx.kernels.get({
-      name: NAIVE,
-      entry,
-      bindings: NAIVE_BINDINGS,
-      constants: { WG_X: NAIVE_WG, WG_Y: NAIVE_WG },
-    });
-  const scores = ctx.pool.tensor(scoresShape);
-  const out = ctx.pool.tensor(outShape);
-  const buffers = [views.q.tensor, views.k.tensor, views.v.tensor, scores, out];
-  const dispatches: Dispatch[] = [];
-  const release = () => {
-    scores.release();
-    out.release();
-    disposeDispatches(dispatches);
-  };
-  try {
-    const bh = batch * heads;
-    dispatches.push(
-      bindKernel(
-        ctx.gpu,
-        stage("scores"),
-        buffers,
-        [groups(n, NAIVE_WG), groups(n, NAIVE_WG), bh],
-        uniform(),
-      ),
-      bindKernel(ctx.gpu, stage("softmax_rows"), buffers, [groups(n, NAIVE_WG * NAIVE_WG), 1, bh], uniform()),
-      bindKernel(
-        ctx.gpu,
-        stage("weighted_sum"),
-        buffers,
-        [groups(headDim, NAIVE_WG), groups(n, NAIVE_WG), bh],
-        uniform(),
-      ),
-    );
-  } catch (e) {
-    release();
-    throw e;
-  }
-  return { dispatches, out, release };
 }

@@ -1,7 +1,7 @@
 // 2-D convolution (PyTorch Conv2d layout: x [B, C, H, W], w [O, C, K, K]), stride 1 with zero padding, and
 // optionally reading x nearest-upsampled (shaders/conv2d.wgsl + the generated tile of src/ops/conv2d_wgsl.ts).
 // The VAE decoder is made of these: 3x3 convs, 1x1 shortcuts and post_quant_conv, and Upsample2D's
-// interpolate-then-conv as one dispatch.
+// interpolate-then-conv as one dispatch. The same kernel with temporal taps is src/ops/conv3d.ts.
 import type { GpuContext } from "../gpu/context.ts";
 import { bindKernel, type Dispatch, disposeDispatches, KernelError, packUniform } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
@@ -9,7 +9,7 @@ import { COLUMNS_PER_LANE, conv2dShader, type Conv2dTiling } from "./conv2d_wgsl
 import { isWeightDType, type WeightDType } from "./stored_weights.ts";
 
 const KERNEL = "conv2d";
-const BINDINGS = ["read", "read", "read", "read_write", "uniform"] as const;
+const BINDINGS = ["read", "read", "read", "read_write", "read", "uniform"] as const;
 const FLAG_BIAS = 1;
 const FLAG_ACCUMULATE = 2;
 /** Lanes per workgroup (at most: a narrow layer with few channels gets fewer). */
@@ -107,47 +107,114 @@ function check(
 
 export function conv2d(ctx: GpuContext, x: Tensor, w: Tensor, options: Conv2dOptions): Conv2d {
   const { geometry, outShape } = check(x, w, options);
-  const { batch, outChannels, kernel } = geometry;
-  const [, , outHeight, outWidth] = outShape;
-  const t = conv2dTiling(outWidth, outChannels);
-  const oTiles = Math.ceil(outChannels / (t.channelsPerLane * t.laneChannels));
-  const grid = [Math.ceil(outWidth / (COLUMNS_PER_LANE * t.laneColumns)), outHeight, batch * oTiles] as const;
+  const launch = {
+    ...geometry,
+    outHeight: outShape[2],
+    outWidth: outShape[3],
+    upsample: geometry.upsample ?? 1,
+    images: geometry.batch,
+    frameBatch: geometry.batch,
+    temporal: 1,
+    split: 1,
+    x,
+    w,
+    bias: options.bias,
+    accumulate: options.accumulate ?? false,
+  };
+  return { ...convolution(ctx, launch, outShape, options.out), geometry };
+}
+
+/** One checked convolution, as conv2d and causalConv3d (src/ops/conv3d.ts) bind it. */
+export interface ConvolutionLaunch {
+  channels: number;
+  height: number;
+  width: number;
+  outChannels: number;
+  outHeight: number;
+  outWidth: number;
+  kernel: number;
+  padding: number;
+  upsample: number;
+  /** Output images before a split: frames * frameBatch. */
+  images: number;
+  frameBatch: number;
+  /** KT; history holds the KT - 1 frames before x when it is above 1. */
+  temporal: number;
+  split: number;
+  x: Tensor;
+  w: Tensor;
+  history?: Tensor;
+  bias?: Tensor;
+  out: Tensor;
+  accumulate: boolean;
+}
+
+/**
+ * The dispatch of `launch` (shapes checked by the caller) into `given` or a new tensor of `outShape`; release()
+ * frees the uniform and the tensor if it made it.
+ */
+export function convolution(
+  ctx: GpuContext,
+  launch: Omit<ConvolutionLaunch, "out">,
+  outShape: readonly number[],
+  given?: Tensor,
+): { dispatches: Dispatch[]; out: Tensor; release(): void } {
+  const out = given ?? ctx.pool.tensor(outShape);
+  let dispatches: Dispatch[];
+  try {
+    dispatches = [bindConvolution(ctx, { ...launch, out })];
+  } catch (e) {
+    if (!given) out.release();
+    throw e;
+  }
+  return {
+    dispatches,
+    out,
+    release() {
+      if (!given) out.release();
+      disposeDispatches(dispatches);
+    },
+  };
+}
+
+function bindConvolution(ctx: GpuContext, c: ConvolutionLaunch): Dispatch {
+  const t = conv2dTiling(c.outWidth, c.outChannels);
+  const oTiles = Math.ceil(c.outChannels / (t.channelsPerLane * t.laneChannels));
+  const grid = [
+    Math.ceil(c.outWidth / (COLUMNS_PER_LANE * t.laneColumns)),
+    c.outHeight,
+    c.images * oTiles,
+  ] as const;
   const limit = ctx.gpu.info.limits.maxComputeWorkgroupsPerDimension;
   if (grid.some((g) => g > limit)) {
     throw new KernelError(
       KERNEL,
-      `x ${formatShape(x.shape)}: [${
+      `x ${formatShape(c.x.shape)}: [${
         grid.join(", ")
       }] workgroups exceed maxComputeWorkgroupsPerDimension ${limit}`,
     );
   }
   const kernelSpec = ctx.kernels.get({
     name: KERNEL,
-    source: conv2dShader(t, kernel, w.dtype as WeightDType),
+    source: conv2dShader(t, { kernel: c.kernel, temporal: c.temporal, weights: c.w.dtype as WeightDType }),
     bindings: BINDINGS,
   });
-  const out = options.out ?? ctx.pool.tensor(outShape);
-  const flags = (options.bias ? FLAG_BIAS : 0) | (options.accumulate ? FLAG_ACCUMULATE : 0);
+  const flags = (c.bias ? FLAG_BIAS : 0) | (c.accumulate ? FLAG_ACCUMULATE : 0);
   const uniform = packUniform([
-    ["u32", geometry.channels],
-    ["u32", geometry.height],
-    ["u32", geometry.width],
-    ["u32", outChannels],
-    ["u32", outHeight],
-    ["u32", outWidth],
-    ["u32", geometry.padding],
-    ["u32", geometry.upsample ?? 1],
+    ["u32", c.channels],
+    ["u32", c.height],
+    ["u32", c.width],
+    ["u32", c.outChannels],
+    ["u32", c.outHeight],
+    ["u32", c.outWidth],
+    ["u32", c.padding],
+    ["u32", c.upsample],
     ["u32", oTiles],
     ["u32", flags],
+    ["u32", c.frameBatch],
+    ["u32", c.split],
+    ["u32", c.outChannels / c.split],
   ]);
-  const dispatches = [bindKernel(ctx.gpu, kernelSpec, [x, w, options.bias ?? x, out], grid, uniform)];
-  return {
-    dispatches,
-    out,
-    geometry,
-    release() {
-      if (!options.out) out.release();
-      disposeDispatches(dispatches);
-    },
-  };
+  // Unused read-only bindings (no bias, no history) repeat x, which is never read through them.
+  return bindKernel(ctx.gpu, kernelSpec, [c.x, c.w, c.bias ?? c.x, c.out, c.history ?? c.x], grid, uniform);
 }

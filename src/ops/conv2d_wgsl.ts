@@ -1,6 +1,7 @@
 // The tile of the conv2d kernel, generated: naga turns loop-indexed local arrays into memory, so the lane's
 // accumulators (a{o}, a vec4 of 4 output columns per output channel), its input window (v{j}) and the kernel
-// columns are named variables and unrolled. shaders/conv2d.wgsl is compiled in front of it.
+// columns are named variables and unrolled. shaders/conv2d.wgsl is compiled in front of it. With temporal
+// taps (KT > 1) a loop over them wraps the channel loop and every input load picks x or history.
 import { shaderSource } from "../gpu/kernel.ts";
 import { weightBinding, type WeightDType } from "./stored_weights.ts";
 
@@ -12,48 +13,78 @@ export interface Conv2dTiling {
   laneChannels: number;
 }
 
+/** What the generated text depends on besides the tiling. */
+export interface ConvKernelShape {
+  /** K of a K x K spatial window. */
+  kernel: number;
+  /** KT: input frames per output frame (1: a 2-D convolution). */
+  temporal: number;
+  weights: WeightDType;
+}
+
 /** Output columns per lane: one vec4 accumulator per output channel. */
 export const COLUMNS_PER_LANE = 4;
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-export function conv2dShader(t: Conv2dTiling, kernel: number, weights: WeightDType): string {
+export function conv2dShader(t: Conv2dTiling, shape: ConvKernelShape): string {
+  const { kernel, temporal } = shape;
   const channels = range(t.channelsPerLane);
   const window = range(kernel + COLUMNS_PER_LANE - 1);
   const columns = range(kernel);
+  const taps = temporal > 1;
+  // Inside the tap loop the body is indented one level more.
+  const pad = taps ? "  " : "";
+  const body = [
+    "for (var c = 0u; c < p.channels; c++) {",
+    "  for (var ky = 0u; ky < K; ky++) {",
+    "    let iy = i32(y + ky) - i32(p.padding);",
+    "    if (iy < 0 || iy >= i32(p.height * p.upsample)) {",
+    "      continue;",
+    "    }",
+    "    let row = ((image * p.channels + c) * p.height + u32(iy) / p.upsample) * p.width;",
+    ...window.map((j) =>
+      taps
+        ? `    let v${j} = load_frame(from_history, row, ix0 + ${j});`
+        : `    let v${j} = load_x(row, ix0 + ${j});`
+    ),
+    `    let wk = ((c * KT + ${taps ? "kt" : "0u"}) * K + ky) * K;`,
+    ...columns.map((kx) => `    let win${kx} = vec4<f32>(v${kx}, v${kx + 1}, v${kx + 2}, v${kx + 3});`),
+    ...channels.flatMap((o) => columns.map((kx) => `    a${o} += load_w(wb${o} + wk + ${kx}u) * win${kx};`)),
+    "  }",
+    "}",
+  ].map((line) => `  ${pad}${line}`);
   const lines = [
     `const OT: u32 = ${t.channelsPerLane}u;`,
     `const K: u32 = ${kernel}u;`,
+    `const KT: u32 = ${temporal}u;`,
     `const LX: u32 = ${t.laneColumns}u;`,
     `const LO: u32 = ${t.laneChannels}u;`,
-    weightBinding("w", 1, weights, false),
+    weightBinding("w", 1, shape.weights, false),
     "",
     "@compute @workgroup_size(LX * LO)",
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
     "  let y = wid.y;",
-    "  let b = wid.z / p.o_tiles;",
+    "  let n = wid.z / p.o_tiles; // output image t * B + b, before a split",
+    "  let t = n / p.frame_batch;",
+    "  let b = n % p.frame_batch;",
     "  let o0 = ((wid.z % p.o_tiles) * LO + lid / LX) * OT;",
     `  let x0 = (wid.x * LX + lid % LX) * ${COLUMNS_PER_LANE}u;`,
     "  let ix0 = i32(x0) - i32(p.padding);",
-    ...channels.map((o) => `  let wb${o} = min(o0 + ${o}u, p.out_channels - 1u) * p.channels * K * K;`),
+    ...channels.map((o) => `  let wb${o} = min(o0 + ${o}u, p.out_channels - 1u) * p.channels * KT * K * K;`),
     ...channels.map((o) => `  var a${o} = vec4<f32>();`),
-    "  for (var c = 0u; c < p.channels; c++) {",
-    "    for (var ky = 0u; ky < K; ky++) {",
-    "      let iy = i32(y + ky) - i32(p.padding);",
-    "      if (iy < 0 || iy >= i32(p.height * p.upsample)) {",
-    "        continue;",
-    "      }",
-    "      let row = ((b * p.channels + c) * p.height + u32(iy) / p.upsample) * p.width;",
-    ...window.map((j) => `      let v${j} = load_x(row, ix0 + ${j});`),
-    "      let wk = (c * K + ky) * K;",
-    ...columns.map((kx) => `      let win${kx} = vec4<f32>(v${kx}, v${kx + 1}, v${kx + 2}, v${kx + 3});`),
+    ...(taps
+      ? [
+        "  for (var kt = 0u; kt < KT; kt++) {",
+        "    let j = t + kt; // frame of [history, x]",
+        "    let from_history = j < KT - 1u;",
+        "    let image = select(j - (KT - 1u), j, from_history) * p.frame_batch + b;",
+        ...body,
+        "  }",
+      ]
+      : ["  let image = n;", ...body]),
     ...channels.flatMap((o) =>
-      columns.map((kx) => `      a${o} += load_w(wb${o} + wk + ${kx}u) * win${kx};`)
-    ),
-    "    }",
-    "  }",
-    ...channels.flatMap((o) =>
-      range(COLUMNS_PER_LANE).map((j) => `  finish(b, o0 + ${o}u, y, x0 + ${j}u, a${o}[${j}]);`)
+      range(COLUMNS_PER_LANE).map((j) => `  finish(t, b, o0 + ${o}u, y, x0 + ${j}u, a${o}[${j}]);`)
     ),
     "}",
   ];

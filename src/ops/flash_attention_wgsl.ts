@@ -14,10 +14,12 @@ export interface FlashAttentionTiling {
 
 type Stream = "text" | "image";
 
-/** What the kernel is generated for: a joint text stream, or masks on a single stream. */
+/** What the kernel is generated for: a joint text stream, cross-attention, or masks on a single stream. */
 export interface FlashAttentionVariant {
   /** Walk the text keys before the image keys (FLUX dual stream). */
   joint: boolean;
+  /** Image queries attend the text keys only (Wan's cross-attention); not with joint or the masks. */
+  cross: boolean;
   /** Row n attends keys j <= n only. */
   causal: boolean;
   /** Add score_bias[h, n, j] to every score. */
@@ -28,19 +30,25 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-/** Loads the query row of slot r (row n{r} of the sequence, text rows first) times the softmax scale. */
-function queryRow(r: number, vec4s: number): string[] {
+/**
+ * Loads the query row of slot r (row n{r} of the sequence, text rows first; cross-attention: image rows only)
+ * times the softmax scale.
+ */
+function queryRow(r: number, vec4s: number, cross: boolean): string[] {
   const load = (stream: Stream, n: string) => [
     `    let at = view_at(p.q_${stream}_offset, p.q_${stream}_stride, p.${stream}_tokens, b, ${n}, h);`,
     ...range(vec4s).map((i) => `    q${r}_${i} = q_${stream}[at + ${i}u] * p.scale;`),
   ];
-  return [
-    ...range(vec4s).map((i) => `  var q${r}_${i}: vec4<f32>;`),
+  const both = [
     `  if (n${r} < p.text_tokens) {`,
     ...load("text", `n${r}`),
     "  } else {",
     ...load("image", `n${r} - p.text_tokens`),
     "  }",
+  ];
+  return [
+    ...range(vec4s).map((i) => `  var q${r}_${i}: vec4<f32>;`),
+    ...(cross ? ["  {", ...load("image", `n${r}`), "  }"] : both),
     ...range(vec4s).map((i) => `  var o${r}_${i} = vec4<f32>();`),
     `  var m${r} = NO_SCORE;`,
     `  var l${r} = 0.0;`,
@@ -102,8 +110,8 @@ function maskBounds(slots: number[], variant: FlashAttentionVariant): string[] {
 
 /**
  * Full WGSL of the flash attention kernel for `headDim` (a multiple of 4). `joint` adds the walk over the
- * text keys (without it the text bindings are never read); `causal` and `scoreBias` (single stream only)
- * mask the image keys.
+ * text keys (without it the text bindings are never read); `cross` walks the text keys instead of the image
+ * keys for image queries only; `causal` and `scoreBias` (single stream only) mask the image keys.
  */
 export function flashAttentionShader(
   headDim: number,
@@ -121,18 +129,18 @@ export function flashAttentionShader(
     "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
     "  let h = wid.y;",
     "  let b = wid.z;",
-    "  let total = p.text_tokens + p.image_tokens;",
+    `  let total = ${variant.cross ? "p.image_tokens" : "p.text_tokens + p.image_tokens"}; // query rows`,
     "  // Slot r of a lane holds row wid.x*WG*RL + r*WG + lid: neighbouring lanes, neighbouring rows. Slots past",
     "  // the last row compute a copy of it (no divergence inside the key loop) and store nothing.",
     ...slots.map((r) => `  let row${r} = (wid.x * RL + ${r}u) * WG + lid;`),
     ...slots.map((r) => `  let n${r} = min(row${r}, total - 1u);`),
-    ...slots.flatMap((r) => queryRow(r, vec4s)),
+    ...slots.flatMap((r) => queryRow(r, vec4s, variant.cross)),
     ...maskBounds(slots, variant),
-    ...(variant.joint ? keyLoop("text", vec4s, tiling.rowsPerLane, variant) : []),
-    ...keyLoop("image", vec4s, tiling.rowsPerLane, variant),
+    ...(variant.joint || variant.cross ? keyLoop("text", vec4s, tiling.rowsPerLane, variant) : []),
+    ...(variant.cross ? [] : keyLoop("image", vec4s, tiling.rowsPerLane, variant)),
     ...slots.flatMap((r) => [
       `  if (row${r} < total) {`,
-      `    let at = out_at(b, row${r}, h);`,
+      `    let at = out_at(total, b, row${r}, h);`,
       `    let norm = 1.0 / l${r};`,
       ...range(vec4s).map((i) => `    out[at + ${i}u] = o${r}_${i} * norm;`),
       "  }",

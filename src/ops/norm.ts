@@ -16,9 +16,9 @@ export const DEFAULT_EPS = 1e-6;
 
 export interface NormOp {
   dispatches: Dispatch[];
-  /** The normalised rows: a new tensor, or the view's tensor for rmsNormInPlace. */
+  /** The normalised rows: a new tensor, options.out, or the view's tensor for rmsNormInPlace. */
   out: Tensor;
-  /** Releases what the op allocated (out unless in place, the uniform, a stand-in); never its inputs. */
+  /** Releases what the op allocated (a new out, the uniform, a stand-in); never its inputs or options.out. */
   release(): void;
 }
 
@@ -31,6 +31,8 @@ interface Tuning {
 export interface LayerNormOptions extends Tuning {
   weight?: Tensor;
   bias?: Tensor;
+  /** Write into this f32 tensor of x's shape instead of a new one (scratch shared by a model's blocks). */
+  out?: Tensor;
 }
 
 export interface RmsNormOptions extends Tuning {
@@ -76,6 +78,8 @@ interface Launch {
   weight?: Tensor;
   bias?: Tensor;
   modulation?: { mod: Tensor; layout: ModulationLayout; shift: number; scale: number };
+  /** Given output (out of place only). */
+  out?: Tensor;
   tuning: Tuning;
 }
 
@@ -122,11 +126,26 @@ function checkRows(kernel: string, x: Tensor): number {
   return x.shape[x.shape.length - 1];
 }
 
+/** A given output must be f32 of x's shape, in a buffer no read-only binding of the dispatch holds. */
+function checkOut(kernel: string, out: Tensor, x: Tensor, reads: readonly (Tensor | undefined)[]): void {
+  if (out.dtype !== "f32" || out.shape.join() !== x.shape.join()) {
+    throw new KernelError(
+      kernel,
+      `out ${formatShape(out.shape)} ${out.dtype} must be f32 of x's shape ${formatShape(x.shape)}`,
+    );
+  }
+  if ([x, ...reads].some((t) => t?.buffer === out.buffer)) {
+    throw new KernelError(kernel, "out shares the buffer of an input, which is bound read-only");
+  }
+}
+
 function launch(ctx: GpuContext, spec: Launch): NormOp {
   const { eps, lanes } = checkTuning(spec.kernel, spec.tuning, spec.channels);
   const { source, inPlace, weight, bias, modulation } = spec;
+  if (spec.out) checkOut(spec.kernel, spec.out, source, [weight, bias, modulation?.mod]);
   const rows = spec.tokens * spec.heads;
-  const out = inPlace ? source : ctx.pool.tensor(source.shape);
+  const allocated = !inPlace && !spec.out;
+  const out = inPlace ? source : spec.out ?? ctx.pool.tensor(source.shape);
   // Unread bindings take a buffer that is read-only here: x out of place (one buffer may fill several
   // read-only bindings), in place the weight or, without one, a one-element stand-in.
   const standIn = inPlace && !weight ? ctx.pool.tensor([1]) : undefined;
@@ -171,7 +190,7 @@ function launch(ctx: GpuContext, spec: Launch): NormOp {
   try {
     dispatches = [bindKernel(ctx.gpu, kernel, buffers, grid, uniform)];
   } catch (e) {
-    if (!inPlace) out.release();
+    if (allocated) out.release();
     standIn?.release();
     throw e;
   }
@@ -179,7 +198,7 @@ function launch(ctx: GpuContext, spec: Launch): NormOp {
     dispatches,
     out,
     release() {
-      if (!inPlace) out.release();
+      if (allocated) out.release();
       standIn?.release();
       disposeDispatches(dispatches);
     },
@@ -211,6 +230,7 @@ export function layerNorm(ctx: GpuContext, x: Tensor, options: LayerNormOptions 
     ...rowsOf(x, channels),
     weight: options.weight,
     bias: options.bias,
+    out: options.out,
     tuning: options,
   });
 }
@@ -289,6 +309,7 @@ export function layerNormModulate(
     weight: options.weight,
     bias: options.bias,
     modulation: { mod, layout, shift: options.shift, scale: options.scale },
+    out: options.out,
     tuning: options,
   });
 }

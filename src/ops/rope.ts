@@ -11,6 +11,7 @@ import {
   packUniform,
 } from "../gpu/kernel.ts";
 import { formatShape, type Tensor } from "../gpu/tensor.ts";
+import { flatGrid } from "./grid.ts";
 import { checkRowView, type RowView } from "./row_view.ts";
 
 const KERNEL = "rope";
@@ -136,7 +137,8 @@ export function rope(ctx: GpuContext, views: readonly RowView[], table: RopeTabl
   views.forEach((view, i) => checkRowView(KERNEL, `view ${i}`, view, extent));
   const kernel = ctx.kernels.get({ name: KERNEL, bindings: BINDINGS, constants: { WG } });
   const half = headDim / 2;
-  const workgroups = [groups(table.tokens * half, WG), batch, 1] as const;
+  const [x, y] = flatGrid(ctx.gpu, groups(table.tokens * half, WG));
+  const workgroups = [x, y, batch] as const;
   const dispatches = views.map((view) =>
     bindKernel(
       ctx.gpu,

@@ -21,7 +21,7 @@ import { axpy } from "../ops/axpy.ts";
 import { samplerStep } from "../ops/sampler_step.ts";
 import { type CfgPasses, type ForwardPass, stepPasses } from "./cfg_passes.ts";
 import { batchNoise } from "./noise.ts";
-import type { Schedule } from "./schedulers/schedule.ts";
+import { type Schedule, scheduleState } from "./schedulers/schedule.ts";
 import { StepRecorder } from "../gpu/step_recorder.ts";
 
 export interface StepEvent extends ForwardReport {
@@ -159,14 +159,21 @@ export async function denoise(
     });
     writeLabels(ctx, graph, spec, guided);
     const noise = owned.add(ctx.pool.tensor(shape));
-    const previous = owned.add(ctx.pool.tensor(shape));
-    const updates = steps.map((s) =>
+    // Multistep state: a ring of earlier steps' x0s and, for a corrector, the previous step's sample.
+    const state = scheduleState(spec.schedule);
+    const ring = state.historySlots > 0
+      ? owned.add(ctx.pool.tensor([state.historySlots, ...shape]))
+      : undefined;
+    const last = state.lastSample ? owned.add(ctx.pool.tensor(shape)) : undefined;
+    const updates = steps.map((s, i) =>
       owned.add(samplerStep(ctx, x, output, {
         x0: s.x0,
+        corrector: s.corrector,
         next: s.next,
         guidance: guided ? spec.guidance! : undefined,
         noise,
-        previous,
+        history: ring && { ring, step: i },
+        last,
       }))
     );
     const feeds = steps.map((s) => feedCommands(owned, ctx, x, graph, s.inputScale));

@@ -3,7 +3,7 @@
 import { encode } from "fast-png";
 
 /** [-1, 1] -> 0..255, clamped; the training data was scaled the same way (x * 2 - 1). */
-function toByte(v: number): number {
+export function toByte(v: number): number {
   return Math.round(Math.min(1, Math.max(-1, v)) * 127.5 + 127.5);
 }
 

@@ -7,6 +7,8 @@
 import { className, exists, parseConfig, readJsonFile } from "../model/component_config.ts";
 import type { DitTransformerConfig } from "../model/dit/config.ts";
 import type { FluxTransformerConfig } from "../model/flux/config.ts";
+import type { WanTransformerConfig } from "../model/wan/config.ts";
+import type { WanVaeConfig } from "../model/wan_vae/config.ts";
 import { type DitConfig, ditConfigSchema } from "../model/mnist_dit/config.ts";
 import { WeightsError } from "../model/safetensors.ts";
 import type { ClipTextConfig, T5Config } from "../model/text/config.ts";
@@ -14,9 +16,12 @@ import { type AutoencoderKlConfig, vaeScale } from "../model/vae/config.ts";
 import { ditPipelineCard } from "./cards/dit.ts";
 import { fluxPipelineCard } from "./cards/flux.ts";
 import { mnistCard } from "./cards/mnist_dit.ts";
+import { wanPipelineCard } from "./cards/wan.ts";
+import type { CfgPasses } from "./cfg_passes.ts";
+import type { VideoCard } from "./video/video_inputs.ts";
 import type { SizeRule } from "./size_rule.ts";
 
-export const PIPELINES = ["DiTPipeline", "FluxPipeline", "MnistDiT"] as const;
+export const PIPELINES = ["DiTPipeline", "FluxPipeline", "MnistDiT", "WanPipeline"] as const;
 export type PipelineName = (typeof PIPELINES)[number];
 
 export interface ClassLabels {
@@ -31,6 +36,16 @@ export interface ClassLabels {
 /** Accepted names besides the display names and the ids themselves ("seven" for "7"). */
 export function classWords(classes: ClassLabels): string[] {
   return classes.aliases.flatMap((names, id) => names.slice(1).filter((n) => n !== String(id)));
+}
+
+/** How Wan is conditioned: prompts through UMT5, or precomputed prompt_embeds [videos, tokens, text_dim]. */
+export interface UmT5TextInputs {
+  /** The encoder's config; null when model_index.json saves text_encoder or tokenizer as null. */
+  encoders: { umt5: T5Config } | null;
+  absent: string[];
+  /** UMT5 tokens per prompt (WanPipeline's max_sequence_length). */
+  maxSequenceLength: number;
+  promptEmbedDim: number;
 }
 
 /** How a text model is conditioned: prompts through its encoders, or their precomputed embeddings. */
@@ -53,7 +68,7 @@ interface CardBase {
   /** The classes of a class-conditional model; null for text models. */
   classes: ClassLabels | null;
   /** What a text model takes; null for class-conditional models. */
-  text: TextInputs | null;
+  text: TextInputs | UmT5TextInputs | null;
   /** What the model is, for users (what it was trained on); null when its directory does not say. */
   description: string | null;
   /** The image size the model draws by default (pixels). */
@@ -66,6 +81,10 @@ interface CardBase {
   defaults: { steps: number; guidance: number };
   /** Request-selectable samplers; the first is the default. */
   samplers: readonly string[];
+  /** How classifier-free guidance runs its two halves: one batched forward, or two (Wan). */
+  cfgPasses: CfgPasses;
+  /** What a text-to-video model takes beyond an image model's fields; null for image models. */
+  video: VideoCard | null;
 }
 
 interface DiffusersComponents {
@@ -82,10 +101,20 @@ export type ClassCard =
     | { pipeline: "DiTPipeline"; transformer: DitTransformerConfig } & DiffusersComponents
   );
 
-export type TextCard = CardBase & { classes: null; text: TextInputs } & {
+export type FluxCard = CardBase & { classes: null; text: TextInputs } & {
   pipeline: "FluxPipeline";
   transformer: FluxTransformerConfig;
 } & DiffusersComponents;
+
+export type WanCard = CardBase & { classes: null; text: UmT5TextInputs; video: VideoCard } & {
+  pipeline: "WanPipeline";
+  transformer: WanTransformerConfig;
+  vae: WanVaeConfig;
+  /** scheduler_config.json as stored (its _class_name picks the scheduler). */
+  scheduler: Record<string, unknown>;
+};
+
+export type TextCard = FluxCard | WanCard;
 
 export type ModelCard = ClassCard | TextCard;
 
@@ -100,7 +129,20 @@ export function latentShape(card: ModelCard, size: { width: number; height: numb
       const cell = 2 * vaeScale(card.vae);
       return [(size.height / cell) * (size.width / cell), card.transformer.in_channels];
     }
+    case "WanPipeline":
+      return wanLatentShape(card, size, card.video.frames);
   }
+}
+
+/** Wan's latents per video: [C, (frames - 1) / 4 + 1, H / 8, W / 8] for Wan2.1's VAE. */
+export function wanLatentShape(card: WanCard, size: { width: number; height: number }, frames: number) {
+  const { scale_factor_spatial: spatial, scale_factor_temporal: temporal } = card.vae;
+  return [
+    card.transformer.in_channels,
+    (frames - 1) / temporal + 1,
+    size.height / spatial,
+    size.width / spatial,
+  ];
 }
 
 /** Reads what `dir` is; throws naming the missing or invalid file. */
@@ -112,6 +154,7 @@ export async function readModelCard(dir: string): Promise<ModelCard> {
     const name = className(index);
     if (name === "DiTPipeline") return await ditPipelineCard(dir, index);
     if (name === "FluxPipeline") return await fluxPipelineCard(dir, index);
+    if (name === "WanPipeline") return await wanPipelineCard(dir, index);
     throw new WeightsError(
       `${indexPath}: pipeline _class_name ${JSON.stringify(name)} is not supported; supported: ${
         PIPELINES.join(", ")

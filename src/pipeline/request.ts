@@ -4,9 +4,10 @@
 // block list and the step count. Every failure names the field and what is allowed.
 import { z } from "zod";
 import { CacheOptionsError, resolveCacheOptions, type ResolvedCacheOptions } from "../cache/options.ts";
-import { type ClassLabels, classWords, type ModelCard, type TextInputs } from "./model_card.ts";
+import { type ClassLabels, classWords, type ModelCard, type TextCard } from "./model_card.ts";
 import { MAX_SEED } from "./noise.ts";
 import { fitsSizeRule } from "./size_rule.ts";
+import type { VideoInputs } from "./video/video_inputs.ts";
 
 export const LIMITS = {
   steps: { min: 1, max: 1000 },
@@ -15,7 +16,12 @@ export const LIMITS = {
   seed: { min: 0, max: MAX_SEED },
   shift: { min: 0.01, max: 100 },
   eta: { min: 0, max: 1 },
+  frames: { min: 1, max: 1001 },
+  fps: { min: 1, max: 120 },
 } as const;
+
+/** Frames x width x height of one video, unless the caller sets its own limit: 81 frames of 1280x720. */
+export const DEFAULT_MAX_VIDEO_PIXELS = 81 * 1280 * 720;
 
 /** A number in LIMITS[name]; `field` is what messages call it (front ends that name it otherwise). */
 export const ranged = (name: keyof typeof LIMITS, integer: boolean, field: string = name) => {
@@ -37,6 +43,9 @@ export const samplingSchema = z.strictObject({
   sampler: z.string({ error: "sampler must be a string naming one of the model's samplers" }).optional(),
   shift: ranged("shift", false).default(1),
   eta: ranged("eta", false).default(0),
+  /** Video models: frames per video (4k+1) and the frame rate of the file; image models refuse both. */
+  frames: ranged("frames", true).optional(),
+  fps: ranged("fps", true).optional(),
 });
 
 export type SamplingInput = z.infer<typeof samplingSchema>;
@@ -57,6 +66,8 @@ export interface RequestInput extends Omit<SamplingInput, "true_cfg"> {
   size?: string;
   /** Which field the class or prompt came from, for messages ("label", "prompt", "class"). */
   labelField?: string;
+  /** Video models: the most frames x width x height a request may ask for (DEFAULT_MAX_VIDEO_PIXELS). */
+  maxVideoPixels?: number;
 }
 
 /** What a pipeline runs: everything resolved and checked. */
@@ -79,6 +90,8 @@ export interface GenerationRequest {
   shift: number;
   eta: number;
   cache: ResolvedCacheOptions;
+  /** Video models: the frame count and rate of the one video; null for image models. */
+  video: VideoInputs | null;
 }
 
 export class RequestError extends Error {
@@ -166,7 +179,7 @@ function classConditioning(card: ModelCard & { classes: ClassLabels }, input: Re
   return { images: labels.length, labels, prompts: null, negativePrompt: null, trueCfg: false };
 }
 
-function textConditioning(card: ModelCard & { text: TextInputs }, input: RequestInput): Conditioning {
+function textConditioning(card: TextCard, input: RequestInput): Conditioning {
   const field = input.labelField ?? "prompt";
   if (input.labels) throw new RequestError(field, `${card.pipeline} takes a text prompt, not a class`);
   if (!input.prompts === !input.embeddings) {
@@ -176,12 +189,32 @@ function textConditioning(card: ModelCard & { text: TextInputs }, input: Request
   if (text && !card.text.encoders) {
     throw new RequestError(
       input.prompts ? field : "negative_prompt",
-      `this model takes precomputed prompt_embeds and pooled_prompt_embeds only: model_index.json saves ` +
+      `this model takes precomputed ${
+        card.pipeline === "FluxPipeline" ? "prompt_embeds and pooled_prompt_embeds" : "prompt_embeds"
+      } only: model_index.json saves ` +
         `${card.text.absent.join(", ")} as null`,
     );
   }
-  const trueCfgScale = input.true_cfg ?? 1;
   const negative = input.negativePrompt !== undefined || input.embeddings?.negative === true;
+  if (card.pipeline === "WanPipeline") checkCfgNegative(card, input, negative);
+  else checkTrueCfgNegative(input, negative);
+  const images = input.prompts?.length ?? input.embeddings!.images;
+  if (images === 0) throw new RequestError(field, "give the prompt of at least one image");
+  if (input.prompts?.some((p) => p.trim() === "")) {
+    throw new RequestError(field, "is empty; give the text of the image (or precomputed prompt_embeds)");
+  }
+  return {
+    images,
+    labels: [],
+    prompts: input.prompts ?? null,
+    negativePrompt: input.negativePrompt ?? null,
+    trueCfg: negative && card.pipeline !== "WanPipeline",
+  };
+}
+
+/** FLUX: a negative prompt runs true CFG (true_cfg above 1), and only then. */
+function checkTrueCfgNegative(input: RequestInput, negative: boolean): void {
+  const trueCfgScale = input.true_cfg ?? 1;
   if (negative && trueCfgScale <= 1) {
     throw new RequestError(
       input.negativePrompt !== undefined ? "negative_prompt" : "negative_prompt_embeds",
@@ -194,23 +227,72 @@ function textConditioning(card: ModelCard & { text: TextInputs }, input: Request
       "true CFG above 1 needs a negative_prompt (or negative_prompt_embeds)",
     );
   }
-  const images = input.prompts?.length ?? input.embeddings!.images;
-  if (images === 0) throw new RequestError(field, "give the prompt of at least one image");
-  if (input.prompts?.some((p) => p.trim() === "")) {
-    throw new RequestError(field, "is empty; give the text of the image (or precomputed prompt_embeds)");
+}
+
+/**
+ * Wan: guidance above 1 runs classifier-free guidance against the negative prompt ("" when none is given,
+ * as WanPipeline does); embeddings without a text encoder need their negative embeddings.
+ */
+function checkCfgNegative(card: TextCard, input: RequestInput, negative: boolean) {
+  if ((input.true_cfg ?? 1) !== 1) {
+    throw new RequestError("true_cfg", `${card.pipeline} has no true_cfg; guidance above 1 runs its CFG`);
   }
-  return {
-    images,
-    labels: [],
-    prompts: input.prompts ?? null,
-    negativePrompt: input.negativePrompt ?? null,
-    trueCfg: negative,
-  };
+  const guided = (input.guidance ?? card.defaults.guidance) > 1;
+  if (negative && !guided) {
+    throw new RequestError(
+      input.negativePrompt !== undefined ? "negative_prompt" : "negative_prompt_embeds",
+      "applies only with classifier-free guidance: set guidance above 1",
+    );
+  }
+  if (guided && input.embeddings && !input.embeddings.negative && !card.text.encoders) {
+    throw new RequestError(
+      "negative_prompt_embeds",
+      `guidance above 1 needs them: this model has no text encoder to encode the empty negative prompt`,
+    );
+  }
+}
+
+/** A video model's frames and rate (one video per request, 4k+1 frames, within the pixel limit); null for images. */
+function resolveVideo(
+  card: ModelCard,
+  input: RequestInput,
+  size: { width: number; height: number },
+  images: number,
+): VideoInputs | null {
+  if (!card.video) {
+    const given = (["frames", "fps"] as const).find((field) => input[field] !== undefined);
+    if (given) {
+      throw new RequestError(given, `${card.pipeline} draws images, not videos: it takes no ${given}`);
+    }
+    return null;
+  }
+  if (images !== 1) {
+    throw new RequestError("n", `${card.pipeline} draws one video per request, not ${images}`);
+  }
+  const frames = input.frames ?? card.video.frames;
+  const k = card.video.framesPerLatent;
+  if ((frames - 1) % k !== 0) {
+    const rule =
+      `${k}k+1 frames (1, ${k + 1}, ${2 * k + 1}, ..., ${card.video.frames}): its VAE packs ${k} ` +
+      "frames into each latent frame after the first";
+    throw new RequestError("frames", `${frames} is not ${k}k+1; ${card.pipeline} takes ${rule}`);
+  }
+  const pixels = frames * size.width * size.height;
+  const limit = input.maxVideoPixels ?? DEFAULT_MAX_VIDEO_PIXELS;
+  if (pixels > limit) {
+    throw new RequestError(
+      "frames",
+      `${frames} frames of ${size.width}x${size.height} are ${pixels} pixels; the limit is ${limit} ` +
+        "(frames x width x height): ask for fewer frames or a smaller size",
+    );
+  }
+  return { frames, fps: input.fps ?? card.video.fps };
 }
 
 export function resolveRequest(card: ModelCard, input: RequestInput): GenerationRequest {
   const size = resolveSize(card, input.size);
   const conditioning = card.classes ? classConditioning(card, input) : textConditioning(card, input);
+  const video = resolveVideo(card, input, size, conditioning.images);
   const sampler = input.sampler ?? card.samplers[0];
   if (!card.samplers.includes(sampler)) {
     throw new RequestError("sampler", `${JSON.stringify(sampler)} is not one of ${card.samplers.join(", ")}`);
@@ -219,7 +301,13 @@ export function resolveRequest(card: ModelCard, input: RequestInput): Generation
   let cache: ResolvedCacheOptions;
   try {
     const options = typeof input.cache === "string" ? { strategy: input.cache } : input.cache;
-    cache = resolveCacheOptions(options, { blocks: card.blocks, steps, channels: card.streamWidth });
+    cache = resolveCacheOptions(options, {
+      blocks: card.blocks,
+      steps,
+      channels: card.streamWidth,
+      cfgPasses: card.cfgPasses,
+      pipeline: card.pipeline,
+    });
   } catch (e) {
     if (e instanceof CacheOptionsError) throw new RequestError("cache", e.message);
     throw e;
@@ -235,5 +323,6 @@ export function resolveRequest(card: ModelCard, input: RequestInput): Generation
     shift: input.shift,
     eta: input.eta,
     cache,
+    video,
   };
 }

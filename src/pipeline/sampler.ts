@@ -70,7 +70,7 @@ export function flowSchedule(options: SamplerOptions): Schedule {
       timestep: s.t,
       inputScale: 1,
       x0: { sample: 0, model: 0, clip: null },
-      next: { sample: s.a, x0: 0, previous: 0, model: s.b, noise: s.c },
+      next: { sample: s.a, x0: 0, history: [], model: s.b, noise: s.c },
     })),
   };
 }

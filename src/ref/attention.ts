@@ -16,7 +16,12 @@ export interface HostQkv {
   tokens: number;
 }
 
-interface Stream extends HostQkv {
+/** Rows [first, first + tokens) of the attended sequence; a query stream needs q, a key stream k and v. */
+interface Stream {
+  q?: HostView;
+  k?: HostView;
+  v?: HostView;
+  tokens: number;
   first: number;
 }
 
@@ -38,31 +43,54 @@ export function flashAttention(
   dims: AttentionDims,
   options: HostAttentionOptions = {},
 ): Float32Array {
-  const { batch, heads, headDim } = dims;
-  const { causal, scoreBias } = options;
-  const scale = options.scale ?? 1 / Math.sqrt(headDim);
   const textTokens = options.text?.tokens ?? 0;
-  const total = textTokens + image.tokens;
   // Each stream covers rows [first, first + tokens) of the concatenated sequence.
   const streams: Stream[] = [{ ...image, first: textTokens }];
   if (options.text) streams.unshift({ ...options.text, first: 0 });
+  return attend(streams, streams, dims, options);
+}
+
+/** Cross-attention: the queries of one stream attend the keys and values of another -> [batch, Nq, H*D]. */
+export function crossAttention(
+  queries: { q: HostView; tokens: number },
+  keys: { k: HostView; v: HostView; tokens: number },
+  dims: AttentionDims,
+  options: Pick<HostAttentionOptions, "scale"> = {},
+): Float32Array {
+  return attend([{ ...queries, first: 0 }], [{ ...keys, first: 0 }], dims, options);
+}
+
+/** Every query row of `queries` against every key of `keys`; the output rows follow the query streams. */
+function attend(
+  queries: Stream[],
+  keys: Stream[],
+  dims: AttentionDims,
+  options: Omit<HostAttentionOptions, "text">,
+): Float32Array {
+  const { batch, heads, headDim } = dims;
+  const { causal, scoreBias } = options;
+  const scale = options.scale ?? 1 / Math.sqrt(headDim);
+  const rows = queries.reduce((n, s) => n + s.tokens, 0);
+  const total = keys.reduce((n, s) => n + s.tokens, 0);
   const at = (view: HostView, tokens: number, b: number, n: number, h: number) =>
     view.offset + (b * tokens + n) * view.rowStride + h * headDim;
-  const out = new Float32Array(batch * total * heads * headDim);
+  const out = new Float32Array(batch * rows * heads * headDim);
   const scores = new Float64Array(total);
   const acc = new Float64Array(headDim);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
-      for (const qs of streams) {
+      for (const qs of queries) {
+        const q = qs.q!;
         for (let i = 0; i < qs.tokens; i++) {
-          const qi = at(qs.q, qs.tokens, b, i, h);
+          const qi = at(q, qs.tokens, b, i, h);
           const row = qs.first + i;
-          for (const ks of streams) {
+          for (const ks of keys) {
+            const k = ks.k!;
             for (let j = 0; j < ks.tokens; j++) {
-              const kj = at(ks.k, ks.tokens, b, j, h);
+              const kj = at(k, ks.tokens, b, j, h);
               const key = ks.first + j;
               let dot = 0;
-              for (let d = 0; d < headDim; d++) dot += qs.q.data[qi + d] * ks.k.data[kj + d];
+              for (let d = 0; d < headDim; d++) dot += q.data[qi + d] * k.data[kj + d];
               const bias = scoreBias ? scoreBias[(h * total + row) * total + key] : 0;
               scores[key] = causal && key > row ? -Infinity : dot * scale + bias;
             }
@@ -70,15 +98,16 @@ export function flashAttention(
           const top = scores.reduce((a, s) => Math.max(a, s), -Infinity);
           let sum = 0;
           acc.fill(0);
-          for (const vs of streams) {
+          for (const vs of keys) {
+            const v = vs.v!;
             for (let j = 0; j < vs.tokens; j++) {
               const weight = Math.exp(scores[vs.first + j] - top);
               sum += weight;
-              const vj = at(vs.v, vs.tokens, b, j, h);
-              for (let d = 0; d < headDim; d++) acc[d] += weight * vs.v.data[vj + d];
+              const vj = at(v, vs.tokens, b, j, h);
+              for (let d = 0; d < headDim; d++) acc[d] += weight * v.data[vj + d];
             }
           }
-          const o = ((b * total + row) * heads + h) * headDim;
+          const o = ((b * rows + row) * heads + h) * headDim;
           for (let d = 0; d < headDim; d++) out[o + d] = acc[d] / sum;
         }
       }

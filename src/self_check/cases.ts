@@ -9,7 +9,10 @@ import type { PruneOptions } from "../cache/prune_decision.ts";
 import { copyCommand, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import { flashAttention } from "../ops/attention.ts";
 import { axpy } from "../ops/axpy.ts";
+import { channelAffine } from "../ops/channel_affine.ts";
+import { channelRmsNorm } from "../ops/channel_rms_norm.ts";
 import { conv2d } from "../ops/conv2d.ts";
+import { causalConv3d, type CausalConv3dGeometry } from "../ops/conv3d.ts";
 import { copyAsDispatch } from "../ops/copy.ts";
 import { groupNorm } from "../ops/group_norm.ts";
 import { embeddingLookup, uploadLabels } from "../ops/embedding_lookup.ts";
@@ -17,19 +20,24 @@ import { linear } from "../ops/linear.ts";
 import { gatedResidual } from "../ops/modulate.ts";
 import { layerNormModulate, rmsNormInPlace } from "../ops/norm.ts";
 import { im2col, type Im2colGeometry } from "../ops/patch.ts";
+import { relativePositionBias } from "../ops/relative_position_bias.ts";
 import { residualDiff } from "../ops/residual_diff.ts";
 import { rope, type RopeAxes, ropeTable } from "../ops/rope.ts";
 import { samplerStep, type SamplerStepOptions } from "../ops/sampler_step.ts";
 import { timestepEmbedding, type TimestepEmbeddingOptions } from "../ops/timestep_embedding.ts";
 import * as attentionRef from "../ref/attention.ts";
 import * as axpyRef from "../ref/axpy.ts";
+import * as channelAffineRef from "../ref/channel_affine.ts";
+import * as channelRmsNormRef from "../ref/channel_rms_norm.ts";
 import * as conv2dRef from "../ref/conv2d.ts";
+import * as conv3dRef from "../ref/conv3d.ts";
 import * as groupNormRef from "../ref/group_norm.ts";
 import * as embeddingLookupRef from "../ref/embedding_lookup.ts";
 import * as linearRef from "../ref/linear.ts";
 import * as modulateRef from "../ref/modulate.ts";
 import * as normRef from "../ref/norm.ts";
 import * as patchRef from "../ref/patch.ts";
+import * as relativePositionBiasRef from "../ref/relative_position_bias.ts";
 import * as residualDiffRef from "../ref/residual_diff.ts";
 import * as ropeRef from "../ref/rope.ts";
 import * as samplerRef from "../ref/sampler_step.ts";
@@ -46,6 +54,10 @@ const qkvViews = (offsets: number[]) =>
 const MASKED_ATTENTION = { batch: 1, heads: 2, headDim: 8 };
 const MASKED_WIDTH = 3 * MASKED_ATTENTION.heads * MASKED_ATTENTION.headDim;
 const maskedViews = [0, 1, 2].map((i) => ({ offset: i * MASKED_WIDTH / 3, rowStride: MASKED_WIDTH }));
+
+/** Buckets of the 5 key - query offsets of 3 tokens, not symmetric; the last of the 3 keys is padding. */
+const BIAS_BUCKETS = Uint32Array.of(0, 3, 1, 2, 3);
+const BIAS_KEYS = 2;
 
 const ROPE_AXES: RopeAxes = { axesDim: [4, 6, 6], theta: 10000 };
 /** 5 tokens x 3 axes: distinct positions on every axis, angles up to 14 rad. */
@@ -71,7 +83,6 @@ const IM2COL: Im2colGeometry = {
   padding: 1,
   layout: "nchw",
 };
-/** A clipped data prediction, the previous x0, noise and guidance: every term of the update. */
 const CONV2D = {
   batch: 1,
   channels: 3,
@@ -82,10 +93,28 @@ const CONV2D = {
   padding: 1,
   upsample: 2,
 };
+const CONV3D: CausalConv3dGeometry = {
+  frames: 2,
+  batch: 2,
+  channels: 3,
+  height: 3,
+  width: 4,
+  outChannels: 4,
+  kernel: 3,
+  temporalKernel: 3,
+  padding: 1,
+  split: 1,
+};
+const AFFINE_DIVISORS = Float32Array.of(0.5, 1.7, 2.3);
 
+/**
+ * A clipped data prediction, a corrector over the last sample and two earlier x0s (slots 1 and 0 of the ring at
+ * step 2), those x0s again, noise and guidance: every term of the update.
+ */
 const SAMPLER = {
   x0: { sample: 1.2, model: -0.7, clip: 1 },
-  next: { sample: 0.3, x0: 0.6, previous: -0.2, model: 0.1, noise: 0.3 },
+  corrector: { last: 0.8, x0: 0.3, history: [-0.4, 0.2] },
+  next: { sample: 0.3, x0: 0.6, history: [-0.2, 0.1], model: 0.1, noise: 0.3 },
   guidance: 3.5,
 };
 const PRUNE: PruneOptions = {
@@ -259,6 +288,24 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     reference: (v) => embeddingLookupRef.embeddingLookup(v.table, 16, LABELS, v.out),
     tolerance: 0,
   }),
+  // T5's score bias gathered from a [buckets, heads] table, the padding key masked: exact.
+  selfCheckCase({
+    kernel: "relative_position_bias",
+    inputs: { table: [4, 2] },
+    build: (ctx, t) => {
+      const bucket = ctx.pool.upload(BIAS_BUCKETS, [BIAS_BUCKETS.length]);
+      const keys = ctx.pool.upload(Uint32Array.of(BIAS_KEYS), [1]);
+      const out = ctx.pool.tensor([2, 3, 3]);
+      const dispatch = relativePositionBias(ctx, t.table, bucket, keys, out);
+      const release = () => {
+        disposeDispatches([dispatch]);
+        for (const x of [bucket, keys, out]) x.release();
+      };
+      return { dispatches: [dispatch], out, release };
+    },
+    reference: (v) => relativePositionBiasRef.relativePositionBias(v.table, 2, BIAS_BUCKETS, BIAS_KEYS),
+    tolerance: 0,
+  }),
   // A gather with zero padding: exact.
   selfCheckCase({
     kernel: "im2col",
@@ -270,13 +317,26 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
   // Guided: |g (m_c - m_u)| < 7, a few roundings of it (~4e-7 each) against one of the float64 reference.
   selfCheckCase({
     kernel: "sampler_step",
-    inputs: { x: [2, 1, 4, 5], m: [4, 2, 4, 5], noise: [2, 1, 4, 5], previous: [2, 1, 4, 5] },
+    inputs: {
+      x: [2, 1, 4, 5],
+      m: [4, 2, 4, 5],
+      noise: [2, 1, 4, 5],
+      ring: [2, 2, 1, 4, 5],
+      last: [2, 1, 4, 5],
+    },
     build: (ctx, t) => {
-      const options: SamplerStepOptions = { ...SAMPLER, noise: t.noise, previous: t.previous };
+      const history = { ring: t.ring, step: 2 };
+      const options: SamplerStepOptions = { ...SAMPLER, noise: t.noise, history, last: t.last };
       return { ...samplerStep(ctx, t.x, t.m, options), out: t.x };
     },
     reference: (v) =>
-      samplerRef.samplerStep(v.x, v.m, { ...SAMPLER, noise: v.noise, previous: v.previous, batch: 2 }).x,
+      samplerRef.samplerStep(v.x, v.m, {
+        ...SAMPLER,
+        noise: v.noise,
+        history: [v.ring.subarray(40), v.ring.subarray(0, 40)],
+        last: v.last,
+        batch: 2,
+      }).x,
     tolerance: 1e-5,
   }),
   // 3x3 over 3 channels of |.| < 1 with nearest x2 upsampling and a bias: 28 terms, ~1e-7 each rounding.
@@ -296,6 +356,41 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
     reference: (v) =>
       groupNormRef.groupNorm(v.x, { batch: 2, channels: 6, groups: 3, eps: 1e-6 }, v.weight, v.bias, true),
     tolerance: 1e-5,
+  }),
+  // Wan's causal 3x3x3 conv over [history, x], two samples per frame: 81 products of |.| < 1 per output.
+  selfCheckCase({
+    kernel: "conv3d",
+    inputs: { x: [2, 2, 3, 3, 4], history: [2, 2, 3, 3, 4], w: [4, 3, 3, 3, 3], bias: [4] },
+    build: (ctx, t) => causalConv3d(ctx, t.x, t.w, { padding: 1, history: t.history, bias: t.bias }),
+    reference: (v) => conv3dRef.causalConv3d(v.x, v.w, CONV3D, v.history, v.bias),
+    tolerance: 1e-5,
+  }),
+  // WanRMS_norm + SiLU: normalised values ~1 from an f32 sum of 6 squares.
+  selfCheckCase({
+    kernel: "channel_rms_norm",
+    inputs: { x: [2, 6, 3, 4], gamma: [6] },
+    build: (ctx, t) => channelRmsNorm(ctx, t.x, { gamma: t.gamma, silu: true }),
+    reference: (v) =>
+      channelRmsNormRef.channelRmsNorm(
+        v.x,
+        { images: 2, channels: 6, spatial: 12, eps: 1e-12 },
+        v.gamma,
+        undefined,
+        true,
+      ),
+    tolerance: 1e-5,
+  }),
+  // WanPipeline's de-normalisation: one division (by divisors away from 0) and one addition per value.
+  selfCheckCase({
+    kernel: "channel_affine",
+    inputs: { x: [2, 3, 2, 5], shift: [3] },
+    build: (ctx, t) => {
+      const divisor = ctx.pool.upload(AFFINE_DIVISORS, [3]);
+      const op = channelAffine(ctx, t.x, { divisor, shift: t.shift });
+      return { ...op, release: () => (op.release(), divisor.release()) };
+    },
+    reference: (v) => channelAffineRef.channelAffine(v.x, 3, 10, AFFINE_DIVISORS, v.shift),
+    tolerance: 1e-6,
   }),
   // y - x of |.| < 1: the sum rounds once, like the reference.
   selfCheckCase({

@@ -18,6 +18,8 @@ import type { ModelCatalog } from "./model_catalog.ts";
 import { registerGenerateRoutes } from "./routes/generate.ts";
 import { registerImagesRoute } from "./routes/images.ts";
 import { registerInfoRoutes } from "./routes/info.ts";
+import { registerVideoRoutes } from "./routes/videos.ts";
+import type { VideoJobs } from "./video_jobs.ts";
 
 export interface AppSettings {
   /** When set, every /v1/* route needs `Authorization: Bearer <apiKey>`. */
@@ -31,6 +33,8 @@ export interface AppSettings {
 export interface AppDeps {
   catalog: ModelCatalog;
   generator: GenerationService;
+  /** The jobs of POST /v1/videos. */
+  videos: VideoJobs;
   worker: Pick<GpuWorker, "status">;
   metrics: ServerMetrics;
   settings: AppSettings;
@@ -92,6 +96,7 @@ export function createApp(deps: AppDeps): OpenAPIHono {
   registerInfoRoutes(app, deps);
   registerGenerateRoutes(app, deps);
   registerImagesRoute(app, deps);
+  registerVideoRoutes(app, deps);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {

@@ -13,8 +13,9 @@ import type { ServerMetrics } from "./metrics.ts";
 import type { ModelEntry } from "./model_catalog.ts";
 import type { GenerationJob, JobOutput, Preview, StepProgress } from "./worker_protocol.ts";
 
-/** A resolved request for one model, what it brings besides, and how its PNGs are laid out. */
-export interface Submission extends Pick<GenerationJob, "layout" | "previews" | "embeddings" | "latents"> {
+/** A resolved request for one model, what it brings besides, and how its PNGs (or its video) are written. */
+export interface Submission
+  extends Pick<GenerationJob, "layout" | "previews" | "embeddings" | "latents" | "videoFormat"> {
   model: ModelEntry;
   request: GenerationRequest;
 }
@@ -28,8 +29,12 @@ export interface GenerationOutcome {
 export interface SubmitOptions {
   /** The client's signal: aborting it (disconnect) cancels the job, queued or running. */
   signal: AbortSignal;
+  /** The job has left the queue and runs on the GPU worker. */
+  onStart?: () => void;
   onStep?: (progress: StepProgress) => void;
   onPreview?: (preview: Preview) => void;
+  /** Overrides the request timeout (video jobs, which no request waits on); `setting` names it in the 504. */
+  timeout?: { seconds: number; setting: string };
 }
 
 const seconds = (ms: number) => Number((ms / 1000).toFixed(4));
@@ -60,13 +65,16 @@ export class GenerationService {
   submit(submission: Submission, options: SubmitOptions): Promise<GenerationOutcome> {
     const received = performance.now();
     let started = received;
-    const deadline = this.#deadline();
+    const deadline = this.#deadline(
+      options.timeout ?? { seconds: this.timeoutSeconds, setting: "REQUEST_TIMEOUT_S" },
+    );
     const signal = AbortSignal.any([options.signal, deadline.signal, this.#shutdown.signal]);
     const job = toJob(submission, options.onStep !== undefined);
     let pending: Promise<JobOutput>;
     try {
       pending = this.queue.enqueue((s) => {
         started = performance.now();
+        options.onStart?.();
         return this.worker.run(job, { signal: s, onStep: options.onStep, onPreview: options.onPreview });
       }, signal);
     } catch (e) {
@@ -88,10 +96,10 @@ export class GenerationService {
     this.#shutdown.abort(new ApiError(503, "server is shutting down"));
   }
 
-  #deadline(): { signal: AbortSignal; clear(): void } {
+  #deadline(timeout: { seconds: number; setting: string }): { signal: AbortSignal; clear(): void } {
     const controller = new AbortController();
-    const message = `request timed out after ${this.timeoutSeconds} s (REQUEST_TIMEOUT_S)`;
-    const timer = setTimeout(() => controller.abort(new ApiError(504, message)), this.timeoutSeconds * 1000);
+    const message = `request timed out after ${timeout.seconds} s (${timeout.setting})`;
+    const timer = setTimeout(() => controller.abort(new ApiError(504, message)), timeout.seconds * 1000);
     return { signal: controller.signal, clear: () => clearTimeout(timer) };
   }
 

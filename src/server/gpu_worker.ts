@@ -4,12 +4,12 @@ import { createStrategy } from "../cache/create.ts";
 import type { CacheStrategy } from "../cache/strategy.ts";
 import { GpuContext } from "../gpu/context.ts";
 import type { Decoded, StepEvent } from "../pipeline/generate.ts";
-import { encodeImagesPng } from "../pipeline/image.ts";
 import type { ModelCard } from "../pipeline/model_card.ts";
 import { type ImagePipeline, LatentsError, type RunOptions } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
 import { RequestError } from "../pipeline/request.ts";
 import { SchedulerConfigError } from "../pipeline/schedulers/schedule.ts";
+import { encodeOutput, encodePngs, transferables } from "./job_output.ts";
 import { SharedAbort } from "./shared_abort.ts";
 import type { FromWorker, GenerationJob, JobFailureKind, ToWorker } from "./worker_protocol.ts";
 
@@ -55,19 +55,6 @@ async function init(preload: ModelCard[]): Promise<void> {
   }
 }
 
-/** Decoded images as PNGs: one with them side by side ("grid"), or one each. */
-function encode(decoded: Decoded, layout: GenerationJob["layout"]): Uint8Array[] {
-  if (layout === "grid") return [encodeImagesPng(decoded.images, decoded.shape)];
-  const [n, c, h, w] = decoded.shape;
-  const per = c * h * w;
-  return Array.from(
-    { length: n },
-    (_, i) => encodeImagesPng(decoded.images.subarray(i * per, (i + 1) * per), [1, c, h, w]),
-  );
-}
-
-const buffers = (pngs: Uint8Array[]) => pngs.map((p) => p.buffer as ArrayBuffer);
-
 /** A failure that the request caused (bad_request, with its field), or how the run was stopped. */
 function failure(gpu: GpuContext, e: unknown, signal: AbortSignal): { kind: JobFailureKind; field?: string } {
   if (e instanceof RequestError) return { kind: "bad_request", field: e.field };
@@ -97,8 +84,8 @@ function runOptions(
       },
     });
   const onPreview = (step: number, decoded: Decoded) => {
-    const pngs = encode(decoded, "each");
-    scope.postMessage({ type: "preview", id, preview: { step, pngs } }, buffers(pngs));
+    const pngs = encodePngs(decoded, "each");
+    scope.postMessage({ type: "preview", id, preview: { step, pngs } }, transferables({ pngs }));
   };
   return {
     strategy,
@@ -116,15 +103,15 @@ async function run(gpu: GpuContext, id: number, job: GenerationJob, signal: Abor
     const pipeline = await loadModel(gpu, job.card);
     strategy = createStrategy(gpu, job.request.cache);
     const result = await pipeline.run(job.request, runOptions(id, job, signal, strategy));
-    const pngs = encode(result, job.layout);
+    const encoded = await encodeOutput(result, job);
     scope.postMessage(
       {
         type: "done",
         id,
-        output: { pngs, seconds: result.seconds, cache: result.cache, notes: result.notes },
+        output: { ...encoded, seconds: result.seconds, cache: result.cache, notes: result.notes },
         pool: gpu.pool.stats(),
       },
-      buffers(pngs),
+      transferables(encoded),
     );
   } catch (e) {
     const { kind, field } = failure(gpu, e, signal);

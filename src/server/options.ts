@@ -3,6 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { DEFAULT_MAX_VIDEO_PIXELS } from "../pipeline/request.ts";
 import { formatIssues } from "../validation/issues.ts";
 
 export interface ServerOptions {
@@ -16,6 +17,14 @@ export interface ServerOptions {
   maxQueue: number;
   requestTimeoutS: number;
   corsOrigin?: string;
+  /** Video jobs kept (queued, running, or finished and not yet expired) before POST /v1/videos gets 429. */
+  maxVideoJobs: number;
+  /** Seconds a finished video job (and its file) is kept before it is deleted. */
+  videoRetentionS: number;
+  /** Seconds a video job may wait and run before it fails (504). */
+  videoTimeoutS: number;
+  /** Frames x width x height a video request may ask for. */
+  maxVideoPixels: number;
 }
 
 export class ServerOptionsError extends Error {}
@@ -38,6 +47,10 @@ const settingsSchema = z.object({
   MAX_QUEUE: int("MAX_QUEUE", 0, 10_000, 16),
   REQUEST_TIMEOUT_S: int("REQUEST_TIMEOUT_S", 1, 86_400, 300),
   CORS_ORIGIN: text("CORS_ORIGIN").optional(),
+  MAX_VIDEO_JOBS: int("MAX_VIDEO_JOBS", 1, 10_000, 64),
+  VIDEO_RETENTION_S: int("VIDEO_RETENTION_S", 1, 7 * 86_400, 3600),
+  VIDEO_TIMEOUT_S: int("VIDEO_TIMEOUT_S", 1, 7 * 86_400, 3 * 3600),
+  MAX_VIDEO_PIXELS: int("MAX_VIDEO_PIXELS", 1, 1e12, DEFAULT_MAX_VIDEO_PIXELS),
 });
 
 type SettingName = keyof z.infer<typeof settingsSchema>;
@@ -78,6 +91,10 @@ export function parseServerOptions(env: Record<string, string | undefined>, args
     maxQueue: v.MAX_QUEUE,
     requestTimeoutS: v.REQUEST_TIMEOUT_S,
     corsOrigin: v.CORS_ORIGIN,
+    maxVideoJobs: v.MAX_VIDEO_JOBS,
+    videoRetentionS: v.VIDEO_RETENTION_S,
+    videoTimeoutS: v.VIDEO_TIMEOUT_S,
+    maxVideoPixels: v.MAX_VIDEO_PIXELS,
   };
 }
 

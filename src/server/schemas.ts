@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { CACHE_STRATEGIES, cacheOptionNames, type CacheStrategyName } from "../cache/options.ts";
 import { ranged, samplingSchema } from "../pipeline/request.ts";
+import { VIDEO_FORMATS } from "../pipeline/video/encode.ts";
 
 export const MAX_IMAGES = 8;
 /** OpenAI's range for partial_images. */
@@ -100,6 +101,61 @@ export const imagesBodySchema = z.strictObject({
   user: z.string().optional(),
 });
 export type ImagesBody = z.infer<typeof imagesBodySchema>;
+
+/** POST /v1/videos: OpenAI's video request shape, with frames and fps for its seconds. */
+export const videoBodySchema = samplingSchema.omit({ true_cfg: true }).extend({
+  prompt: z.string({ error: "prompt must be a string" }).describe("What the video shows"),
+  model: modelName.optional().describe("A video model's directory name under MODELS_DIR"),
+  negative_prompt: z.string({ error: "negative_prompt must be a string" }).optional()
+    .describe('What classifier-free guidance (guidance above 1) steers away from; "" when absent'),
+  size: size.optional(),
+  cache: cacheSchema.default("none"),
+  response_format: z.enum(VIDEO_FORMATS, {
+    error: `response_format must be one of ${VIDEO_FORMATS.join(", ")}`,
+  })
+    .default("mp4").describe(
+      "mp4 (H.264) and webp need ffmpeg on the server (see /v1/models: video.formats); gif never does",
+    ),
+});
+export type VideoBody = z.infer<typeof videoBodySchema>;
+
+export const videoSchema = z.object({
+  id: z.string(),
+  object: z.literal("video"),
+  model: z.string(),
+  status: z.enum(["queued", "in_progress", "completed", "failed"]),
+  progress: z.number().describe("0..100: steps done of steps (100 only once the file is written)"),
+  step: z.number().describe("Denoising steps done"),
+  steps: z.number(),
+  created_at: z.number().describe("Seconds since the epoch"),
+  completed_at: z.number().nullable(),
+  expires_at: z.number().nullable().describe(
+    "When a finished video and its file are deleted (VIDEO_RETENTION_S)",
+  ),
+  prompt: z.string().nullable(),
+  size: z.string(),
+  frames: z.number(),
+  fps: z.number(),
+  seconds: z.string().describe("Playing time, frames / fps, as OpenAI's video API spells it"),
+  seed: z.number(),
+  response_format: z.enum(VIDEO_FORMATS),
+  generate_seconds: z.number().nullable().describe("GPU seconds, once completed"),
+  cached_steps: z.array(z.number()).nullable().describe(
+    "Steps the cache strategy reused, once completed (the conditional pass' with separate CFG caches)",
+  ),
+  cfg_cached_steps: z.array(z.number()).nullable().describe(
+    "The unconditional pass' reused steps, where CFG runs as separate passes with their own caches",
+  ),
+  error: z.object({ message: z.string(), code: z.string(), field: z.string().nullable() }).nullable()
+    .describe("Why it failed; code: invalid_request, cancelled, timeout, unavailable or internal"),
+});
+export type Video = z.infer<typeof videoSchema>;
+
+export const videoDeletedSchema = z.object({
+  id: z.string(),
+  object: z.literal("video.deleted"),
+  deleted: z.literal(true),
+});
 
 export const errorSchema = z.object({
   error: z.string().describe("What was wrong, naming the field and its allowed range"),
@@ -206,6 +262,11 @@ export const modelsSchema = z.object({
     blocks: z.number(),
     samplers: z.array(z.string()),
     defaults: z.object({ steps: z.number(), guidance: z.number() }),
+    video: z.object({
+      frames: z.number(),
+      fps: z.number(),
+      formats: z.array(z.enum(VIDEO_FORMATS)).describe("response_format values this server can write"),
+    }).nullable().describe("Video models (POST /v1/videos): default frames and fps; null for image models"),
     strategies: z.array(z.string()),
     presets: z.array(z.string()),
     scm_presets: z.array(z.string()),

@@ -7,6 +7,8 @@ import { JobQueue } from "./job_queue.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { ModelCatalog } from "./model_catalog.ts";
 import type { ServerOptions } from "./options.ts";
+import { VideoJobs } from "./video_jobs.ts";
+import { videoFormatSupport } from "../pipeline/video/encode.ts";
 
 export interface Services {
   deps: AppDeps;
@@ -42,10 +44,18 @@ export async function createServices(
     },
   });
   const generator = new GenerationService(worker, queue, metrics, options.requestTimeoutS);
+  const videos = new VideoJobs(generator, {
+    capacity: options.maxVideoJobs,
+    retentionSeconds: options.videoRetentionS,
+    timeoutSeconds: options.videoTimeoutS,
+    maxVideoPixels: options.maxVideoPixels,
+    formats: await videoFormatSupport(),
+  });
   return {
     deps: {
       catalog,
       generator,
+      videos,
       worker,
       metrics,
       settings: {
@@ -58,6 +68,7 @@ export async function createServices(
     worker,
     close: () => {
       generator.shutdown();
+      videos.close();
       worker.close();
     },
   };

@@ -1,10 +1,12 @@
 // Messages between the HTTP thread and the GPU worker. The HTTP thread never touches WebGPU: it sends fully
-// validated jobs and receives PNG bytes, step events, partial images and pool statistics.
+// validated jobs and receives PNG bytes (or a video model's encoded video), step events, partial images and
+// pool statistics.
 import type { CacheStats } from "../cache/strategy.ts";
 import type { PoolStats } from "../gpu/pool.ts";
 import type { Float32Tensor } from "../model/safetensors.ts";
 import type { ModelCard } from "../pipeline/model_card.ts";
 import type { GenerationRequest } from "../pipeline/request.ts";
+import type { VideoFormat } from "../pipeline/video/encode.ts";
 
 export interface GenerationJob {
   /** The model, its directory already checked to lie inside MODELS_DIR. */
@@ -14,6 +16,8 @@ export interface GenerationJob {
   progress: boolean;
   /** "grid": one PNG with the images side by side; "each": one PNG per image. */
   layout: "grid" | "each";
+  /** Video models: the file the frames are encoded to (at request.video.fps) instead of PNGs. */
+  videoFormat?: VideoFormat;
   /** Steps after which the current latents are decoded and sent as a `preview` (partial images). */
   previews: number[];
   /** Precomputed text conditioning by diffusers' names, already checked against the model. */
@@ -37,7 +41,10 @@ export interface Preview {
 }
 
 export interface JobOutput {
+  /** Empty for a video job. */
   pngs: Uint8Array[];
+  /** A video job's file, in its videoFormat. */
+  video?: Uint8Array;
   seconds: number;
   cache: CacheStats;
   /** What the pipeline changed in the request (a truncated prompt). */

@@ -4,12 +4,14 @@ import { KernelError } from "../../src/gpu/kernel.ts";
 import { Tensor } from "../../src/gpu/tensor.ts";
 import {
   type AttentionDims,
+  crossAttention,
   flashAttention,
   type FlashAttentionOptions,
-  naiveAttention,
   type QkvViews,
 } from "../../src/ops/attention.ts";
+import { naiveAttention } from "../../src/ops/attention_naive.ts";
 import {
+  crossAttention as crossAttentionRef,
   flashAttention as attentionRef,
   type HostAttentionOptions,
   type HostQkv,
@@ -181,6 +183,48 @@ gpuTest(
   },
 );
 
+// Wan's cross-attention: video-token queries [B, Nq, H*D] (a padded view) attend text keys and values of a
+// fused kv [B, Nk, 2*H*D]. D = 24 has 4 rows per lane (256 rows per workgroup): 300 queries span two
+// workgroups, 7 do not fill one. With one key every output row is that key's v row.
+for (const [queries, keys] of [[300, 5], [7, 12], [9, 1]]) {
+  gpuTest(`cross_attention ${queries} queries attend ${keys} keys, B=2 H=3 D=24`, async (ctx) => {
+    const dims = { batch: 2, heads: 3, headDim: 24 };
+    const width = dims.heads * dims.headDim;
+    const qStride = width + 8;
+    const qData = randn(4 + dims.batch * queries * qStride, 110 + queries);
+    const kvData = randn(dims.batch * keys * 2 * width, 111 + keys);
+    const qTensor = ctx.pool.upload(qData, [qData.length]);
+    const kvTensor = ctx.pool.upload(kvData, [dims.batch, keys, 2 * width]);
+    const q = { offset: 4, rowStride: qStride };
+    const k = { offset: 0, rowStride: 2 * width };
+    const v = { offset: width, rowStride: 2 * width };
+    const op = crossAttention(
+      ctx,
+      { q: { tensor: qTensor, ...q }, tokens: queries },
+      { k: { tensor: kvTensor, ...k }, v: { tensor: kvTensor, ...v }, tokens: keys },
+      dims,
+    );
+    assert.deepEqual(op.out.shape, [dims.batch, queries, width]);
+    const got = await runAndRead(ctx, op.dispatches, op.out);
+    op.release();
+    const want = crossAttentionRef(
+      { q: { data: qData, ...q }, tokens: queries },
+      { k: { data: kvData, ...k }, v: { data: kvData, ...v }, tokens: keys },
+      dims,
+    );
+    assertClose(got, want, TOL, "cross attention");
+    if (keys === 1) {
+      for (let b = 0; b < dims.batch; b++) {
+        const vRow = kvData.subarray((2 * b + 1) * width, (2 * b + 2) * width);
+        const last = got.subarray(((b + 1) * queries - 1) * width, (b + 1) * queries * width);
+        assertClose(last, vRow, TOL, `batch ${b}, last query against the one v row`);
+      }
+    }
+    qTensor.release();
+    kvTensor.release();
+  });
+}
+
 /** Integers in [-range, range]: products and sums stay exact in fp32, as do scores at scale 1/8. */
 function integers(size: number, seed: number, range: number): Float32Array {
   const next = rng(seed);
@@ -316,6 +360,25 @@ gpuTest("flash_attention rejects bad dims, views and outputs naming the shapes a
   );
   rejects(flash(good, dims, { scoreBias: u32.view([2, 5, 384]) }), /scoreBias \[2, 5, 384\] u32 must be f32/);
   rejects(flash(good, dims, { scoreBias: biasInOut, out }), /out shares the buffer of scoreBias/);
+  const cross = (keys: number, o?: FlashAttentionOptions) => () =>
+    crossAttention(ctx, { q: view(0), tokens: 5 }, { k: view(128), v: view(256), tokens: keys }, dims, o);
+  rejects(cross(6), /key k view \(offset 128, rowStride 384\).*12 rows .* reach element 4480/);
+  rejects(cross(3, { out: wrongOut }), /out \[2, 5, 64\] f32 must be f32 \[2, 5, 128\] \[batch, Nq, /);
+  rejects(
+    () =>
+      crossAttention(
+        ctx,
+        { q: { tensor: q, offset: 0, rowStride: 128 }, tokens: 5 },
+        {
+          k: view(128),
+          v: view(256),
+          tokens: 3,
+        },
+        dims,
+        { out: q },
+      ),
+    /out shares the buffer of q/,
+  );
   assert.equal(ctx.pool.stats().buffersInUse, before, "a rejected call must not allocate");
   for (const t of [qkv, wrongOut, q, u32, bias, out]) t.release();
 });

@@ -217,6 +217,33 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "layer_norm and layer_norm_modulate write into a given out, which release() leaves alone",
+  async (ctx) => {
+    const [batch, tokens, channels] = [2, 3, 20];
+    const x = randn(batch * tokens * channels, 57, 2);
+    const mod = randn(batch * 2 * channels, 58, 0.5);
+    const tx = ctx.pool.upload(x, [batch, tokens, channels]);
+    const tm = ctx.pool.upload(mod, [batch, 2 * channels]);
+    const out = ctx.pool.tensor([batch, tokens, channels]);
+    for (
+      const [what, op, want] of [
+        ["layer_norm", layerNorm(ctx, tx, { out }), ref.layerNorm(x, channels)],
+        [
+          "layer_norm_modulate",
+          layerNormModulate(ctx, tx, tm, { shift: 0, scale: 1, out }),
+          ref.layerNormModulate(x, [batch, tokens, channels], mod, { shift: 0, scale: 1 }),
+        ],
+      ] as const
+    ) {
+      assert.equal(op.out, out, what);
+      assertClose(await run(ctx, op), want, MODULATE_TOL, what);
+      assert.equal(out.released, false, `${what}: release() freed the caller's out`);
+    }
+    for (const t of [tx, tm, out]) t.release();
+  },
+);
+
 gpuTest("norm ops reject bad shapes, chunks, views and options before allocating or dispatching", (ctx) => {
   const x = ctx.pool.tensor([4, 128]);
   const w127 = ctx.pool.tensor([127]);
@@ -244,6 +271,14 @@ gpuTest("norm ops reject bad shapes, chunks, views and options before allocating
     /mod \[3, 384\] must be \[B, k\*C\] = \[2, k\*64\]/,
   );
   rejects(() => layerNormModulate(ctx, x, mod, { shift: 0, scale: 1 }), /x \[4, 128\] must be \[B, T, C\]/);
+  rejects(
+    () => layerNorm(ctx, x, { out: w127 }),
+    /^layer_norm: out \[127\] f32 must be f32 of x's shape \[4, 128\]/,
+  );
+  rejects(
+    () => layerNormModulate(ctx, x3, mod, { shift: 0, scale: 1, out: x3 }),
+    /^layer_norm_modulate: out shares the buffer of an input/,
+  );
   const dims = { tokens: 10, heads: 4, headDim: 8 };
   rejects(
     () => rmsNormInPlace(ctx, { tensor: qkv, offset: 2 * 32 + 1, rowStride: 96 }, dims),

@@ -104,6 +104,31 @@ gpuTest(
 );
 
 gpuTest(
+  "rope over more pairs than one grid dimension holds: a Wan video grid of 66,780 tokens x 64 pairs",
+  async (ctx) => {
+    // Wan2.1's split of a 128 head over (frame, row, column); 4.27M pairs need 66,780 workgroups of 64.
+    const axes: RopeAxes = { axesDim: [44, 42, 42], theta: 10000 };
+    const [frames, rows, cols, headDim] = [21, 60, 53, 128];
+    const tokens = frames * rows * cols;
+    const ids = new Float32Array(tokens * 3);
+    for (let n = 0; n < tokens; n++) {
+      ids.set([Math.floor(n / (rows * cols)), Math.floor(n / cols) % rows, n % cols], n * 3);
+    }
+    const data = randn(tokens * headDim, 15);
+    const x = ctx.pool.upload(data, [1, tokens, headDim]);
+    const table = ropeTable(ctx, ids, [tokens, 3], axes);
+    const view = { tensor: x, offset: 0, rowStride: headDim };
+    const op = rope(ctx, [view], table, { batch: 1, heads: 1, headDim });
+    assert.ok(op.dispatches[0].workgroups[1] > 1, "the grid did not wrap into a second dimension");
+    const got = await runAndRead(ctx, op.dispatches, x);
+    assertClose(got, ropeRef(data, view, ids, axes, { batch: 1, heads: 1 }), TOL, "x");
+    op.release();
+    table.release();
+    x.release();
+  },
+);
+
+gpuTest(
   "rope rejects bad axes, ids and views with the shapes and allowed range, before dispatching",
   (ctx) => {
     const inUse = ctx.pool.stats().buffersInUse;

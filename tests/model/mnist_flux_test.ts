@@ -20,7 +20,7 @@ import { T5Encoder } from "../../src/model/text/t5_encoder.ts";
 import { PromptTokenizer } from "../../src/model/text/tokenizer.ts";
 import { AutoencoderKlDecoder } from "../../src/model/vae/decoder.ts";
 import { toUnitHwc } from "../../src/pipeline/image.ts";
-import { readModelCard, type TextCard } from "../../src/pipeline/model_card.ts";
+import { type FluxCard, readModelCard } from "../../src/pipeline/model_card.ts";
 import { FluxPipeline } from "../../src/pipeline/pipelines/flux.ts";
 import { loadPipeline } from "../../src/pipeline/pipelines/load.ts";
 import { FluxPromptEncoder } from "../../src/pipeline/text/flux_prompt_encoder.ts";
@@ -50,7 +50,7 @@ const VAE = { atol: 2e-5, rtol: 0 };
 const IMAGES = { atol: 2e-5, rtol: 0 };
 
 /** sha256 of every file of the component directories, as the fixture script records them. */
-async function weightsSha256(card: TextCard): Promise<Record<string, string>> {
+async function weightsSha256(card: FluxCard): Promise<Record<string, string>> {
   const index = await readJsonFile(`${card.dir}/model_index.json`) as Record<string, unknown>;
   const components = Object.keys(index).filter((k) => Array.isArray(index[k]) && index[k][0] !== null);
   const sums: Record<string, string> = {};
@@ -68,7 +68,7 @@ async function weightsSha256(card: TextCard): Promise<Record<string, string>> {
   return sums;
 }
 
-let loaded: Promise<{ card: TextCard; sums: Record<string, string> }> | undefined;
+let loaded: Promise<{ card: FluxCard; sums: Record<string, string> }> | undefined;
 
 /** The card of weights/mnist-flux and the sums of its files, read once. */
 function mnistFlux() {

@@ -1,5 +1,5 @@
 // The schedulers' coefficients against diffusers (tools/diffusers_fixtures.py, scheduler_run): each fixture's
-// run is replayed on the CPU in float64 from the recorded model outputs, checking the model input and the
+// run is replayed on the CPU (src/ref/sampler_step.ts) from the recorded model outputs, checking the model input and the
 // sample after every step; then the refusals of configs and options the coefficients cannot reproduce.
 import { parsePythonJson } from "../../src/model/component_config.ts";
 import assert from "node:assert/strict";
@@ -7,10 +7,10 @@ import {
   createSchedule,
   SCHEDULER_CLASSES,
   SchedulerConfigError,
-  type SchedulerStep,
 } from "../../src/pipeline/schedulers/schedule.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { type Fixture, fixtureTensor, readFixture } from "../support/fixtures.ts";
+import { ScheduleReplay } from "../support/schedule_replay.ts";
 
 const FIXTURES = "tests/fixtures/diffusers";
 const NAMES = [
@@ -25,11 +25,12 @@ const NAMES = [
   "flow-euler-shift3",
   "flow-euler-dynamic",
 ];
-// diffusers rounds every tensor op to float32; the replay applies the coefficients in float64. One step agrees
-// to ~2e-7 of the samples' magnitude, but epsilon-prediction steps scale earlier differences up (DDIM weighs
-// the sample by sqrt(alpha_prev / alpha) > 1), so after 10-12 steps samples of magnitude ~15 are off by up
-// to ~3e-5 (ddim-epsilon and dpm-2m-epsilon use ~60% of this bound, the others < 15%). A wrong formula for
-// any coefficient moves samples by far more.
+// diffusers rounds every tensor op to float32; the replay applies the coefficients in float64 and rounds each
+// step's sample and x0 to float32 once. One step agrees to ~2e-7 of the samples' magnitude, but
+// epsilon-prediction steps scale earlier differences up (DDIM weighs the sample by sqrt(alpha_prev / alpha)
+// > 1), so after 10-12 steps samples of magnitude ~15 are off by up to ~3e-5 (ddim-epsilon, dpm-1-noeuler and
+// dpm-2m-epsilon use 40-70% of this bound, the others < 15%). A wrong formula for any coefficient moves
+// samples by far more.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
 
 function scheduleOf(fixture: Fixture, name: string) {
@@ -40,19 +41,6 @@ function scheduleOf(fixture: Fixture, name: string) {
   };
   const options = metadata.mu === undefined ? {} : { mu: Number(metadata.mu) };
   return createSchedule(`scheduler-${name}`, config, Number(metadata.steps), options);
-}
-
-/** One fused step in float64, as the GPU kernel computes it; returns [prev_sample, x0]. */
-function applyStep(step: SchedulerStep, sample: Float64Array, model: Float32Array, previousX0: Float64Array) {
-  const { x0: x0c, next } = step;
-  const x0 = sample.map((s, e) => {
-    const value = x0c.sample * s + x0c.model * model[e];
-    return x0c.clip === null ? value : Math.min(x0c.clip, Math.max(-x0c.clip, value));
-  });
-  const prev = sample.map((s, e) =>
-    next.sample * s + next.x0 * x0[e] + next.previous * previousX0[e] + next.model * model[e]
-  );
-  return [prev, x0];
 }
 
 for (const name of NAMES) {
@@ -72,13 +60,11 @@ for (const name of NAMES) {
     const scaledInitial = fixtureTensor(fixture, "scaled_initial");
     assertClose(initial.map((v) => v * schedule.initNoiseSigma), scaledInitial, TOL, "init_noise_sigma");
 
-    let sample = Float64Array.from(scaledInitial);
-    let previousX0 = new Float64Array(sample.length);
+    const replay = new ScheduleReplay(scaledInitial, 2);
     schedule.steps.forEach((step, i) => {
-      assert.equal(step.next.noise, 0, `step ${i} of a deterministic scheduler adds noise`);
-      const modelInput = sample.map((s) => step.inputScale * s);
+      const modelInput = replay.sample.map((s) => step.inputScale * s);
       assertClose(modelInput, fixtureTensor(fixture, `model_input.${i}`), TOL, `model_input.${i}`);
-      [sample, previousX0] = applyStep(step, sample, fixtureTensor(fixture, `model_output.${i}`), previousX0);
+      const sample = replay.step(step, fixtureTensor(fixture, `model_output.${i}`));
       assertClose(sample, fixtureTensor(fixture, `sample.${i}`), TOL, `sample.${i}`);
     });
   });
@@ -105,6 +91,7 @@ Deno.test("schedulers: an unknown or missing _class_name lists the supported cla
     "DPMSolverMultistepScheduler",
     "EulerDiscreteScheduler",
     "FlowMatchEulerDiscreteScheduler",
+    "UniPCMultistepScheduler",
   ]);
   const supported = `supported: ${SCHEDULER_CLASSES.join(", ")}$`;
   refuses(

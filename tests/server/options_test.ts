@@ -12,6 +12,10 @@ Deno.test("no configuration gives the documented defaults", () => {
     maxQueue: 16,
     requestTimeoutS: 300,
     corsOrigin: undefined,
+    maxVideoJobs: 64,
+    videoRetentionS: 3600,
+    videoTimeoutS: 10_800,
+    maxVideoPixels: 81 * 1280 * 720,
   });
 });
 
@@ -22,7 +26,16 @@ Deno.test("the default models dir is the repository's weights/ as an absolute pa
 Deno.test("environment sets values; flags win over the environment", () => {
   const o = parseServerOptions(
     { PORT: "9000", HOST: "0.0.0.0", API_KEY: "secret", MAX_QUEUE: "3", CORS_ORIGIN: "https://a.example" },
-    ["--port", "9100", "--models-dir", "/srv/models", "--request-timeout-s", "20"],
+    [
+      "--port",
+      "9100",
+      "--models-dir",
+      "/srv/models",
+      "--request-timeout-s",
+      "20",
+      "--video-retention-s",
+      "60",
+    ],
   );
   assert.equal(o.port, 9100);
   assert.equal(o.host, "0.0.0.0");
@@ -31,6 +44,7 @@ Deno.test("environment sets values; flags win over the environment", () => {
   assert.equal(o.maxQueue, 3);
   assert.equal(o.requestTimeoutS, 20);
   assert.equal(o.corsOrigin, "https://a.example");
+  assert.equal(o.videoRetentionS, 60);
 });
 
 Deno.test("bad values stop start-up with a message naming the setting and its range", () => {
@@ -39,6 +53,9 @@ Deno.test("bad values stop start-up with a message naming the setting and its ra
     [{ PORT: "eighty" }, [], /PORT must be an integer/],
     [{}, ["--max-queue=-1"], /MAX_QUEUE must be an integer in 0\.\.10000/],
     [{ REQUEST_TIMEOUT_S: "0" }, [], /REQUEST_TIMEOUT_S must be an integer in 1\.\.86400/],
+    [{}, ["--video-retention-s", "0"], /VIDEO_RETENTION_S must be an integer in 1\.\.604800/],
+    [{ MAX_VIDEO_JOBS: "0" }, [], /MAX_VIDEO_JOBS must be an integer in 1\.\.10000/],
+    [{ MAX_VIDEO_PIXELS: "1.5" }, [], /MAX_VIDEO_PIXELS must be an integer in 1\.\.1000000000000/],
     [{}, ["--no-such-flag", "1"], /no-such-flag[\s\S]*usage: deno task serve/],
   ];
   for (const [env, args, message] of cases) {

@@ -11,9 +11,9 @@ import {
   type AttentionDims,
   flashAttention,
   flashAttentionTiling,
-  naiveAttention,
   type QkvViews,
 } from "../../ops/attention.ts";
+import { naiveAttention } from "../../ops/attention_naive.ts";
 import { flashAttention as attentionRef, type HostQkv } from "../../ref/attention.ts";
 import { benchInput, type BenchRow, type BenchSuite, gflops, maxAbsDiff, timeCommands } from "./harness.ts";
 

@@ -5,7 +5,7 @@
 import type { GpuContext } from "../../gpu/context.ts";
 import { classifierInput, DigitClassifier } from "../../model/classifier.ts";
 import type { PhaseSeconds } from "../../pipeline/generate.ts";
-import type { TextCard } from "../../pipeline/model_card.ts";
+import type { FluxCard } from "../../pipeline/model_card.ts";
 import { FluxPipeline } from "../../pipeline/pipelines/flux.ts";
 import { resolveRequest } from "../../pipeline/request.ts";
 import { DigitScores } from "./digit_scores.ts";
@@ -60,7 +60,7 @@ async function torchSide(dir: string, prompts: string[], flags: TextBenchFlags) 
   }
 }
 
-export async function benchTextModel(ctx: GpuContext, card: TextCard, flags: TextBenchFlags) {
+export async function benchTextModel(ctx: GpuContext, card: FluxCard, flags: TextBenchFlags) {
   const images = benchPrompts(await requireHeldOutPrompts(card.dir), flags.perDigit);
   const trueCfg = flags.trueCfg > 1;
   const request = (prompts: string[], seed: number) =>

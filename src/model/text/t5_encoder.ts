@@ -1,10 +1,16 @@
-// transformers' T5EncoderModel (FLUX's text_encoder_2, T5 v1.1 XXL), computed as transformers does: the
-// shared token embedding, blocks of T5LayerNorm (RMS norm with a weight, no bias) -> self-attention without
-// the 1/sqrt(d) scale plus a relative position bias -> residual, T5LayerNorm -> gated-GELU feed-forward
-// (gelu_new(wi_0 x) * wi_1 x -> wo) -> residual, then final_layer_norm. Everything is computed in f32, so the
-// residual stream and the feed-forward output cannot overflow as they do in f16; matrices are read as stored.
-// The position bias [heads, L, L] comes from block 0's relative_attention_bias table alone and is shared by
-// every block; it depends only on L, so it is built on the host once per graph.
+// transformers' T5EncoderModel (FLUX's text_encoder_2, T5 v1.1 XXL) and UMT5EncoderModel (Wan's
+// text_encoder, umT5-XXL), computed as transformers does: the shared token embedding, blocks of T5LayerNorm
+// (RMS norm with a weight, no bias) -> self-attention without the 1/sqrt(d) scale plus a relative position
+// bias -> residual, T5LayerNorm -> gated-GELU feed-forward (gelu_new(wi_0 x) * wi_1 x -> wo) -> residual, then
+// final_layer_norm. Everything is computed in f32, so the residual stream and the feed-forward output cannot
+// overflow as they do in f16; matrices (and the bias tables) are read as stored.
+// The one difference between the two: T5's position bias [heads, L, L] comes from block 0's
+// relative_attention_bias table and is shared by every block, UMT5's blocks each gather their own table.
+// The bias is gathered on the GPU into one tensor (src/ops/relative_position_bias.ts): once after the
+// embeddings (T5) or at the start of every block (UMT5). The buckets of the offsets depend only on L and are
+// computed on the host once per graph. An attention mask (WanPipeline passes one; FluxPipeline none) is a
+// count of real tokens at the start of a row: the keys after them are masked in the same bias, so it needs a
+// batch of one row, whose bias no other row shares.
 import type { GpuContext } from "../../gpu/context.ts";
 import { type Command, disposeDispatches } from "../../gpu/kernel.ts";
 import { Owned } from "../../gpu/owned.ts";
@@ -13,17 +19,32 @@ import { flashAttention } from "../../ops/attention.ts";
 import { embeddingLookup } from "../../ops/embedding_lookup.ts";
 import { linear } from "../../ops/linear.ts";
 import { rmsNorm } from "../../ops/norm.ts";
+import { relativePositionBias } from "../../ops/relative_position_bias.ts";
 import { openCheckpoint } from "../checkpoint.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
-import { forEachTensor } from "../safetensors.ts";
 import { loadCheckpoint, type ShapeSpec } from "../weights.ts";
 import { relativeBucketsOf, type T5Config } from "./config.ts";
-import { checkGraphShape, type TextEncoderGraph, TRANSFORMERS_STEM, writeTokenIds } from "./text_encoder.ts";
+import {
+  checkGraphShape,
+  type TextEncoderGraph,
+  TextEncoderInputError,
+  TRANSFORMERS_STEM,
+  writeTokenIds,
+} from "./text_encoder.ts";
 
-const MODEL = "T5EncoderModel";
-const RELATIVE_ATTENTION_BIAS = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight";
 /** transformers 4.x may store the encoder's tied copy of shared.weight; it is the same table. */
 const TIED_EMBEDDING = "encoder.embed_tokens.weight";
+
+/** The class name, for errors. */
+const modelName = (c: T5Config) => c.model_type === "umt5" ? "UMT5EncoderModel" : "T5EncoderModel";
+
+/** Every layer has its own position bias table (UMT5), or all share block 0's (T5). */
+const biasPerLayer = (c: T5Config) => c.model_type === "umt5";
+
+/** The relative_attention_bias [buckets, heads] that layer i adds. */
+function biasTableOf(c: T5Config, layer: number): string {
+  return `encoder.block.${biasPerLayer(c) ? layer : 0}.layer.0.SelfAttention.relative_attention_bias.weight`;
+}
 
 /** Checkpoint keys and shapes of a config. */
 export function t5EncoderShapes(c: T5Config): ShapeSpec {
@@ -32,11 +53,13 @@ export function t5EncoderShapes(c: T5Config): ShapeSpec {
   const shapes: [string, number[]][] = [
     ["shared.weight", [c.vocab_size, d]],
     ["encoder.final_layer_norm.weight", [d]],
-    [RELATIVE_ATTENTION_BIAS, [c.relative_attention_num_buckets, c.num_heads]],
   ];
   for (let i = 0; i < c.num_layers; i++) {
     const attention = `encoder.block.${i}.layer.0`;
     const ff = `encoder.block.${i}.layer.1`;
+    if (i === 0 || biasPerLayer(c)) {
+      shapes.push([biasTableOf(c, i), [c.relative_attention_num_buckets, c.num_heads]]);
+    }
     shapes.push(
       ...["q", "k", "v"].map((
         n,
@@ -71,24 +94,14 @@ export function relativePositionBucket(relative: number, c: T5Config): number {
   return offset + Math.min(large, perDirection - 1);
 }
 
-/** [heads, L, L]: bias[h, i, j] = table[bucket(j - i), h] for table [buckets, heads]. */
-export function relativePositionBias(table: Float32Array, length: number, c: T5Config): Float32Array {
-  const heads = c.num_heads;
-  const buckets = Array.from({ length: 2 * length - 1 }, (_, r) => relativePositionBucket(r - length + 1, c));
-  const bias = new Float32Array(heads * length * length);
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < length; i++) {
-      for (let j = 0; j < length; j++) {
-        bias[(h * length + i) * length + j] = table[buckets[j - i + length - 1] * heads + h];
-      }
-    }
-  }
-  return bias;
-}
-
 export interface T5EncoderGraph extends TextEncoderGraph {
-  /** [heads, length, length]: the relative position bias every block adds to its scores. */
+  /**
+   * [heads, length, length]: the score bias of the last block that ran (T5: every block's), masked after the
+   * real tokens that writeInputIds was given.
+   */
   positionBias: Tensor;
+  /** u32 [1]: the real tokens, whose keys are unmasked. */
+  keys: Tensor;
 }
 
 export class T5Encoder {
@@ -98,8 +111,6 @@ export class T5Encoder {
     private readonly ctx: GpuContext,
     readonly config: T5Config,
     private readonly weights: ModelWeights,
-    /** relative_attention_bias [buckets, heads], widened to f32. */
-    private readonly biasTable: Float32Array,
   ) {}
 
   static async load(ctx: GpuContext, dir: string, config: T5Config): Promise<T5Encoder> {
@@ -107,23 +118,34 @@ export class T5Encoder {
     const tensors = await loadCheckpoint(ctx, checkpoint, t5EncoderShapes(config), {
       ignore: (name) => name === TIED_EMBEDDING,
     });
-    // The table was checked and uploaded with the rest; only its host copy is used.
-    tensors.get(RELATIVE_ATTENTION_BIAS)!.release();
-    tensors.delete(RELATIVE_ATTENTION_BIAS);
-    const stored = checkpoint.tensors.get(RELATIVE_ATTENTION_BIAS)!;
-    let table: Float32Array = new Float32Array();
-    await forEachTensor(stored.header, [RELATIVE_ATTENTION_BIAS], (_, data) => void (table = data));
-    return new T5Encoder(ctx, config, new ModelWeights(tensors), table);
+    return new T5Encoder(ctx, config, new ModelWeights(tensors));
   }
 
-  /** The graph of `batch` sequences of `length` tokens (FLUX: 512, or 256 for schnell). */
+  /** The graph of `batch` sequences of `length` tokens (FLUX: 512, or 256 for schnell; Wan: 512). */
   graph(batch: number, length: number): T5EncoderGraph {
-    checkGraphShape(MODEL, batch, length);
+    checkGraphShape(modelName(this.config), batch, length);
     return this.#graphs.get(`${batch}x${length}`, () => this.#build(batch, length));
   }
 
-  writeInputIds(graph: T5EncoderGraph, ids: Uint32Array): void {
-    writeTokenIds(this.ctx, MODEL, graph, ids, this.config.vocab_size);
+  /**
+   * input_ids [batch, length]; `tokens`: the real tokens at the start of the (single) row, as the attention
+   * mask of a right-padded prompt says (transformers' attention_mask.sum()); the keys after them are masked.
+   * Default: all `length` (no mask, as FluxPipeline calls T5).
+   */
+  writeInputIds(graph: T5EncoderGraph, ids: Uint32Array, tokens = graph.length): void {
+    const model = modelName(this.config);
+    if (!Number.isInteger(tokens) || tokens < 1 || tokens > graph.length) {
+      throw new TextEncoderInputError(model, `tokens ${tokens} must be an integer in 1..${graph.length}`);
+    }
+    if (tokens < graph.length && graph.batch !== 1) {
+      throw new TextEncoderInputError(
+        model,
+        `an attention mask (tokens ${tokens} < length ${graph.length}) needs a graph of batch 1, not ` +
+          `${graph.batch}: the masked score bias is the row's own`,
+      );
+    }
+    writeTokenIds(this.ctx, model, graph, ids, this.config.vocab_size);
+    this.ctx.pool.write(graph.keys, Uint32Array.of(tokens));
   }
 
   release(): void {
@@ -146,13 +168,30 @@ export class T5Encoder {
         accumulate: false,
       });
       owned.add({ release: () => disposeDispatches([embed]) });
-      const positionBias = owned.add(
-        ctx.pool.upload(relativePositionBias(this.biasTable, length, c), [c.num_heads, length, length]),
+      const positionBias = owned.add(ctx.pool.tensor([c.num_heads, length, length]));
+      const keys = owned.add(ctx.pool.upload(Uint32Array.of(length), [1]));
+      // The buckets of offsets j - i from -(length - 1) to length - 1.
+      const buckets = Uint32Array.from(
+        { length: 2 * length - 1 },
+        (_, n) => relativePositionBucket(n - length + 1, c),
       );
-      const layers = Array.from(
-        { length: c.num_layers },
-        (_, i) => this.#block(owned, i, hidden, positionBias),
-      );
+      const bucket = owned.add(ctx.pool.upload(buckets, [buckets.length]));
+      const gatherBias = (layer: number) => {
+        const dispatch = relativePositionBias(
+          ctx,
+          this.#w(biasTableOf(c, layer)),
+          bucket,
+          keys,
+          positionBias,
+        );
+        owned.add({ release: () => disposeDispatches([dispatch]) });
+        return dispatch;
+      };
+      const embeddings = [embed, ...(biasPerLayer(c) ? [] : [gatherBias(0)])];
+      const layers = Array.from({ length: c.num_layers }, (_, i) => [
+        ...(biasPerLayer(c) ? [gatherBias(i)] : []),
+        ...this.#block(owned, i, hidden, positionBias),
+      ]);
       const norm = owned.add(rmsNorm(ctx, hidden, {
         weight: this.#w("encoder.final_layer_norm.weight"),
         eps: c.layer_norm_epsilon,
@@ -162,11 +201,12 @@ export class T5Encoder {
         length,
         inputIds,
         hidden,
-        embeddings: [embed],
+        embeddings,
         layers,
         final: norm.dispatches,
         lastHiddenState: norm.out,
         positionBias,
+        keys,
         release: () => owned.release(),
       };
     } catch (e) {

@@ -25,6 +25,11 @@ export interface TextEncoderGraph {
   release(): void;
 }
 
+/** A whole forward pass in order: the embeddings, every layer, the final norm. */
+export function forwardCommands(graph: TextEncoderGraph): Command[] {
+  return [...graph.embeddings, ...graph.layers.flat(), ...graph.final];
+}
+
 /** Token ids a model cannot take: the message names the model, the position and the allowed range. */
 export class TextEncoderInputError extends Error {
   constructor(model: string, message: string) {

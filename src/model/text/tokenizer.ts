@@ -4,6 +4,7 @@
 // object it takes, then truncates and pads the way FluxPipeline's calls do:
 //   tokenizer(prompt, padding="max_length", max_length=77, truncation=True)
 //   tokenizer_2(prompt, padding="max_length", max_length=max_sequence_length, truncation=True)
+// Wan's `tokenizer/` (umT5's, read by transformers' T5Tokenizer too) is the T5 kind, called the same way.
 //
 // Which pipeline, and why not the file's: transformers 5's CLIPTokenizer and T5Tokenizer take only the
 // vocabulary (and T5's precompiled normalisation map) from the files and build the normaliser,
@@ -63,6 +64,9 @@ const GPT2_SPLIT = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p
 // which no vocabulary has (a prompt's own U+FDD0 comes out as ZWJ: unknown to the model either way).
 const ZWJ = "\u200d";
 const ZWJ_STAND_IN = "\ufdd0";
+
+/** transformers 5's T5Tokenizer: Unigram(vocab, unk_id=2), T5's <unk> position. */
+const T5_UNK_ID = 2;
 
 export class PromptTokenizer {
   private constructor(
@@ -251,14 +255,11 @@ function clipTokenizerJson(sources: TokenizerSources): Record<string, unknown> {
 function t5TokenizerJson(sources: TokenizerSources): Record<string, unknown> {
   const file = `${sources.where}/tokenizer.json`;
   const json = sources.tokenizerJson!;
-  const model = json.model as { type?: unknown; vocab?: unknown; byte_fallback?: unknown } | undefined;
+  const model = json.model as { type?: unknown; vocab?: unknown } | undefined;
   if (model?.type !== "Unigram" || !Array.isArray(model.vocab)) {
     throw new WeightsError(
       `${file}: model is ${JSON.stringify(model?.type)}, T5 needs a Unigram model with a vocab list`,
     );
-  }
-  if (model.byte_fallback === true) {
-    throw new WeightsError(`${file}: byte_fallback is not supported by Tokenizers.js`);
   }
   const vocab = Object.fromEntries((model.vocab as [string, number][]).map(([piece], i) => [piece, i]));
   const eos = specialToken(sources, "eos_token");
@@ -285,7 +286,11 @@ function t5TokenizerJson(sources: TokenizerSources): Record<string, unknown> {
         invert: false,
       }, metaspace],
     },
-    model,
+    // The vocabulary alone, in the model transformers 5's T5Tokenizer builds around it: a piece outside the
+    // vocabulary gets id 2 and there is no byte fallback, whatever the file says. umT5's file (Wan's
+    // tokenizer/, converted by transformers 4) has unk_id 3 and byte_fallback true; its id 2 is <s>, which
+    // transformers 5 then gives an unknown character.
+    model: { type: "Unigram", vocab: model.vocab, unk_id: T5_UNK_ID, byte_fallback: false },
     // prompt </s>.
     post_processor: {
       type: "TemplateProcessing",

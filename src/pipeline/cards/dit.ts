@@ -59,5 +59,7 @@ export async function ditPipelineCard(dir: string, index: Record<string, unknown
     // DiTPipeline's own defaults (guidance_scale 4.0); 50 steps with its DDIM scheduler.
     defaults: { steps: 50, guidance: 4 },
     samplers: ["default", ...SCHEDULER_CLASSES],
+    cfgPasses: "batched",
+    video: null,
   };
 }

@@ -8,7 +8,7 @@ import { fluxDims, fluxTransformerConfigSchema } from "../../model/flux/config.t
 import { WeightsError } from "../../model/safetensors.ts";
 import { clipTextConfigSchema, t5ConfigSchema } from "../../model/text/config.ts";
 import { autoencoderKlConfigSchema, vaeScale } from "../../model/vae/config.ts";
-import type { TextCard, TextInputs } from "../model_card.ts";
+import type { FluxCard, TextInputs } from "../model_card.ts";
 import { createSchedule } from "../schedulers/schedule.ts";
 import { fitsSizeRule, type SizeRule } from "../size_rule.ts";
 import { component, listed } from "./component.ts";
@@ -62,7 +62,7 @@ async function t5Tokens(dir: string, dev: boolean, withEncoders: boolean): Promi
   return typeof max === "number" && Number.isInteger(max) && max > 0 ? Math.min(fallback, max) : fallback;
 }
 
-export async function fluxPipelineCard(dir: string, index: Record<string, unknown>): Promise<TextCard> {
+export async function fluxPipelineCard(dir: string, index: Record<string, unknown>): Promise<FluxCard> {
   const tc = await component(dir, index, "transformer");
   const transformer = parseConfig(tc.path, tc.json, fluxTransformerConfigSchema);
   const v = await component(dir, index, "vae");
@@ -117,6 +117,8 @@ export async function fluxPipelineCard(dir: string, index: Record<string, unknow
       ...(section.steps ? { steps: section.steps } : {}),
     },
     samplers: ["default"],
+    cfgPasses: "batched",
+    video: null,
   };
 }
 

@@ -24,5 +24,7 @@ export function mnistCard(dir: string, config: DitConfig): ClassCard {
     streamWidth: config.hidden_size,
     defaults: { steps: 28, guidance: 1.5 },
     samplers: ["euler", "ddim"],
+    cfgPasses: "batched",
+    video: null,
   };
 }

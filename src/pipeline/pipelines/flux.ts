@@ -15,7 +15,7 @@ import type { AutoencoderKlDecoder } from "../../model/vae/decoder.ts";
 import { axpy } from "../../ops/axpy.ts";
 import { unpatchify } from "../../ops/patch.ts";
 import { generateImages } from "../generate.ts";
-import type { TextCard } from "../model_card.ts";
+import type { FluxCard } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { numpyLinspace } from "../schedulers/betas.ts";
 import { createSchedule, type Schedule } from "../schedulers/schedule.ts";
@@ -62,13 +62,13 @@ export class FluxPipeline implements ImagePipeline {
   #prompts: Promise<FluxPromptEncoder> | null = null;
 
   private constructor(
-    readonly card: TextCard,
+    readonly card: FluxCard,
     private readonly ctx: GpuContext,
     readonly transformer: FluxTransformer,
     readonly vae: AutoencoderKlDecoder,
   ) {}
 
-  static async load(ctx: GpuContext, card: TextCard): Promise<FluxPipeline> {
+  static async load(ctx: GpuContext, card: FluxCard): Promise<FluxPipeline> {
     const transformer = await FluxTransformer.load(ctx, `${card.dir}/transformer`, card.transformer);
     return new FluxPipeline(card, ctx, transformer, await loadVae(ctx, card, transformer));
   }

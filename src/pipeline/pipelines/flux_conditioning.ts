@@ -3,7 +3,7 @@
 // take batch 1 (repeated for every image, as num_images_per_prompt does) or one row per image. A negative
 // prompt (true CFG) must have the prompt's token count: both halves run in one batch.
 import type { Float32Tensor } from "../../model/safetensors.ts";
-import type { TextCard } from "../model_card.ts";
+import type { FluxCard } from "../model_card.ts";
 import { type GenerationRequest, RequestError } from "../request.ts";
 import type { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
 
@@ -58,7 +58,7 @@ function checkShape(name: string, tensor: Float32Tensor | undefined, rest: numbe
  * RequestError naming the tensor and both shapes. The server runs it before queueing a request.
  */
 export function givenEmbeddings(
-  card: TextCard,
+  card: FluxCard,
   request: GenerationRequest,
   given: Record<string, Float32Tensor>,
 ): TextConditioning {
@@ -100,7 +100,7 @@ export function givenEmbeddings(
 
 /** `request`'s conditioning: its prompts encoded, or the given embeddings checked. */
 export async function textConditioning(
-  card: TextCard,
+  card: FluxCard,
   request: GenerationRequest,
   given: Record<string, Float32Tensor> | undefined,
   encoder: () => Promise<FluxPromptEncoder>,

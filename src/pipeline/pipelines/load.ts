@@ -7,6 +7,7 @@ import { DitPipeline } from "./dit.ts";
 import { FluxPipeline } from "./flux.ts";
 import type { ImagePipeline } from "./image_pipeline.ts";
 import { MnistDitPipeline } from "./mnist_dit.ts";
+import { WanPipeline } from "./wan.ts";
 
 export function loadPipeline(ctx: GpuContext, card: ModelCard): Promise<ImagePipeline> {
   switch (card.pipeline) {
@@ -16,5 +17,7 @@ export function loadPipeline(ctx: GpuContext, card: ModelCard): Promise<ImagePip
       return DitPipeline.load(ctx, card);
     case "FluxPipeline":
       return FluxPipeline.load(ctx, card);
+    case "WanPipeline":
+      return WanPipeline.load(ctx, card);
   }
 }

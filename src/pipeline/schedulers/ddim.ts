@@ -76,7 +76,7 @@ export function ddimSchedule(config: DdimConfig, numInferenceSteps: number, eta:
       timestep,
       inputScale: 1,
       x0: { ...x0, clip },
-      next: { ...noiseTerm, x0: f32(Math.sqrt(alphaBarPrev)), previous: 0, noise: std },
+      next: { ...noiseTerm, x0: f32(Math.sqrt(alphaBarPrev)), history: [], noise: std },
     };
   });
   return { steps, initNoiseSigma: 1 };

@@ -1,6 +1,6 @@
 // DPMSolverMultistepScheduler with algorithm_type "dpmsolver++" (Lu et al. 2022), orders 1 and 2, as fused
 // steps. The solver works on data predictions: x0 is linear in (sample, model output), the first-order update
-// combines sample and x0, and the second-order one adds the previous step's x0 through next.previous.
+// combines sample and x0, and the second-order one adds the previous step's x0 through next.history[0].
 // Step scalars are float32 torch tensors in diffusers; the sigmas come from float64 numpy, stored as float32.
 import { z } from "zod";
 import type { Schedule, SchedulerStep } from "./schedule.ts";
@@ -129,7 +129,7 @@ export function dpmSolverMultistepSchedule(
     const next = {
       sample: f32(target.sigma / current.sigma),
       x0: -firstOrderWeight,
-      previous: 0,
+      history: [] as number[],
       model: 0,
       noise: 0,
     };
@@ -146,7 +146,7 @@ export function dpmSolverMultistepSchedule(
         ? -f32(0.5 * firstOrderWeight)
         : f32(target.alpha * f32(f32(f32(expMinusH - 1) / h) + 1));
       next.x0 += derivativeWeight * inverseR0;
-      next.previous = -derivativeWeight * inverseR0;
+      next.history = [-derivativeWeight * inverseR0];
     }
     return { timestep, inputScale: 1, x0: dataPrediction(config, current), next };
   });

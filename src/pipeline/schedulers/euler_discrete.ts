@@ -103,7 +103,7 @@ export function eulerDiscreteSchedule(config: EulerDiscreteConfig, numInferenceS
       timestep,
       inputScale: 1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))),
       x0: dataPrediction(config, sigma),
-      next: { sample: 1 + dt / sigma, x0: -dt / sigma, previous: 0, model: 0, noise: 0 },
+      next: { sample: 1 + dt / sigma, x0: -dt / sigma, history: [], model: 0, noise: 0 },
     };
   });
   const maxSigma = sigmas.reduce((a, b) => Math.max(a, b));

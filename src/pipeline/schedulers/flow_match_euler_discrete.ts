@@ -66,7 +66,7 @@ export function flowMatchEulerDiscreteSchedule(
       inputScale: 1,
       // Unused by the update; kept as the data prediction (what stochastic_sampling would denoise to).
       x0: { sample: 1, model: -sigma, clip: null },
-      next: { sample: 1, x0: 0, previous: 0, model: f32(sigmasF32[i + 1] - sigma), noise: 0 },
+      next: { sample: 1, x0: 0, history: [], model: f32(sigmasF32[i + 1] - sigma), noise: 0 },
     };
   });
   return { steps, initNoiseSigma: 1 };

@@ -2,6 +2,7 @@
 // one fused linear update (src/ops/sampler_step.ts runs it). scheduler_config.json's _class_name picks the
 // scheduler; an option these coefficients cannot reproduce is refused by name rather than approximated.
 import type { z } from "zod";
+import { namedCoefficients, type SamplerStepCoefficients } from "../../ops/sampler_step.ts";
 import { ddimConfigSchema, ddimSchedule } from "./ddim.ts";
 import { dpmSolverMultistepConfigSchema, dpmSolverMultistepSchedule } from "./dpm_solver_multistep.ts";
 import { eulerDiscreteConfigSchema, eulerDiscreteSchedule } from "./euler_discrete.ts";
@@ -9,21 +10,18 @@ import {
   flowMatchEulerDiscreteConfigSchema,
   flowMatchEulerDiscreteSchedule,
 } from "./flow_match_euler_discrete.ts";
+import { uniPcMultistepConfigSchema, uniPcMultistepSchedule } from "./unipc_multistep.ts";
 
-/** One denoising step as the fused update the GPU runs (all coefficients are plain numbers). */
-export interface SchedulerStep {
+/**
+ * One denoising step as the fused update the GPU runs (all coefficients are plain numbers; the update is
+ * SamplerStepCoefficients: x0 from the sample and the model output, an optional corrector that replaces the
+ * sample, then prev_sample from the sample, x0, earlier steps' x0s, the model output and fresh noise).
+ */
+export interface SchedulerStep extends SamplerStepCoefficients {
   /** The model's timestep input at this step (diffusers' scheduler.timesteps[i], as a number). */
   timestep: number;
   /** model input = inputScale * sample (scale_model_input; 1 where the scheduler does not scale). */
   inputScale: number;
-  /** x0 = x0.sample * sample + x0.model * modelOutput, then clamped to [-clip, clip] when clip is not null. */
-  x0: { sample: number; model: number; clip: number | null };
-  /**
-   * prev_sample = next.sample * sample + next.x0 * x0 + next.previous * previousX0 + next.model * modelOutput
-   *             + next.noise * z, where previousX0 is the x0 of the step before (0 weight on the first step)
-   *             and z is fresh standard normal noise (0 weight for deterministic steps).
-   */
-  next: { sample: number; x0: number; previous: number; model: number; noise: number };
 }
 
 export interface Schedule {
@@ -67,26 +65,32 @@ function describeIssue(config: unknown, issue: z.core.$ZodIssue): string {
   return `${option} is invalid: ${issue.message}`;
 }
 
+/** The config parsed with a scheduler's schema; every issue is named with its value. */
+function parseConfig<S extends z.ZodType>(path: string, schema: S, json: unknown): z.output<S> {
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new SchedulerConfigError(
+      `${path}: ${parsed.error.issues.map((i) => describeIssue(json, i)).join("; ")}`,
+    );
+  }
+  return parsed.data;
+}
+
 /** Parses the config with the scheduler's schema, then checks the step count against its training steps. */
 function builder<S extends z.ZodType<{ num_train_timesteps: number }>>(
   schema: S,
   build: (config: z.output<S>, numInferenceSteps: number, options: ScheduleOptions, path: string) => Schedule,
 ): ScheduleBuilder {
   return (path, json, numInferenceSteps, options) => {
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      throw new SchedulerConfigError(
-        `${path}: ${parsed.error.issues.map((i) => describeIssue(json, i)).join("; ")}`,
-      );
-    }
-    const trainSteps = parsed.data.num_train_timesteps;
+    const config = parseConfig(path, schema, json);
+    const trainSteps = config.num_train_timesteps;
     if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1 || numInferenceSteps > trainSteps) {
       throw new SchedulerConfigError(
         `${path}: num_inference_steps ${numInferenceSteps} is not supported; supported: 1..${trainSteps} ` +
           `(num_train_timesteps)`,
       );
     }
-    return build(parsed.data, numInferenceSteps, options, path);
+    return build(config, numInferenceSteps, options, path);
   };
 }
 
@@ -114,6 +118,12 @@ const BUILDERS: Record<string, ScheduleBuilder> = {
       return flowMatchEulerDiscreteSchedule(config, steps, mu, sigmas);
     },
   ),
+  UniPCMultistepScheduler: builder(uniPcMultistepConfigSchema, (config, steps, { sigmas }, path) => {
+    if (sigmas) {
+      throw new SchedulerConfigError(`${path}: custom sigmas are not supported by UniPCMultistepScheduler`);
+    }
+    return uniPcMultistepSchedule(config, steps);
+  }),
 };
 
 export const SCHEDULER_CLASSES: readonly string[] = Object.keys(BUILDERS);
@@ -121,15 +131,12 @@ export const SCHEDULER_CLASSES: readonly string[] = Object.keys(BUILDERS);
 /** A NaN or infinite coefficient would only surface as a black image; diffusers itself fails or NaNs here. */
 function checkFinite(path: string, numInferenceSteps: number, schedule: Schedule): Schedule {
   schedule.steps.forEach((step, i) => {
-    const coefficients = {
-      timestep: step.timestep,
-      inputScale: step.inputScale,
-      "x0.sample": step.x0.sample,
-      "x0.model": step.x0.model,
-      "x0.clip": step.x0.clip ?? 0,
-      ...Object.fromEntries(Object.entries(step.next).map(([k, v]) => [`next.${k}`, v])),
-    };
-    const bad = Object.entries(coefficients).filter(([, v]) => !Number.isFinite(v));
+    const coefficients: [string, number][] = [
+      ["timestep", step.timestep],
+      ["inputScale", step.inputScale],
+      ...namedCoefficients(step),
+    ];
+    const bad = coefficients.filter(([, v]) => !Number.isFinite(v));
     if (bad.length > 0) {
       throw new SchedulerConfigError(
         `${path}: step ${i} (timestep ${step.timestep}) of num_inference_steps ${numInferenceSteps} has ` +
@@ -161,4 +168,33 @@ export function createSchedule(
     throw new SchedulerConfigError(`${path}: eta ${options.eta} is not supported by ${name}; supported: 0`);
   }
   return checkFinite(path, numInferenceSteps, build(path, config, numInferenceSteps, options));
+}
+
+/**
+ * What the steps keep on the GPU between steps: the earlier x0s they weigh (history slots of a ring) and
+ * whether a corrector reads the previous step's sample.
+ */
+export function scheduleState(schedule: Schedule): { historySlots: number; lastSample: boolean } {
+  return {
+    historySlots: Math.max(
+      0,
+      ...schedule.steps.flatMap((s) => [s.next.history.length, s.corrector?.history.length ?? 0]),
+    ),
+    lastSample: schedule.steps.some((s) => s.corrector !== undefined),
+  };
+}
+
+/**
+ * Wan's pipeline with FlowMatchEulerDiscreteScheduler(num_train_timesteps, shift=flow_shift) in place of the
+ * UniPCMultistepScheduler its directory ships (`uniPcConfig`, which must be one createSchedule accepts), with
+ * set_timesteps(numInferenceSteps)'s defaults.
+ */
+export function wanFlowMatchSchedule(
+  path: string,
+  uniPcConfig: unknown,
+  numInferenceSteps: number,
+): Schedule {
+  const { num_train_timesteps, flow_shift } = parseConfig(path, uniPcMultistepConfigSchema, uniPcConfig);
+  const config = { _class_name: "FlowMatchEulerDiscreteScheduler", num_train_timesteps, shift: flow_shift };
+  return createSchedule(path, config, numInferenceSteps);
 }

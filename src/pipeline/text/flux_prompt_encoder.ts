@@ -9,9 +9,10 @@ import { readFloats } from "../../gpu/readback.ts";
 import type { Float32Tensor } from "../../model/safetensors.ts";
 import { ClipTextModel } from "../../model/text/clip_text_model.ts";
 import { T5Encoder } from "../../model/text/t5_encoder.ts";
-import type { TextEncoderGraph } from "../../model/text/text_encoder.ts";
+import { forwardCommands } from "../../model/text/text_encoder.ts";
 import { PromptTokenizer } from "../../model/text/tokenizer.ts";
-import type { TextCard } from "../model_card.ts";
+import type { FluxCard } from "../model_card.ts";
+import { truncationNotes } from "./truncation.ts";
 
 /** Prompts whose embeddings are kept (FLUX.1: 8 MiB of T5 states each). */
 const REMEMBERED_PROMPTS = 16;
@@ -32,13 +33,13 @@ export class FluxPromptEncoder {
 
   private constructor(
     private readonly ctx: GpuContext,
-    private readonly card: TextCard,
+    private readonly card: FluxCard,
     private readonly tokenizers: { clip: PromptTokenizer; t5: PromptTokenizer },
     private readonly clip: ClipTextModel,
     private readonly t5: T5Encoder,
   ) {}
 
-  static async load(ctx: GpuContext, card: TextCard): Promise<FluxPromptEncoder> {
+  static async load(ctx: GpuContext, card: FluxCard): Promise<FluxPromptEncoder> {
     const encoders = card.text.encoders;
     if (!encoders) throw new Error(`${card.dir}: ${card.text.absent.join(", ")} are null: no prompt encoder`);
     const tokenizers = {
@@ -75,7 +76,7 @@ export class FluxPromptEncoder {
     this.clip.writeInputIds(clipGraph, clipIds.ids);
     const t5Graph = this.t5.graph(1, maxSequenceLength);
     this.t5.writeInputIds(t5Graph, t5Ids.ids);
-    submitDispatches(this.ctx.gpu, [...commandsOf(clipGraph), ...commandsOf(t5Graph)]);
+    submitDispatches(this.ctx.gpu, [...forwardCommands(clipGraph), ...forwardCommands(t5Graph)]);
     this.encodes++;
     // Both copies are queued before the first await: the graphs are shared, and another prompt's pass queued
     // while this one waits would overwrite their outputs.
@@ -87,8 +88,8 @@ export class FluxPromptEncoder {
       promptEmbeds: { shape: [1, maxSequenceLength, promptEmbedDim], data: promptEmbeds },
       pooledPromptEmbeds: { shape: [1, pooledDim], data: pooledPromptEmbeds },
       notes: [
-        ...truncation("CLIP", clipIds, clipTokens),
-        ...truncation("T5", t5Ids, maxSequenceLength),
+        ...truncationNotes("CLIP", clipIds, clipTokens),
+        ...truncationNotes("T5", t5Ids, maxSequenceLength),
       ],
     };
   }
@@ -97,13 +98,4 @@ export class FluxPromptEncoder {
     this.clip.release();
     this.t5.release();
   }
-}
-
-function commandsOf(graph: TextEncoderGraph) {
-  return [...graph.embeddings, ...graph.layers.flat(), ...graph.final];
-}
-
-function truncation(model: string, ids: { truncated: boolean; tokens: number }, limit: number): string[] {
-  if (!ids.truncated) return [];
-  return [`prompt truncated for ${model}: ${ids.tokens} tokens, the limit is ${limit}; the rest was dropped`];
 }

@@ -6,6 +6,7 @@ import { SCM_PRESET_NAMES } from "../../cache/scm.ts";
 import { classWords, type ModelCard } from "../../pipeline/model_card.ts";
 import { EMBEDDING_NAMES } from "../../pipeline/pipelines/flux_conditioning.ts";
 import { LIMITS } from "../../pipeline/request.ts";
+import { VIDEO_FORMATS } from "../../pipeline/video/encode.ts";
 import type { AppDeps } from "../app.ts";
 import { errorSchema, MAX_IMAGES, MAX_PARTIAL_IMAGES, modelsSchema } from "../schemas.ts";
 
@@ -14,6 +15,19 @@ function inputsOf(card: ModelCard): string[] {
   if (card.classes) return ["class_labels", "latents"];
   const prompts = card.text.encoders ? ["prompt", "negative_prompt"] : [];
   return [...prompts, ...EMBEDDING_NAMES, "latents"];
+}
+
+/** A video model's defaults and the formats this server writes; null for an image model. */
+function videoOf(card: ModelCard, deps: AppDeps) {
+  if (!card.video) return null;
+  const formats = VIDEO_FORMATS.filter((format) => deps.videos.settings.formats[format] === null);
+  return { ...card.video, formats };
+}
+
+/** Ranges of the request fields; frames and fps only where the model draws videos. */
+function limitsOf(card: ModelCard) {
+  const { frames, fps, ...image } = LIMITS;
+  return card.video ? { ...image, frames, fps } : image;
 }
 
 /** Fn/Bn splits named by the cache doc (0.2.x and 1.x defaults, FBCache); any F<n>B<n> is accepted. */
@@ -95,11 +109,12 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
         blocks: card.blocks,
         samplers: [...card.samplers],
         defaults: card.defaults,
+        video: videoOf(card, deps),
         strategies: CACHE_STRATEGIES,
         presets: SPLIT_PRESETS,
         scm_presets: SCM_PRESET_NAMES,
         limits: {
-          ...LIMITS,
+          ...limitsOf(card),
           n: { min: 1, max: MAX_IMAGES },
           partial_images: { min: 0, max: MAX_PARTIAL_IMAGES },
         },

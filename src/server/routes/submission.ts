@@ -9,6 +9,7 @@ import {
   embeddingsRequest,
   givenEmbeddings,
 } from "../../pipeline/pipelines/flux_conditioning.ts";
+import { givenWanEmbeddings } from "../../pipeline/pipelines/wan_conditioning.ts";
 import {
   type GenerationRequest,
   RequestError,
@@ -38,6 +39,8 @@ export interface Given {
   /** Partial images come only in a stream. */
   streamed: boolean;
   layout: Submission["layout"];
+  /** The file a video model's frames are written to (POST /v1/videos); the image routes give none. */
+  videoFormat?: Submission["videoFormat"];
 }
 
 interface Tensors {
@@ -108,7 +111,22 @@ function refusing<T>(fieldNames: Record<string, string>, resolve: () => T): T {
   }
 }
 
+/** A video model only through the video route, and the video route only for video models. */
+function checkRoute(model: ModelEntry, given: Given): void {
+  if (model.card.video && given.videoFormat === undefined) {
+    throw new ApiError(400, `model: ${model.id} draws videos: send it to POST /v1/videos`, "model");
+  }
+  if (!model.card.video && given.videoFormat !== undefined) {
+    throw new ApiError(
+      400,
+      `model: ${model.id} draws images, not videos: send it to POST /v1/images/generations or /v1/generate`,
+      "model",
+    );
+  }
+}
+
 export function resolveSubmission(model: ModelEntry, given: Given): Submission {
+  checkRoute(model, given);
   if (given.partialImages > 0 && !given.streamed) {
     throw new ApiError(400, "partial_images: partial images come only in a stream", "partial_images");
   }
@@ -124,9 +142,11 @@ export function resolveSubmission(model: ModelEntry, given: Given): Submission {
       embeddings: embeddings && embeddingsRequest(embeddings, given.n),
       labelField: given.labelField ?? conditioningField(card, given, embeddings !== undefined),
     });
-    if (embeddings && card.text) givenEmbeddings(card, request, embeddings);
+    if (embeddings && card.pipeline === "FluxPipeline") givenEmbeddings(card, request, embeddings);
+    if (embeddings && card.pipeline === "WanPipeline") givenWanEmbeddings(card, request, embeddings);
     if (latents) checkLatents(card, request, latents);
     const previews = previewSteps(request.steps, given.partialImages);
-    return { model, request, layout: given.layout, previews, embeddings, latents: latents?.data };
+    const { layout, videoFormat } = given;
+    return { model, request, layout, previews, embeddings, latents: latents?.data, videoFormat };
   });
 }
