@@ -1,5 +1,5 @@
 // deno task bench:wan --model DIR [--size 320x192] [--frames 9] [--guidance 5] [--repeat 2] [--python PYTHON]
-//   [--diffusers-src DIR] [--json]
+//   [--diffusers-src DIR] [--cache-steps N [--only "F1B0 (0.08),..."]] [--json]
 // Wan2.1 at its real width (tools/wan_random_pipeline.py writes DIR: the 1.3B transformer in BF16 and the VAE,
 // random weights, text encoder null): one guided UniPC step (the conditional and unconditional forwards as
 // WanPipeline runs them, and the scheduler update) and the VAE decode of the latents it leaves, from seeded
@@ -8,8 +8,9 @@
 // transformer's matmul and attention FLOPs; GPU memory held (weights in their stored dtypes, and every buffer
 // the pool owns after the run); and, with --python, the same step and decode in diffusers on PyTorch (CPU,
 // float32) from the same weights and inputs in the same run (tools/bench_wan_torch.py), as ratios (engine
-// seconds / PyTorch seconds), the engine's video checked against PyTorch's. Prints a markdown table, or with
-// --json the whole report.
+// seconds / PyTorch seconds), the engine's video checked against PyTorch's. With --cache-steps, instead: the
+// one-stream cache configurations (--only some of them) on an N-step video against the uncached one
+// (src/cli/bench/wan_cache.ts). Prints a markdown table, or with --json the whole report.
 import { markdownTable } from "markdown-table";
 import { parseArgs } from "node:util";
 import { readFloat32Tensors } from "../model/safetensors.ts";
@@ -20,12 +21,13 @@ import { requestFrames, WanPipeline } from "../pipeline/pipelines/wan.ts";
 import { resolveRequest } from "../pipeline/request.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
 import { pythonProblem, pythonReference } from "./bench/python_reference.ts";
+import { wanCacheMarkdown, wanCacheTable } from "./bench/wan_cache.ts";
 
 const SCRIPT = "tools/bench_wan_torch.py";
 /** Real tokens of the random prompt; the rest of its 512 rows are zero, as WanPipeline leaves them. */
 const PROMPT_TOKENS = 24;
 const USAGE = "usage: deno task bench:wan --model DIR [--size 320x192] [--frames 9] [--guidance 5] " +
-  "[--repeat 2] [--python PYTHON] [--diffusers-src DIR] [--json]";
+  "[--repeat 2] [--python PYTHON] [--diffusers-src DIR] [--cache-steps N [--only NAMES]] [--json]";
 
 class FlagError extends Error {}
 
@@ -46,6 +48,8 @@ function parseFlags(args: string[]) {
         frames: { type: "string", default: "9" },
         guidance: { type: "string", default: "5" },
         repeat: { type: "string", default: "2" },
+        "cache-steps": { type: "string" },
+        only: { type: "string", default: "" },
         python: { type: "string" },
         "diffusers-src": { type: "string" },
         json: { type: "boolean", default: false },
@@ -59,7 +63,12 @@ function parseFlags(args: string[]) {
   if (!Number.isInteger(repeat) || repeat < 1) {
     throw new FlagError(`--repeat ${values.repeat}: give an integer >= 1`);
   }
-  return { ...values, model: values.model, repeat };
+  const cacheSteps = values["cache-steps"] === undefined ? null : Number(values["cache-steps"]);
+  if (cacheSteps !== null && !(Number.isInteger(cacheSteps) && cacheSteps >= 2)) {
+    throw new FlagError(`--cache-steps ${values["cache-steps"]}: give an integer >= 2`);
+  }
+  const only = values.only ? values.only.split(",").map((name) => name.trim()) : [];
+  return { ...values, model: values.model, repeat, cacheSteps, only };
 }
 
 /** Seeded prompt embeddings [1, L, width], zero past the prompt's tokens. */
@@ -120,7 +129,7 @@ async function main(args: string[]): Promise<number> {
   if (card.pipeline !== "WanPipeline") {
     throw new FlagError(`--model ${card.dir}: a ${card.pipeline}, not a WanPipeline`);
   }
-  const request = resolveRequest(card, {
+  const input = {
     embeddings: { images: 1, negative: true },
     size: flags.size,
     frames: Number(flags.frames),
@@ -129,8 +138,8 @@ async function main(args: string[]): Promise<number> {
     seed: 0,
     shift: 1,
     eta: 0,
-    cache: "none",
-  });
+  };
+  const request = resolveRequest(card, { ...input, cache: "none" });
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
   const pipeline = await WanPipeline.load(ctx, card);
@@ -141,6 +150,18 @@ async function main(args: string[]): Promise<number> {
   };
   const shape = [1, ...wanLatentShape(card, request.size, requestFrames(card, request))];
   const latents = gaussianNoise(3, shape.reduce((a, b) => a * b, 1));
+  if (flags.cacheSteps !== null) {
+    const run = { request: { ...input, steps: flags.cacheSteps }, latents, embeddings, only: flags.only };
+    const rows = await wanCacheTable(ctx, card, pipeline, run);
+    const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
+    console.log(
+      flags.json
+        ? JSON.stringify({ model: card.dir, adapter, request: run.request, rows }, null, 2)
+        : `adapter: ${adapter}\n${wanCacheMarkdown(rows, flags.cacheSteps)}`,
+    );
+    pipeline.release();
+    return 0;
+  }
   let last;
   for (let r = 0; r < flags.repeat; r++) {
     last = await pipeline.run(request, { latents, embeddings, timePhases: true });

@@ -7,7 +7,8 @@ import type { Tensor } from "../gpu/tensor.ts";
 
 export interface DenoiserGraph {
   batch: number;
-  /** Model input in the pipeline's latent layout ([batch, C, H, W], or FLUX's packed [batch, N, 4C]). */
+  /** Model input in the pipeline's latent layout ([batch, C, H, W], FLUX's packed [batch, N, 4C], or a video's
+   * [batch, C, F, H, W]). */
   x: Tensor;
   /** [batch] f32 timestep in the model's own units (sigma in [0, 1], or a train timestep 0..999). */
   t: Tensor;
@@ -22,7 +23,7 @@ export interface DenoiserGraph {
   prologue: Command[];
   blocks: Command[][];
   epilogue: Command[];
-  /** Model output [batch, C_out, H, W]. */
+  /** Model output in the input's layout ([batch, C_out, H, W], or [batch, C_out, F, H, W] for video). */
   output: Tensor;
   /** Intermediate tensors that reference fixtures record, by their stage names (read after the epilogue). */
   stages?: Record<string, Tensor>;

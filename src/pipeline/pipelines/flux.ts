@@ -20,6 +20,7 @@ import type { GenerationRequest } from "../request.ts";
 import { numpyLinspace } from "../schedulers/betas.ts";
 import { createSchedule, type Schedule } from "../schedulers/schedule.ts";
 import { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
+import { LazyLoad } from "../text/lazy_load.ts";
 import { type TextConditioning, textConditioning } from "./flux_conditioning.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
 import { decodeLatents, loadVae } from "./vae_decode.ts";
@@ -58,8 +59,8 @@ export function fluxSchedule(
 }
 
 export class FluxPipeline implements ImagePipeline {
-  /** Loaded with the first prompt; a failed load is retried by the next one. */
-  #prompts: Promise<FluxPromptEncoder> | null = null;
+  /** CLIP, T5 and their tokenizers, loaded with the first prompt. */
+  readonly #prompts = new LazyLoad(() => FluxPromptEncoder.load(this.ctx, this.card));
 
   private constructor(
     readonly card: FluxCard,
@@ -187,17 +188,12 @@ export class FluxPipeline implements ImagePipeline {
     }
   }
 
-  /** CLIP, T5 and their tokenizers, loaded on first use. */
   promptEncoder(): Promise<FluxPromptEncoder> {
-    if (!this.#prompts) {
-      this.#prompts = FluxPromptEncoder.load(this.ctx, this.card);
-      this.#prompts.catch(() => (this.#prompts = null));
-    }
-    return this.#prompts;
+    return this.#prompts.get();
   }
 
   release(): void {
-    this.#prompts?.then((encoder) => encoder.release(), () => {});
+    this.#prompts.release();
     this.transformer.release();
     this.vae.release();
   }

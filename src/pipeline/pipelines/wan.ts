@@ -15,6 +15,7 @@ import { type Decoded, generateImages } from "../generate.ts";
 import { type WanCard, wanLatentShape } from "../model_card.ts";
 import type { GenerationRequest } from "../request.ts";
 import { createSchedule, type Schedule, wanFlowMatchSchedule } from "../schedulers/schedule.ts";
+import { LazyLoad } from "../text/lazy_load.ts";
 import { WanPromptEncoder } from "../text/wan_prompt_encoder.ts";
 import { type ImagePipeline, LatentsError, type RunOptions } from "./image_pipeline.ts";
 import { perVideoRows, wanConditioning } from "./wan_conditioning.ts";
@@ -36,8 +37,12 @@ export function wanSchedule(card: WanCard, request: GenerationRequest): Schedule
 }
 
 export class WanPipeline implements ImagePipeline {
-  /** Loaded with the first prompt; a failed load is retried by the next one. */
-  #prompts: Promise<WanPromptEncoder> | null = null;
+  /** UMT5 and its tokenizer, loaded with the first prompt. */
+  readonly #prompts = new LazyLoad(async () => {
+    const { dir, text } = this.card;
+    if (!text.encoders) throw new Error(`${dir}: ${text.absent.join(", ")} are null: no prompt encoder`);
+    return await WanPromptEncoder.load(this.ctx, `${dir}/text_encoder`, `${dir}/tokenizer`);
+  });
 
   private constructor(
     readonly card: WanCard,
@@ -164,19 +169,12 @@ export class WanPipeline implements ImagePipeline {
     return { images, shape: [videos * frames, channels, height, width] };
   }
 
-  /** UMT5 and its tokenizer, loaded on first use. */
   promptEncoder(): Promise<WanPromptEncoder> {
-    if (!this.#prompts) {
-      const { dir, text } = this.card;
-      if (!text.encoders) throw new Error(`${dir}: ${text.absent.join(", ")} are null: no prompt encoder`);
-      this.#prompts = WanPromptEncoder.load(this.ctx, `${dir}/text_encoder`, `${dir}/tokenizer`);
-      this.#prompts.catch(() => (this.#prompts = null));
-    }
-    return this.#prompts;
+    return this.#prompts.get();
   }
 
   release(): void {
-    this.#prompts?.then((encoder) => encoder.release(), () => {});
+    this.#prompts.release();
     this.transformer.release();
     this.vae.release();
   }
