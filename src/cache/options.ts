@@ -42,7 +42,6 @@ const separateCfg = {
 };
 
 const warmupAndTaylorSeer = {
-  ...separateCfg,
   residual_diff_threshold: nonNegative("residual_diff_threshold").default(0.08),
   max_warmup_steps: int("max_warmup_steps", 0).default(8),
   warmup_interval: int("warmup_interval", 1).default(1),
@@ -54,6 +53,7 @@ const warmupAndTaylorSeer = {
     error: 'taylorseer_cache_type must be "residual" or "hidden_states"',
   }).default("residual"),
   n_derivatives: int("n_derivatives", 0, 8).default(1),
+  ...separateCfg,
 };
 
 const dbcacheFamily = {

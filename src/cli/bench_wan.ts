@@ -5,15 +5,17 @@
 // WanPipeline runs them, and the scheduler update) and the VAE decode of the latents it leaves, from seeded
 // latents and prompt embeddings [1, 512, text_dim], timed on this adapter as whole runs waited on (--repeat:
 // the first run also compiles every kernel, the last one is reported); GFLOP/s of the step from the
-// transformer's matmul and attention FLOPs; GPU memory held (weights in their stored dtypes, and every buffer
-// the pool owns after the run); and, with --python, the same step and decode in diffusers on PyTorch (CPU,
-// float32) from the same weights and inputs in the same run (tools/bench_wan_torch.py), as ratios (engine
-// seconds / PyTorch seconds), the engine's video checked against PyTorch's. With --cache-steps, instead: the
+// transformer's matmul and attention FLOPs, of the decode from its convolutions' (src/model/wan_vae/flops.ts);
+// GPU memory held (weights in their stored dtypes, and every buffer the pool owns after the run); and, with
+// --python, the same step and decode in diffusers on PyTorch (CPU, float32) from the same weights and inputs in
+// the same run (tools/bench_wan_torch.py), as ratios (engine seconds / PyTorch seconds), the engine's video
+// checked against PyTorch's. With --cache-steps, instead: the
 // one-stream cache configurations (--only some of them) on an N-step video against the uncached one
 // (src/cli/bench/wan_cache.ts). Prints a markdown table, or with --json the whole report.
 import { markdownTable } from "markdown-table";
 import { parseArgs } from "node:util";
 import { readFloat32Tensors } from "../model/safetensors.ts";
+import { wanVaeDecodeFlops } from "../model/wan_vae/flops.ts";
 import { encodeSafetensors } from "../model/safetensors_writer.ts";
 import { readModelCard, wanLatentShape } from "../pipeline/model_card.ts";
 import { gaussianNoise } from "../pipeline/noise.ts";
@@ -164,11 +166,18 @@ async function main(args: string[]): Promise<number> {
   }
   let last;
   for (let r = 0; r < flags.repeat; r++) {
+    // At full width on a software adapter one run takes minutes: say what is running.
+    console.error(`bench:wan: run ${r + 1}/${flags.repeat}: one guided step, then the VAE decode`);
     last = await pipeline.run(request, { latents, embeddings, timePhases: true });
+    console.error(
+      `bench:wan: step ${last.phases!.denoise.toFixed(1)} s, decode ${last.phases!.decode.toFixed(1)} s`,
+    );
   }
   const phases = last!.phases!;
   const pool = ctx.pool.stats();
   const flops = 2 * pipeline.transformer.flopsPerSample(pipeline.graphShape(request, tokens));
+  const decodeFlops = wanVaeDecodeFlops(card.vae, shape);
+  if (flags.python) console.error("bench:wan: the same step and decode on PyTorch");
   const torch = flags.python
     ? await torchSide(flags, { latents: { shape, data: latents }, ...embeddings })
     : { unavailable: "no --python" };
@@ -182,7 +191,7 @@ async function main(args: string[]): Promise<number> {
       latents: shape,
     },
     step: { seconds: phases.denoise, gflops: flops / phases.denoise / 1e9, flops },
-    decode: { seconds: phases.decode },
+    decode: { seconds: phases.decode, gflops: decodeFlops / phases.decode / 1e9, flops: decodeFlops },
     memory: { weightBytes: pipeline.weightBytes, poolBytes: pool.bytesHeld },
     torch: "unavailable" in torch ? torch : {
       threads: torch.threads,
@@ -201,7 +210,7 @@ async function main(args: string[]): Promise<number> {
 function table(r: {
   adapter: string;
   step: { seconds: number; gflops: number };
-  decode: { seconds: number };
+  decode: { seconds: number; gflops: number };
   memory: { weightBytes: number; poolBytes: number };
   torch: Record<string, unknown>;
 }): string {

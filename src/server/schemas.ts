@@ -265,6 +265,7 @@ export const modelsSchema = z.object({
     video: z.object({
       frames: z.number(),
       fps: z.number(),
+      frames_per_latent: z.number().describe("k of the frame rule: a video has k x n + 1 frames"),
       formats: z.array(z.enum(VIDEO_FORMATS)).describe("response_format values this server can write"),
     }).nullable().describe("Video models (POST /v1/videos): default frames and fps; null for image models"),
     strategies: z.array(z.string()),

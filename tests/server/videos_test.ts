@@ -99,6 +99,7 @@ serverTest(
         response_format: "mp4",
         generate_seconds: null,
         cached_steps: null,
+        cfg_cached_steps: null,
         error: null,
       },
     );
@@ -371,7 +372,7 @@ serverTest("/v1/models describes the video model; the OpenAPI document has the v
   const models = (await (await app.request("/v1/models")).json()).data;
   const wan = models.find((m: { id: string }) => m.id === "wan-tiny");
   assert.equal(wan.pipeline, "WanPipeline");
-  assert.deepEqual(wan.video, { frames: 81, fps: 16, formats: ["mp4", "gif", "webp"] });
+  assert.deepEqual(wan.video, { frames: 81, fps: 16, frames_per_latent: 4, formats: ["mp4", "gif", "webp"] });
   assert.deepEqual([wan.limits.frames, wan.limits.fps], [{ min: 1, max: 1001 }, { min: 1, max: 120 }]);
   const flux = models.find((m: { id: string }) => m.id === "flux-text");
   assert.equal(flux.video, null);

@@ -21,7 +21,8 @@ function inputsOf(card: ModelCard): string[] {
 function videoOf(card: ModelCard, deps: AppDeps) {
   if (!card.video) return null;
   const formats = VIDEO_FORMATS.filter((format) => deps.videos.settings.formats[format] === null);
-  return { ...card.video, formats };
+  const { frames, fps, framesPerLatent } = card.video;
+  return { frames, fps, frames_per_latent: framesPerLatent, formats };
 }
 
 /** Ranges of the request fields; frames and fps only where the model draws videos. */
