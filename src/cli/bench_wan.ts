@@ -22,6 +22,7 @@ import { gaussianNoise } from "../pipeline/noise.ts";
 import { requestFrames, WanPipeline } from "../pipeline/pipelines/wan.ts";
 import { resolveRequest } from "../pipeline/request.ts";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
+import { maxAbsDiff } from "./bench/harness.ts";
 import { pythonProblem, pythonReference } from "./bench/python_reference.ts";
 import { wanCacheMarkdown, wanCacheTable } from "./bench/wan_cache.ts";
 
@@ -77,12 +78,6 @@ function parseFlags(args: string[]) {
 function promptEmbeds(seed: number, tokens: number, width: number) {
   const data = gaussianNoise(seed, tokens * width).fill(0, PROMPT_TOKENS * width);
   return { shape: [1, tokens, width], data };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
 }
 
 /** Frames [T, 3, H, W] (the pipeline's order) as PyTorch's video [1, 3, T, H, W]. */

@@ -26,6 +26,12 @@ export interface VideoFrames {
   start: number;
 }
 
+export interface DecodedFrames {
+  /** [B x T, out_channels, H, W] in [-1, 1]: video b's frame t at row b x T + t. */
+  data: Float32Array;
+  shape: [number, number, number, number];
+}
+
 export interface DecodedVideo {
   /** [B, out_channels, frames, H, W] in [-1, 1]. */
   data: Float32Array;
@@ -217,11 +223,29 @@ export class WanVaeDecoder {
     return { data, shape };
   }
 
-  /** The pipeline's path: latents as the transformer leaves them, de-normalised on the GPU, then decoded. */
-  async decodeLatents(latents: Tensor, recorder: StepRecorder): Promise<DecodedVideo> {
+  /**
+   * The pipeline's path: latents as the transformer leaves them, de-normalised on the GPU, then decoded chunk
+   * by chunk straight into frames [B x T, out_channels, H, W] (each video's frames in order), in [-1, 1].
+   */
+  async decodeLatentsToFrames(latents: Tensor, recorder: StepRecorder): Promise<DecodedFrames> {
     const { dispatches, out } = this.denormalize(latents);
     recorder.encode(dispatches);
-    return await this.decode(out, recorder);
+    const [batch, channels, frames, height, width] = this.videoShape(out.shape);
+    const plane = height * width;
+    const data = new Float32Array(batch * frames * channels * plane);
+    await this.decodeFrames(out, (chunk) => {
+      const t = chunk.shape[2];
+      for (let b = 0; b < batch; b++) {
+        for (let c = 0; c < channels; c++) {
+          for (let k = 0; k < t; k++) {
+            const from = ((b * channels + c) * t + k) * plane;
+            const to = ((b * frames + chunk.start + k) * channels + c) * plane;
+            data.set(chunk.data.subarray(from, from + plane), to);
+          }
+        }
+      }
+    }, recorder);
+    return { data, shape: [batch * frames, channels, height, width] };
   }
 
   release(): void {

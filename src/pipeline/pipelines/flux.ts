@@ -21,6 +21,7 @@ import { numpyLinspace } from "../schedulers/betas.ts";
 import { createSchedule, type Schedule } from "../schedulers/schedule.ts";
 import { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
 import { LazyLoad } from "../text/lazy_load.ts";
+import { perImageRows } from "./embedding_rows.ts";
 import { type TextConditioning, textConditioning } from "./flux_conditioning.ts";
 import { checkLatents, type ImagePipeline, type RunOptions } from "./image_pipeline.ts";
 import { decodeLatents, loadVae } from "./vae_decode.ts";
@@ -103,18 +104,8 @@ export class FluxPipeline implements ImagePipeline {
 
   /** encoder_hidden_states, pooled_projections (and guidance) for every row of the graph's batch. */
   #inputs(conditioning: TextConditioning, images: number, guidance: number): Record<string, Float32Array> {
-    const rows = (per: Float32Tensor, negative: Float32Tensor | undefined) => {
-      const parts = [per, ...(negative ? [negative] : [])];
-      const size = per.data.length / per.shape[0];
-      const out = new Float32Array(parts.length * images * size);
-      parts.forEach((part, p) => {
-        for (let i = 0; i < images; i++) {
-          const row = part.shape[0] === 1 ? 0 : i;
-          out.set(part.data.subarray(row * size, (row + 1) * size), (p * images + i) * size);
-        }
-      });
-      return out;
-    };
+    const rows = (per: Float32Tensor, negative: Float32Tensor | undefined) =>
+      perImageRows(negative ? [per, negative] : [per], images);
     const c = conditioning;
     const inputs: Record<string, Float32Array> = {
       encoder_hidden_states: rows(c.promptEmbeds, c.negative?.promptEmbeds),

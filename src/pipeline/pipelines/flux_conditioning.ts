@@ -6,6 +6,7 @@ import type { Float32Tensor } from "../../model/safetensors.ts";
 import type { FluxCard } from "../model_card.ts";
 import { type GenerationRequest, RequestError } from "../request.ts";
 import type { FluxPromptEncoder } from "../text/flux_prompt_encoder.ts";
+import { checkEmbeddingShape, stackRows } from "./embedding_rows.ts";
 
 export interface TextConditioning {
   promptEmbeds: Float32Tensor;
@@ -40,19 +41,6 @@ export function embeddingsRequest(
   return { images: Math.max(batch, n), negative };
 }
 
-const shapeOf = (t: Float32Tensor) => `[${t.shape.join(", ")}]`;
-
-/** Throws naming both shapes unless `tensor` is [1 or images, ...rest]. */
-function checkShape(name: string, tensor: Float32Tensor | undefined, rest: number[], images: number) {
-  const wanted = `[1 or ${images}, ${rest.join(", ")}]`;
-  if (!tensor) throw new RequestError(name, `missing; give ${wanted}`);
-  const [batch, ...tail] = tensor.shape;
-  if ((batch !== 1 && batch !== images) || tail.join() !== rest.join()) {
-    throw new RequestError(name, `shape ${shapeOf(tensor)} does not fit ${wanted}`);
-  }
-  return tensor;
-}
-
 /**
  * Precomputed embeddings checked against the card's widths and the request's images and true CFG; throws a
  * RequestError naming the tensor and both shapes. The server runs it before queueing a request.
@@ -72,13 +60,18 @@ export function givenEmbeddings(
   const { promptEmbedDim, pooledDim } = card.text;
   const tokens = given.prompt_embeds?.shape[1] ?? 0;
   const pair = (prefix: string) => ({
-    promptEmbeds: checkShape(`${prefix}prompt_embeds`, given[`${prefix}prompt_embeds`], [
+    promptEmbeds: checkEmbeddingShape(`${prefix}prompt_embeds`, given[`${prefix}prompt_embeds`], [
       tokens,
       promptEmbedDim,
     ], request.images),
-    pooledPromptEmbeds: checkShape(`${prefix}pooled_prompt_embeds`, given[`${prefix}pooled_prompt_embeds`], [
-      pooledDim,
-    ], request.images),
+    pooledPromptEmbeds: checkEmbeddingShape(
+      `${prefix}pooled_prompt_embeds`,
+      given[`${prefix}pooled_prompt_embeds`],
+      [
+        pooledDim,
+      ],
+      request.images,
+    ),
   });
   if (!(tokens >= 1)) {
     throw new RequestError(
@@ -118,15 +111,10 @@ export async function textConditioning(
   const prompts = await encoder();
   const rows = await Promise.all(request.prompts.map((p) => prompts.encode(p)));
   const negative = request.negativePrompt === null ? null : await prompts.encode(request.negativePrompt);
-  const stack = (parts: Float32Tensor[]): Float32Tensor => {
-    const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
-    parts.reduce((offset, p) => (data.set(p.data, offset), offset + p.data.length), 0);
-    return { shape: [parts.length, ...parts[0].shape.slice(1)], data };
-  };
   const notes = [...new Set([...rows, ...(negative ? [negative] : [])].flatMap((r) => r.notes))];
   return {
-    promptEmbeds: stack(rows.map((r) => r.promptEmbeds)),
-    pooledPromptEmbeds: stack(rows.map((r) => r.pooledPromptEmbeds)),
+    promptEmbeds: stackRows(rows.map((r) => r.promptEmbeds)),
+    pooledPromptEmbeds: stackRows(rows.map((r) => r.pooledPromptEmbeds)),
     negative,
     notes,
   };

@@ -18,7 +18,8 @@ import { createSchedule, type Schedule, wanFlowMatchSchedule } from "../schedule
 import { LazyLoad } from "../text/lazy_load.ts";
 import { WanPromptEncoder } from "../text/wan_prompt_encoder.ts";
 import { type ImagePipeline, LatentsError, type RunOptions } from "./image_pipeline.ts";
-import { perVideoRows, wanConditioning } from "./wan_conditioning.ts";
+import { perImageRows } from "./embedding_rows.ts";
+import { wanConditioning } from "./wan_conditioning.ts";
 
 /** The frames a request asks for, the card's default when it names none. */
 export function requestFrames(card: WanCard, request: GenerationRequest): number {
@@ -131,7 +132,7 @@ export class WanPipeline implements ImagePipeline {
       latentShape,
       images: request.images,
       inputs: {
-        encoder_hidden_states: perVideoRows(
+        encoder_hidden_states: perImageRows(
           negative ? [promptEmbeds, negative] : [promptEmbeds],
           request.images,
         ),
@@ -154,19 +155,8 @@ export class WanPipeline implements ImagePipeline {
 
   /** Latents [B, C, F, h, w] -> frames [B x T, 3, H, W], each video's frames in order. */
   async #decode(latents: Tensor, recorder: StepRecorder): Promise<Decoded> {
-    const video = await this.vae.decodeLatents(latents, recorder);
-    const [videos, channels, frames, height, width] = video.shape;
-    const plane = height * width;
-    const images = new Float32Array(video.data.length);
-    for (let b = 0; b < videos; b++) {
-      for (let c = 0; c < channels; c++) {
-        for (let t = 0; t < frames; t++) {
-          const from = ((b * channels + c) * frames + t) * plane;
-          images.set(video.data.subarray(from, from + plane), (((b * frames + t) * channels) + c) * plane);
-        }
-      }
-    }
-    return { images, shape: [videos * frames, channels, height, width] };
+    const { data, shape } = await this.vae.decodeLatentsToFrames(latents, recorder);
+    return { images: data, shape };
   }
 
   promptEncoder(): Promise<WanPromptEncoder> {

@@ -7,6 +7,7 @@ import type { Float32Tensor } from "../../model/safetensors.ts";
 import type { WanCard } from "../model_card.ts";
 import { type GenerationRequest, RequestError } from "../request.ts";
 import type { WanPromptEncoder } from "../text/wan_prompt_encoder.ts";
+import { checkEmbeddingShape } from "./embedding_rows.ts";
 
 export interface WanConditioning {
   /** [1 or videos, tokens, text_dim] */
@@ -21,16 +22,6 @@ export const WAN_EMBEDDING_NAMES = ["prompt_embeds", "negative_prompt_embeds"] a
 /** WanPipeline's do_classifier_free_guidance. */
 export function wanGuided(request: GenerationRequest): boolean {
   return request.guidance > 1;
-}
-
-function checkShape(name: string, tensor: Float32Tensor | undefined, rest: number[], videos: number) {
-  const wanted = `[1 or ${videos}, ${rest.join(", ")}]`;
-  if (!tensor) throw new RequestError(name, `missing; give ${wanted}`);
-  const [batch, ...tail] = tensor.shape;
-  if ((batch !== 1 && batch !== videos) || tail.join() !== rest.join()) {
-    throw new RequestError(name, `shape [${tensor.shape.join(", ")}] does not fit ${wanted}`);
-  }
-  return tensor;
 }
 
 /** Precomputed embeddings checked against the card's width and the request's videos and guidance. */
@@ -54,7 +45,12 @@ export function givenWanEmbeddings(
       `give [1 or ${request.images}, tokens, ${width}] with tokens >= 1`,
     );
   }
-  const promptEmbeds = checkShape("prompt_embeds", given.prompt_embeds, [tokens, width], request.images);
+  const promptEmbeds = checkEmbeddingShape(
+    "prompt_embeds",
+    given.prompt_embeds,
+    [tokens, width],
+    request.images,
+  );
   const guided = wanGuided(request);
   if (!guided) {
     if (given.negative_prompt_embeds) {
@@ -65,19 +61,13 @@ export function givenWanEmbeddings(
     }
     return { promptEmbeds, negative: null, notes: [] };
   }
-  const negative = checkShape(
+  const negative = checkEmbeddingShape(
     "negative_prompt_embeds",
     given.negative_prompt_embeds,
     [tokens, width],
     request.images,
   );
   return { promptEmbeds, negative, notes: [] };
-}
-
-function stack(parts: Float32Tensor[]): Float32Tensor {
-  const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
-  parts.reduce((offset, p) => (data.set(p.data, offset), offset + p.data.length), 0);
-  return { shape: [parts.length, ...parts[0].shape.slice(1)], data };
 }
 
 /** `request`'s conditioning: its prompts encoded, or the given embeddings checked. */
@@ -101,16 +91,4 @@ export async function wanConditioning(
     negative: negative && negative.promptEmbeds,
     notes: [...new Set([...encoded.notes, ...(negative?.notes ?? [])])],
   };
-}
-
-/** [rows x videos, ...]: each tensor's rows repeated to every video (batch 1) or taken per video. */
-export function perVideoRows(parts: readonly Float32Tensor[], videos: number): Float32Array {
-  const rows = parts.flatMap((part) =>
-    Array.from({ length: videos }, (_, i) => {
-      const size = part.data.length / part.shape[0];
-      const row = part.shape[0] === 1 ? 0 : i;
-      return { shape: [1, ...part.shape.slice(1)], data: part.data.subarray(row * size, (row + 1) * size) };
-    })
-  );
-  return stack(rows).data;
 }
