@@ -227,7 +227,7 @@ function table(r: {
       [
         "VAE decode",
         r.decode.seconds.toFixed(2),
-        "-",
+        r.decode.gflops.toFixed(2),
         String(t.decode_seconds ?? "-"),
         ratio("decode_ratio"),
       ],
