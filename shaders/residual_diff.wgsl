@@ -1,7 +1,8 @@
 // algorithm: relative L1 difference diff = sum|a-b| / sum|a| (= mean|a-b| / mean|a|), two-stage reduction.
 // Stage `partials`: workgroup (chunk g, sample s) sums |a-b| and |a| over its slice of sample s.
 // Stage `finish`: one workgroup adds each sample's partials and writes the ratios, so a cache decision
-// reads 4 bytes (or 4*(1+samples)) and nothing else leaves the GPU.
+// reads 4 bytes (or 4*(1+samples)) and nothing else leaves the GPU. It also writes the two means apart
+// (mean|a-b|, mean|a| over the visited elements), which rules that combine changes of several tensors read.
 // Downsampling (`stride` > 1) visits channel 0, stride, 2*stride ... of every row of `channels` values.
 
 override WG: u32 = 256;
@@ -19,7 +20,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> b: array<f32>;                   // [samples * per_sample] current
 @group(0) @binding(2) var<storage, read_write> partial: array<vec2<f32>>; // [samples * chunks] (sum|a-b|, sum|a|)
 @group(0) @binding(3) var<storage, read_write> result: array<f32>;        // [1 + samples]: overall, per sample
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read_write> means: array<vec2<f32>>;  // [1 + samples]: (mean|a-b|, mean|a|)
+@group(0) @binding(5) var<uniform> p: Params;
 
 var<workgroup> tree: array<vec2<f32>, WG>;
 
@@ -67,6 +69,8 @@ fn ratio(sums: vec2<f32>) -> f32 {
 
 @compute @workgroup_size(WG)
 fn finish(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let kept_per_row = (p.channels + p.stride - 1u) / p.stride;
+  let visited = f32((p.per_sample / p.channels) * kept_per_row);
   var overall = vec2<f32>(0.0, 0.0);
   for (var s = 0u; s < p.samples; s++) {
     var acc = vec2<f32>(0.0, 0.0);
@@ -77,9 +81,11 @@ fn finish(@builtin(local_invocation_id) lid: vec3<u32>) {
     overall += total;
     if (lid.x == 0u) {
       result[1u + s] = ratio(total);
+      means[1u + s] = total / visited;
     }
   }
   if (lid.x == 0u) {
     result[0] = ratio(overall);
+    means[0] = overall / (visited * f32(p.samples));
   }
 }

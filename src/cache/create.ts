@@ -6,6 +6,9 @@ import { DbPrune } from "./dbprune.ts";
 import type { ResolvedCacheOptions } from "./options.ts";
 import { SeparateCfgCache } from "./separate_cfg.ts";
 import { type CacheStrategy, NoCache } from "./strategy.ts";
+import { WholeListCache } from "./whole_list_cache.ts";
+import type { ResolvedWholeList } from "./whole_list_options.ts";
+import { wholeListRule } from "./whole_list_rules.ts";
 
 export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): CacheStrategy {
   switch (options.strategy) {
@@ -22,5 +25,16 @@ export function createStrategy(ctx: GpuContext, options: ResolvedCacheOptions): 
     case "dbprune":
       if (!options.cfg.separate) return new DbPrune(ctx, options);
       return new SeparateCfgCache(new DbPrune(ctx, options), new DbPrune(ctx, options));
+    case "magcache":
+    case "teacache":
+    case "easycache": {
+      if (!options.cfg.separate) return wholeList(ctx, options);
+      return new SeparateCfgCache(wholeList(ctx, options), wholeList(ctx, options));
+    }
   }
+}
+
+function wholeList(ctx: GpuContext, options: ResolvedWholeList): WholeListCache {
+  const { rule, label } = wholeListRule(options);
+  return new WholeListCache(ctx, options.strategy, rule, label, options.notes);
 }

@@ -2,7 +2,7 @@
 // stream) is compared with R_F* from the last computed step; a cached step replays M's stored residual of every
 // stream instead of running M; B = the last Bn blocks runs every step on what that gives (or, with
 // Bn_compute_blocks_ids, only the listed ones and the others whose image input barely moved, which replay
-// their own residuals). With the TaylorSeer calibrator a cached step extrapolates M's residual (or the state
+// their own residuals). With a calibrator (TaylorSeer, FoCa) a cached step predicts M's residual (or the state
 // after M) of the image stream, and of the text stream when enable_encoder_taylorseer, instead of replaying.
 // Decisions: when nobody waits on per-step reports and B has no per-block rule, the GPU decides
 // (GpuDecidedSpan, TaylorSeer included) and the run reads its log once at the end; a static step mask is
@@ -14,7 +14,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorLabel, calibratorNotes } from "./calibrators/taylor_seer.ts";
+import { calibratorHistory, calibratorLabel, calibratorNotes } from "./calibrators/calibrator.ts";
 import { CacheDecision, type Decision, similar, stepGate } from "./decision.ts";
 import { GpuDecidedSpan } from "./gpu_decided_span.ts";
 import { ON_COMPUTE } from "./kernels/decision_abi.ts";
@@ -72,7 +72,7 @@ export class DbCache implements CacheStrategy {
     this.name = options.strategy;
     this.#decision = new CacheDecision(options);
     this.#stats = emptyStats(
-      `${options.strategy} F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`,
+      `${options.strategy} F${options.Fn}B${options.Bn}${calibratorLabel(options.calibrator)}`,
       options.notes,
     );
   }
@@ -158,7 +158,7 @@ export class DbCache implements CacheStrategy {
   get gpuDiff(): ResidualDiff {
     const b = this.#buffers;
     if (!b?.gpu) throw new Error(`${this.name}: the shared diff is not decided on the GPU`);
-    return { dispatches: [], result: b.diff.result, release() {} };
+    return { dispatches: [], result: b.diff.result, means: b.diff.means, release() {} };
   }
 
   memoryBytes(): number {
@@ -210,7 +210,7 @@ export class DbCache implements CacheStrategy {
 
   /** Buffers and dispatches are built once, on the first forward, for the request's streams. */
   #prepare(list: BlockList, info: ForwardInfo): Buffers {
-    const { blocks, Bn, strategy, taylorseer } = this.options;
+    const { blocks, Bn, strategy, calibrator } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
         `${strategy}: options were resolved for ${blocks} blocks, the model has ${list.blocks.length}`,
@@ -225,7 +225,7 @@ export class DbCache implements CacheStrategy {
     const hidden = list.hidden;
     const downsample = this.options.downsample_factor;
     const [residualF, referenceF] = [ctx.pool.tensor(hidden.shape), ctx.pool.tensor(hidden.shape)];
-    const middle = new StoredSpan(ctx, `${strategy}: M`, streams, { calibrator: taylorseer });
+    const middle = new StoredSpan(ctx, `${strategy}: M`, streams, { calibrator });
     const listed = this.options.Bn_compute_blocks_ids;
     const stored = Array.from(
       { length: Bn },
@@ -237,7 +237,7 @@ export class DbCache implements CacheStrategy {
             calibrator: null,
           }),
     );
-    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length, this.options.Bn > 0));
+    this.#stats.notes.push(...calibratorNotes(calibrator, streams.length, this.options.Bn > 0));
     const b: Buffers = {
       streams,
       residualF,
@@ -272,7 +272,7 @@ export class DbCache implements CacheStrategy {
       ...span.store,
       ...span.cached,
     ];
-    const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
+    const derivatives = calibratorHistory(this.options.calibrator);
     const diff = this.sharedDiff?.gpuDiff ?? b.diff;
     return {
       span: new GpuDecidedSpan(this.ctx, diff, slots, steps, { ...this.options, derivatives }),

@@ -9,7 +9,7 @@ import type { Command } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "./kernels/prune_decision.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorLabel, calibratorNotes } from "./calibrators/taylor_seer.ts";
+import { calibratorHistory, calibratorLabel, calibratorNotes } from "./calibrators/calibrator.ts";
 import type { ResolvedDbPrune } from "./options.ts";
 import type { Gate } from "./decision.ts";
 import { PruneDecision } from "./prune_decision.ts";
@@ -59,7 +59,7 @@ export class DbPrune implements CacheStrategy {
 
   constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbPrune) {
     this.#decision = new PruneDecision(options);
-    const label = `dbprune F${options.Fn}B${options.Bn}${calibratorLabel(options.taylorseer)}`;
+    const label = `dbprune F${options.Fn}B${options.Bn}${calibratorLabel(options.calibrator)}`;
     this.#stats = { ...emptyStats(label, options.notes), prunedBlocks: [], blockDiffs: [], prunedRatio: 0 };
   }
 
@@ -184,7 +184,7 @@ export class DbPrune implements CacheStrategy {
 
   /** Per-block buffers and dispatches, built on the first forward for the request's streams. */
   #prepare(list: BlockList, info: ForwardInfo): (PrunableBlock | null)[] {
-    const { blocks, taylorseer } = this.options;
+    const { blocks, calibrator } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
         `dbprune: options were resolved for ${blocks} blocks, the model has ${list.blocks.length}`,
@@ -201,13 +201,13 @@ export class DbPrune implements CacheStrategy {
         ? {
           span: new StoredSpan(this.ctx, `dbprune: block ${i}`, streams, {
             judge: { downsample: 1 },
-            calibrator: taylorseer,
+            calibrator,
           }),
           stored: false,
         }
         : null
     );
-    this.#stats.notes.push(...calibratorNotes(taylorseer, streams.length, true));
+    this.#stats.notes.push(...calibratorNotes(calibrator, streams.length, true));
     if (info.deferReport) this.#gpu = this.#decidedOnGpu(list, info.steps);
     return this.#cache;
   }
@@ -224,7 +224,7 @@ export class DbPrune implements CacheStrategy {
       };
       return { diff: c.span.diff!.result, slots: [...s.snapshot, ...s.blocks, ...s.store, ...s.cached] };
     });
-    const derivatives = this.options.taylorseer?.n_derivatives ?? 0;
+    const derivatives = calibratorHistory(this.options.calibrator);
     return gpuPruneDecision(this.ctx, inputs, steps, { ...this.options, derivatives });
   }
 }

@@ -15,6 +15,12 @@ export const GATES = [
   "threshold_off",
   "similar",
   "not_similar",
+  /** TeaCache and EasyCache always compute the last step. */
+  "last_step",
+  /** MagCache: the skip run reached max_skip_steps. */
+  "max_skip_steps",
+  /** EasyCache: no transformation rate measured yet (two computed steps are needed). */
+  "no_rate",
 ] as const;
 
 export type Gate = (typeof GATES)[number];

@@ -6,40 +6,29 @@ import { z } from "zod";
 import { formatIssues } from "../validation/issues.ts";
 import type { DecisionOptions } from "./decision.ts";
 import { SCM_PRESET_NAMES, scmMask } from "./scm.ts";
+import { CacheOptionsError } from "./options_error.ts";
+import { flag, int, nonNegative, separateCfg } from "./option_fields.ts";
+import type { ModelCalibration } from "./calibration.ts";
+import {
+  type ParsedWholeList,
+  type ResolvedWholeList,
+  resolveWholeList,
+  WHOLE_LIST_SCHEMAS,
+  WHOLE_LIST_STRATEGIES,
+} from "./whole_list_options.ts";
 
-export class CacheOptionsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CacheOptionsError";
-  }
-}
+export { CacheOptionsError };
 
-const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
-  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`;
-  const error = `${name} must be an integer ${range}`;
-  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
-};
-const nonNegative = (name: string) => {
-  const error = `${name} must be a number >= 0`;
-  return z.number({ error }).min(0, { error });
-};
-const flag = (name: string) => z.boolean({ error: `${name} must be true or false` }).default(false);
 const blockIds = (name: string) =>
   z.array(int(`each of ${name}`, 0), { error: `${name} must be a list of block indices` });
 const PRESET = /^F(\d+)B(\d+)$/;
 const preset = z.string().regex(PRESET, { error: 'preset must look like "F8B0" (F<Fn>B<Bn>)' });
 
-/**
- * Separate CFG (cache-dit's enable_separate_cfg): where a pipeline runs the conditional and unconditional
- * passes as separate forwards, each keeps its own cache. null follows the pipeline.
- */
-const separateCfg = {
-  enable_separate_cfg: z.boolean({ error: "enable_separate_cfg must be true, false or null" }).nullable()
-    .default(null),
-  cfg_compute_first: flag("cfg_compute_first"),
-  cfg_diff_compute_separate: z.boolean({ error: "cfg_diff_compute_separate must be true or false" })
-    .default(true),
-};
+const CALIBRATOR_TYPES = ["taylorseer", "foca"] as const;
+const optionalFlag = (name: string) => z.boolean({ error: `${name} must be true or false` }).optional();
+const calibratorCacheType = (name: string) =>
+  z.enum(["residual", "hidden_states"], { error: `${name} must be "residual" or "hidden_states"` })
+    .optional();
 
 const warmupAndTaylorSeer = {
   residual_diff_threshold: nonNegative("residual_diff_threshold").default(0.08),
@@ -47,12 +36,19 @@ const warmupAndTaylorSeer = {
   warmup_interval: int("warmup_interval", 1).default(1),
   /** 0.2.x name: max_warmup_steps with interval 1. */
   warmup_steps: int("warmup_steps", 0).optional(),
-  enable_taylorseer: flag("enable_taylorseer"),
-  enable_encoder_taylorseer: flag("enable_encoder_taylorseer"),
-  taylorseer_cache_type: z.enum(["residual", "hidden_states"], {
-    error: 'taylorseer_cache_type must be "residual" or "hidden_states"',
-  }).default("residual"),
+  // The calibrator: each option also under cache-dit's generic name (resolveCalibrator); defaults false,
+  // false, "residual".
+  enable_taylorseer: optionalFlag("enable_taylorseer"),
+  enable_encoder_taylorseer: optionalFlag("enable_encoder_taylorseer"),
+  taylorseer_cache_type: calibratorCacheType("taylorseer_cache_type"),
+  /** TaylorSeer's order; FoCa has none. */
   n_derivatives: int("n_derivatives", 0, 8).default(1),
+  calibrator_type: z.enum(CALIBRATOR_TYPES, {
+    error: `calibrator_type must be ${CALIBRATOR_TYPES.map((t) => `"${t}"`).join(" or ")}`,
+  }).default("taylorseer"),
+  enable_calibrator: optionalFlag("enable_calibrator"),
+  enable_encoder_calibrator: optionalFlag("enable_encoder_calibrator"),
+  calibrator_cache_type: calibratorCacheType("calibrator_cache_type"),
   ...separateCfg,
 };
 
@@ -104,13 +100,14 @@ const SCHEMAS = {
     max_dynamic_prune_threshold: nonNegative("max_dynamic_prune_threshold").optional(),
     residual_cache_update_interval: int("residual_cache_update_interval", 1).default(1),
   }),
+  ...WHOLE_LIST_SCHEMAS,
 };
 
 export type CacheStrategyName = keyof typeof SCHEMAS;
 export const CACHE_STRATEGIES = Object.keys(SCHEMAS) as CacheStrategyName[];
 
 /** Where Fn/Bn come from when not given: 1.x DBCache default, the F1B0 of FBCache, DBPrune's preset. */
-const DEFAULT_SPLIT: Record<Exclude<CacheStrategyName, "none">, [number, number]> = {
+const DEFAULT_SPLIT: Record<Split["strategy"], [number, number]> = {
   dbcache: [8, 0],
   fbcache: [1, 0],
   dbprune: [8, 8],
@@ -151,11 +148,24 @@ export function parseCacheOptions(input: unknown): ParsedCacheOptions {
   return parsed.data;
 }
 
-export interface TaylorSeerOptions {
+/** What a calibrator predicts (the skipped span's residual or the state after it), and for which streams. */
+interface CalibratorTarget {
   cache_type: "residual" | "hidden_states";
-  n_derivatives: number;
+  /** The text stream too (enable_encoder_taylorseer). */
   encoder: boolean;
 }
+
+export interface TaylorSeerOptions extends CalibratorTarget {
+  type: "taylorseer";
+  n_derivatives: number;
+}
+
+/** FoCa has no hyper-parameters. */
+export interface FoCaOptions extends CalibratorTarget {
+  type: "foca";
+}
+
+export type CalibratorOptions = TaylorSeerOptions | FoCaOptions;
 
 export interface SeparateCfgOptions {
   /** Whether the two CFG passes keep separate caches: true exactly when the pipeline runs them separately. */
@@ -175,7 +185,7 @@ interface ResolvedCommon {
   residual_diff_threshold: number;
   max_warmup_steps: number;
   warmup_interval: number;
-  taylorseer: TaylorSeerOptions | null;
+  calibrator: CalibratorOptions | null;
   cfg: SeparateCfgOptions;
   /** What resolution changed and why (preset clamps); reported in the stats. */
   notes: string[];
@@ -200,7 +210,11 @@ export interface ResolvedDbPrune extends ResolvedCommon {
   residual_cache_update_interval: number;
 }
 
-export type ResolvedCacheOptions = { strategy: "none"; notes: string[] } | ResolvedDbCache | ResolvedDbPrune;
+export type ResolvedCacheOptions =
+  | { strategy: "none"; notes: string[] }
+  | ResolvedDbCache
+  | ResolvedDbPrune
+  | ResolvedWholeList;
 
 export interface CacheContext {
   /** Transformer blocks of the model. */
@@ -213,12 +227,17 @@ export interface CacheContext {
   cfgPasses?: "batched" | "separate";
   /** The pipeline's name, for messages. */
   pipeline?: string;
+  /** The request's sampler: calibrations are per sampler and step count. */
+  sampler?: string;
+  /** The model directory's calibrations (MagCache, TeaCache). */
+  calibration?: ModelCalibration;
 }
 
 /** Parses `input` and checks it against the model's block count and the request's step count. */
 export function resolveCacheOptions(input: unknown, context: CacheContext): ResolvedCacheOptions {
   const o = parseCacheOptions(input);
   if (o.strategy === "none") return { strategy: "none", notes: [] };
+  if (isWholeList(o)) return resolveWholeList(o, context, resolveSeparateCfg(o, context));
   const { blocks, steps } = context;
   const notes: string[] = [];
   const [Fn, Bn] = resolveSplit(o, blocks, notes);
@@ -235,13 +254,7 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
     residual_diff_threshold: o.residual_diff_threshold,
     max_warmup_steps: o.warmup_steps ?? o.max_warmup_steps,
     warmup_interval: o.warmup_steps !== undefined ? 1 : o.warmup_interval,
-    taylorseer: o.enable_taylorseer
-      ? {
-        cache_type: o.taylorseer_cache_type,
-        n_derivatives: o.n_derivatives,
-        encoder: o.enable_encoder_taylorseer,
-      }
-      : null,
+    calibrator: resolveCalibrator(o, input as object, notes),
     cfg: resolveSeparateCfg(o, context),
     notes,
   };
@@ -283,8 +296,56 @@ export function resolveCacheOptions(input: unknown, context: CacheContext): Reso
   };
 }
 
+/**
+ * The calibrator of enable_taylorseer or its generic name enable_calibrator (cache-dit 1.x), likewise for the
+ * encoder flag and the cache type; both names of one option must agree. `given`: the request as sent, to
+ * tell an n_derivatives the request gave from the default.
+ */
+function resolveCalibrator(o: Split, given: object, notes: string[]): CalibratorOptions | null {
+  const spelled = <T>(name: string, generic: string, value: T | undefined, genericValue: T | undefined) => {
+    if (value !== undefined && genericValue !== undefined && value !== genericValue) {
+      throw new CacheOptionsError(
+        `${o.strategy}: ${name} ${JSON.stringify(value)} and ${generic} ${JSON.stringify(genericValue)} ` +
+          "are one option under two names; give one of them (or the same value)",
+      );
+    }
+    return value ?? genericValue;
+  };
+  const enabled = spelled("enable_taylorseer", "enable_calibrator", o.enable_taylorseer, o.enable_calibrator);
+  const encoder = spelled(
+    "enable_encoder_taylorseer",
+    "enable_encoder_calibrator",
+    o.enable_encoder_taylorseer,
+    o.enable_encoder_calibrator,
+  ) ?? false;
+  const cache_type = spelled(
+    "taylorseer_cache_type",
+    "calibrator_cache_type",
+    o.taylorseer_cache_type,
+    o.calibrator_cache_type,
+  ) ?? "residual";
+  if (!enabled) {
+    if (o.calibrator_type !== "taylorseer") {
+      notes.push(
+        `calibrator_type ${o.calibrator_type}: no calibrator runs without enable_calibrator (or enable_taylorseer) true`,
+      );
+    }
+    return null;
+  }
+  if (o.calibrator_type === "taylorseer") {
+    return { type: "taylorseer", cache_type, n_derivatives: o.n_derivatives, encoder };
+  }
+  if ("n_derivatives" in given) {
+    notes.push(
+      `n_derivatives ${o.n_derivatives} is ignored: FoCa has no hyper-parameters (cache-dit's FoCa calibrator ` +
+        "ignores it too)",
+    );
+  }
+  return { type: "foca", cache_type, encoder };
+}
+
 /** cache-dit's rules for the three options, and whether this pipeline's CFG passes can be cached apart. */
-function resolveSeparateCfg(o: Split, context: CacheContext): SeparateCfgOptions {
+function resolveSeparateCfg(o: Split | ParsedWholeList, context: CacheContext): SeparateCfgOptions {
   const separate = context.cfgPasses === "separate";
   if (o.enable_separate_cfg !== null && o.enable_separate_cfg !== separate) {
     throw new CacheOptionsError(
@@ -307,10 +368,20 @@ function resolveSeparateCfg(o: Split, context: CacheContext): SeparateCfgOptions
         "its own pass); allowed: true",
     );
   }
+  if (isWholeList(o) && !o.cfg_diff_compute_separate) {
+    throw new CacheOptionsError(
+      `${o.strategy}: cfg_diff_compute_separate false is not supported (each pass decides on its own ` +
+        "measures); allowed: true",
+    );
+  }
   return { separate, computeFirst: o.cfg_compute_first, diffSeparate: o.cfg_diff_compute_separate };
 }
 
 type Split = Extract<ParsedCacheOptions, { strategy: "dbcache" | "fbcache" | "dbprune" }>;
+
+function isWholeList(o: ParsedCacheOptions): o is ParsedWholeList {
+  return (WHOLE_LIST_STRATEGIES as string[]).includes(o.strategy);
+}
 
 /**
  * Explicit Fn/Bn must fit the model (an error otherwise); a preset or default split that does not fit is

@@ -4,7 +4,7 @@
 import { type Gate, isWarmupStep, similar } from "./decision.ts";
 import type { ResolvedDbPrune } from "./options.ts";
 
-export type PruneOptions = Omit<ResolvedDbPrune, "strategy" | "taylorseer" | "notes" | "steps" | "cfg">;
+export type PruneOptions = Omit<ResolvedDbPrune, "strategy" | "calibrator" | "notes" | "steps" | "cfg">;
 
 export class PruneDecision {
   readonly #prunable: boolean[];

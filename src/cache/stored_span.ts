@@ -3,8 +3,9 @@
 // span last stored and the residual the span added to it, with the ops over them. As in the reference, the
 // decision is measured on the image stream alone (the optional input diff), while every stream is stored
 // and replayed: skipping FLUX's text-stream update would feed later blocks a stale text stream. A calibrator
-// (TaylorSeer) predicts the image stream, and the others only when `encoder` asks; a stream without one
-// replays its residual, which is also what the reference does with the encoder calibrator off.
+// (TaylorSeer or FoCa, by the options' type) predicts the image stream, and the others only when `encoder`
+// asks; a stream without one replays its residual, which is also what the reference does with the encoder
+// calibrator off.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
@@ -12,10 +13,10 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { copyAsDispatch, type CopyDispatch } from "../ops/copy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
-import { TaylorSeer } from "./calibrators/taylor_seer.ts";
+import { type Calibrator, createCalibrator } from "./calibrators/calibrator.ts";
 import type { ConditionalSlot } from "./kernels/conditional_dispatch.ts";
 import { ON_CACHED, ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
-import type { TaylorSeerOptions } from "./options.ts";
+import type { CalibratorOptions } from "./options.ts";
 
 interface StreamStore {
   stream: Tensor;
@@ -26,13 +27,13 @@ interface StreamStore {
   store: AxpyOp;
   /** stream += residual */
   replay: AxpyOp;
-  seer: TaylorSeer | null;
+  seer: Calibrator | null;
 }
 
 export interface StoredSpanOptions {
   /** Measure the image stream's input against the stored one, over every k-th channel. */
   judge?: { downsample: number };
-  calibrator: TaylorSeerOptions | null;
+  calibrator: CalibratorOptions | null;
 }
 
 /** A span's conditional slots by role, in encoding order: snapshot, blocks, store (and updates), cached. */
@@ -67,11 +68,10 @@ export class StoredSpan {
         store: axpy(ctx, input, stream, { alpha: -1, out: residual }),
         replay: axpy(ctx, residual, stream, { alpha: 1, inPlace: true }),
         seer: calibrator && (i === 0 || calibrator.encoder)
-          ? new TaylorSeer(ctx, {
+          ? createCalibrator(ctx, calibrator, {
             source: residualType ? residual : stream,
             target: stream,
             mode: residualType ? "add" : "replace",
-            nDerivatives: calibrator.n_derivatives,
           })
           : null,
       };
@@ -102,7 +102,7 @@ export class StoredSpan {
     return this.#streams.flatMap((s) => s.replay.dispatches);
   }
 
-  /** A step that skips the span: each stream replays, or takes its calibrator's extrapolation once it has one. */
+  /** A step that skips the span: each stream replays, or takes its calibrator's prediction once it has one. */
   reuse(step: number, recorder: StepRecorder): void {
     for (const s of this.#streams) {
       if (s.seer?.ready) s.seer.approximate(step, recorder);
@@ -117,7 +117,7 @@ export class StoredSpan {
 
   /**
    * The span as slots of a GPU decision: snapshots, the blocks, the stores and calibrator updates on computed
-   * steps; on cached steps each stream's replay (while its calibrator has no history) and its extrapolation.
+   * steps; on cached steps each stream's replay (while its calibrator has no history) and its prediction.
    * Copies cannot be made conditional, so the snapshots and the blocks' own copies (FLUX's split of the joint
    * attention output) run as dispatches here.
    */

@@ -17,6 +17,13 @@ export interface BlockList {
    * one-stream models. A strategy stores and replays each alongside `hidden`.
    */
   streams?: Readonly<Record<string, Tensor>>;
+  /** TeaCache's probe: `commands` (the start of blocks[0]) leave its timestep-modulated image input in `tensor`. */
+  modulatedInput?: ModulatedInput;
+}
+
+export interface ModulatedInput {
+  commands: readonly Command[];
+  tensor: Tensor;
 }
 
 /** The streams a strategy stores and replays: `hidden` first, then the list's others. */

@@ -20,6 +20,8 @@ export interface DenoiserGraph {
   hidden: Tensor;
   /** Every token stream the blocks update, by name (image is `hidden`); absent for one-stream models. */
   streams?: Record<string, Tensor>;
+  /** The first block's timestep-modulated image input and the commands (the start of blocks[0]) that make it. */
+  modulatedInput?: { commands: Command[]; tensor: Tensor };
   prologue: Command[];
   blocks: Command[][];
   epilogue: Command[];
@@ -32,3 +34,16 @@ export interface DenoiserGraph {
 
 /** The graph of a class-conditional model: its labels are always there. */
 export type ClassConditionalGraph = DenoiserGraph & { labels: Tensor };
+
+/**
+ * TeaCache's probe from a block's commands: the prefix that ends with `norm`'s dispatches (the block's first
+ * timestep-modulated norm of the image stream) and the tensor it writes.
+ */
+export function modulatedInputOf(
+  block: readonly Command[],
+  norm: { dispatches: readonly Command[]; out: Tensor },
+): { commands: Command[]; tensor: Tensor } {
+  const end = block.indexOf(norm.dispatches[norm.dispatches.length - 1]);
+  if (end < 0) throw new Error("modulatedInputOf: the norm's dispatches are not in the block");
+  return { commands: block.slice(0, end + 1), tensor: norm.out };
+}

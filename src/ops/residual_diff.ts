@@ -13,7 +13,7 @@ import { formatShape, type Tensor } from "../gpu/tensor.ts";
 
 const WG = 256;
 const ITEMS = 16;
-const BINDINGS = ["read", "read", "read_write", "read_write", "uniform"] as const;
+const BINDINGS = ["read", "read", "read_write", "read_write", "read_write", "uniform"] as const;
 
 export interface ResidualDiffOptions {
   /** Leading dimension treated as samples, each also reported alone (default 1). */
@@ -26,6 +26,8 @@ export interface ResidualDiff {
   dispatches: Dispatch[];
   /** [1 + samples]: the overall diff, then one per sample. */
   result: Tensor;
+  /** [1 + samples, 2]: mean|a - b| and mean|a| over what the diff visits, overall then per sample. */
+  means: Tensor;
   /** Releases the scratch and result tensors. */
   release(): void;
 }
@@ -56,6 +58,7 @@ export function residualDiff(
   const chunks = groups(visited, WG * ITEMS);
   const partial = ctx.pool.tensor([samples * chunks, 2]);
   const result = ctx.pool.tensor([1 + samples]);
+  const means = ctx.pool.tensor([1 + samples, 2]);
   const uniform = packUniform([
     ["u32", perSample],
     ["u32", channels],
@@ -64,7 +67,7 @@ export function residualDiff(
     ["u32", samples],
   ]);
   const spec = (entry: string): KernelSpec => ({ name, entry, bindings: BINDINGS, constants: { WG } });
-  const buffers = [a, b, partial, result];
+  const buffers = [a, b, partial, result, means];
   const dispatches = [
     bindKernel(ctx.gpu, ctx.kernels.get(spec("partials")), buffers, [chunks, samples, 1], uniform),
     bindKernel(ctx.gpu, ctx.kernels.get(spec("finish")), buffers, [1, 1, 1], uniform),
@@ -72,9 +75,11 @@ export function residualDiff(
   return {
     dispatches,
     result,
+    means,
     release() {
       partial.release();
       result.release();
+      means.release();
       disposeDispatches(dispatches);
     },
   };

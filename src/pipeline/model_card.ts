@@ -4,6 +4,7 @@
 // options) and its defaults. A directory is either a diffusers pipeline (model_index.json naming its
 // components, each a directory with its own config; src/pipeline/cards/ reads each family) or the embedded
 // single-component MnistDiT (config.json).
+import { CALIBRATION_FILE, type ModelCalibration, parseCalibrationFile } from "../cache/calibration.ts";
 import { className, exists, parseConfig, readJsonFile } from "../model/component_config.ts";
 import type { DitTransformerConfig } from "../model/dit/config.ts";
 import type { FluxTransformerConfig } from "../model/flux/config.ts";
@@ -85,6 +86,8 @@ interface CardBase {
   cfgPasses: CfgPasses;
   /** What a text-to-video model takes beyond an image model's fields; null for image models. */
   video: VideoCard | null;
+  /** The directory's cache calibrations (cache_calibration.json), set by readModelCard. */
+  calibration?: ModelCalibration;
 }
 
 interface DiffusersComponents {
@@ -147,6 +150,28 @@ export function wanLatentShape(card: WanCard, size: { width: number; height: num
 
 /** Reads what `dir` is; throws naming the missing or invalid file. */
 export async function readModelCard(dir: string): Promise<ModelCard> {
+  const card = await readCard(dir);
+  return { ...card, calibration: await readCalibration(dir) };
+}
+
+/** The directory's cache_calibration.json (none: no calibrations); a malformed one fails the model's load. */
+async function readCalibration(dir: string): Promise<ModelCalibration> {
+  const path = `${dir}/${CALIBRATION_FILE}`;
+  const model = modelName(dir);
+  if (!(await exists(path))) return { model, dir, file: null };
+  try {
+    return { model, dir, file: parseCalibrationFile(path, await readJsonFile(path)) };
+  } catch (e) {
+    throw new WeightsError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** A model's name: its directory's (what /v1/models lists). */
+export function modelName(dir: string): string {
+  return dir.replace(/\/+$/, "").split("/").pop() ?? dir;
+}
+
+async function readCard(dir: string): Promise<ModelCard> {
   if (!(await exists(dir))) throw new WeightsError(`${dir}: directory not found`);
   const indexPath = `${dir}/model_index.json`;
   if (await exists(indexPath)) {

@@ -307,6 +307,8 @@ export function resolveRequest(card: ModelCard, input: RequestInput): Generation
       channels: card.streamWidth,
       cfgPasses: card.cfgPasses,
       pipeline: card.pipeline,
+      sampler,
+      calibration: card.calibration,
     });
   } catch (e) {
     if (e instanceof CacheOptionsError) throw new RequestError("cache", e.message);

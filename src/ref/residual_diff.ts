@@ -13,23 +13,33 @@ export function residualDiff(
   channels: number,
   options: ResidualDiffOptions = {},
 ): number[] {
+  return residualMeans(a, b, channels, options).map(([diff, ref]) => ratio(diff, ref));
+}
+
+/** [mean|a - b|, mean|a|] overall, then per sample, over the visited elements: the GPU `means` tensor. */
+export function residualMeans(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  channels: number,
+  options: ResidualDiffOptions = {},
+): [number, number][] {
   const samples = options.samples ?? 1;
   const stride = options.downsample ?? 1;
   const perSample = a.length / samples;
-  const out: number[] = [];
-  let totalDiff = 0;
-  let totalRef = 0;
+  const out: [number, number][] = [];
+  let [totalDiff, totalRef, visited] = [0, 0, 0];
   for (let s = 0; s < samples; s++) {
-    let diff = 0;
-    let ref = 0;
+    let [diff, ref, count] = [0, 0, 0];
     for (let i = s * perSample; i < (s + 1) * perSample; i++) {
       if ((i % channels) % stride !== 0) continue;
       diff += Math.abs(a[i] - b[i]);
       ref += Math.abs(a[i]);
+      count++;
     }
-    out.push(ratio(diff, ref));
+    out.push([diff / count, ref / count]);
     totalDiff += diff;
     totalRef += ref;
+    visited += count;
   }
-  return [ratio(totalDiff, totalRef), ...out];
+  return [[totalDiff / visited, totalRef / visited], ...out];
 }

@@ -33,6 +33,7 @@ export function twoStreamBlocks(ctx: GpuContext, count: number): TwoStreamBlocks
     list: {
       blocks: image.list.blocks.map((b, i) => [...b, ...sums[i].dispatches, back]),
       hidden: image.list.hidden,
+      modulatedInput: image.list.modulatedInput,
       streams: { image: image.list.hidden, text: stream },
     },
     residuals: image.residuals,

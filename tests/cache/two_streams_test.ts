@@ -3,7 +3,7 @@
 // residual on the text stream too (or extrapolates it, with the encoder calibrator), decided on the host or
 // on the GPU alike. Dyadic values keep every sum exact, so outputs compare bit for bit.
 import assert from "node:assert/strict";
-import { ENCODER_NOTE, ENCODER_UNREAD_NOTE } from "../../src/cache/calibrators/taylor_seer.ts";
+import { ENCODER_NOTE, ENCODER_UNREAD_NOTE } from "../../src/cache/calibrators/calibrator.ts";
 import { createStrategy } from "../../src/cache/create.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import type { CacheStrategy } from "../../src/cache/strategy.ts";
@@ -55,7 +55,7 @@ for (const [name, options] of suites) {
         blocks,
         steps,
       ),
-    twoStreamBlocks,
+    { fakes: twoStreamBlocks },
   );
 }
 

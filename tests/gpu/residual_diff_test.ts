@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { KernelError } from "../../src/gpu/kernel.ts";
 import { residualDiff } from "../../src/ops/residual_diff.ts";
-import { residualDiff as residualDiffRef } from "../../src/ref/residual_diff.ts";
+import { residualDiff as residualDiffRef, residualMeans } from "../../src/ref/residual_diff.ts";
 import { assertClose } from "../support/assert_close.ts";
 import { gpuTest, runAndRead } from "../support/gpu.ts";
 import { randn } from "../support/random.ts";
@@ -30,6 +30,9 @@ for (const c of CASES) {
       const got = await runAndRead(ctx, op.dispatches, op.result);
       const want = residualDiffRef(a, b, c.shape[c.shape.length - 1], c);
       assertClose(got, want, TOL, "diff");
+      const means = await runAndRead(ctx, [], op.means);
+      const wantMeans = residualMeans(a, b, c.shape[c.shape.length - 1], c).flat();
+      assertClose(means, wantMeans, TOL, "mean|a-b| and mean|a|");
       assert.ok(
         want[0] > 0.05 && want[0] < 1,
         `reference diff ${want[0]} should be a real, non-trivial ratio`,

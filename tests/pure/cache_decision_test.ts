@@ -174,7 +174,7 @@ Deno.test("defaults: fbcache F1B0 0.08 warmup 8 max 8; dbcache F8B0 0.08 warmup 
     [8, 0, 0.08, 8, -1, null, []],
   );
   assert.equal(db.steps_computation_policy, "dynamic");
-  assert.equal(db.taylorseer, null);
+  assert.equal(db.calibrator, null);
   assert.deepEqual(resolveCacheOptions({ strategy: "none" }, MODEL), { strategy: "none", notes: [] });
   assert.deepEqual(resolveCacheOptions({}, MODEL).strategy, "none");
   const prune = resolveCacheOptions({ strategy: "dbprune" }, { blocks: 24, steps: 28, channels: 128 });
@@ -213,7 +213,12 @@ Deno.test("options: taylorseer, warmup_steps alias, named and custom masks", () 
     steps_computation_policy: "static",
   }, MODEL);
   assert.ok(r.strategy === "dbcache");
-  assert.deepEqual(r.taylorseer, { cache_type: "hidden_states", n_derivatives: 2, encoder: false });
+  assert.deepEqual(r.calibrator, {
+    type: "taylorseer",
+    cache_type: "hidden_states",
+    n_derivatives: 2,
+    encoder: false,
+  });
   assert.deepEqual([r.max_warmup_steps, r.warmup_interval], [3, 1]);
   assert.deepEqual(r.mask, scmMask("fast", 28));
   const custom = resolveCacheOptions({ strategy: "fbcache", steps_computation_mask: [1, 0, 1] }, {
@@ -238,8 +243,8 @@ function rejects(input: unknown, pattern: RegExp, context = MODEL): void {
 
 Deno.test("bad input: unknown strategy and unknown options name themselves and the valid ones", () => {
   rejects(
-    { strategy: "teacache" },
-    /cache strategy "teacache" is unknown; valid strategies: none, fbcache, dbcache, dbprune/,
+    { strategy: "pab" },
+    /cache strategy "pab" is unknown; valid strategies: none, fbcache, dbcache, dbprune, magcache, teacache, easycache$/,
   );
   rejects(
     { strategy: "dbcache", Fm: 2 },
@@ -346,4 +351,74 @@ Deno.test("bad input: what needs the model and the request", () => {
   );
   const widest = resolveCacheOptions({ strategy: "dbcache", downsample_factor: 128 }, MODEL);
   assert.ok(widest.strategy === "dbcache" && widest.downsample_factor === 128);
+});
+
+Deno.test("options: calibrator_type foca, cache-dit's generic calibrator names, n_derivatives noted as unused", () => {
+  const foca = resolveCacheOptions({
+    strategy: "dbprune",
+    calibrator_type: "foca",
+    enable_calibrator: true,
+    enable_encoder_calibrator: true,
+    calibrator_cache_type: "hidden_states",
+  }, MODEL);
+  assert.ok(foca.strategy === "dbprune");
+  assert.deepEqual(foca.calibrator, { type: "foca", cache_type: "hidden_states", encoder: true });
+  assert.ok(!foca.notes.some((n) => n.includes("n_derivatives")), "no note without n_derivatives");
+  const generic = resolveCacheOptions({ strategy: "fbcache", enable_calibrator: true }, MODEL);
+  const named = resolveCacheOptions({ strategy: "fbcache", enable_taylorseer: true }, MODEL);
+  assert.ok(generic.strategy === "fbcache" && named.strategy === "fbcache");
+  assert.deepEqual(generic.calibrator, {
+    type: "taylorseer",
+    cache_type: "residual",
+    n_derivatives: 1,
+    encoder: false,
+  });
+  assert.deepEqual(generic.calibrator, named.calibrator);
+  const both = resolveCacheOptions(
+    {
+      strategy: "dbcache",
+      enable_taylorseer: true,
+      enable_calibrator: true,
+      calibrator_type: "foca",
+      n_derivatives: 3,
+    },
+    MODEL,
+  );
+  assert.ok(both.strategy === "dbcache");
+  assert.deepEqual(both.calibrator, { type: "foca", cache_type: "residual", encoder: false });
+  assert.deepEqual(both.notes, [
+    "n_derivatives 3 is ignored: FoCa has no hyper-parameters (cache-dit's FoCa calibrator ignores it too)",
+  ]);
+  const off = resolveCacheOptions({ strategy: "dbcache", calibrator_type: "foca" }, MODEL);
+  assert.ok(off.strategy === "dbcache");
+  assert.equal(off.calibrator, null);
+  assert.deepEqual(off.notes, [
+    "calibrator_type foca: no calibrator runs without enable_calibrator (or enable_taylorseer) true",
+  ]);
+});
+
+Deno.test("bad input: a calibrator option given under both names with different values names both", () => {
+  rejects(
+    { strategy: "dbcache", enable_taylorseer: true, enable_calibrator: false },
+    /dbcache: enable_taylorseer true and enable_calibrator false are one option under two names/,
+  );
+  rejects(
+    {
+      strategy: "dbprune",
+      enable_taylorseer: true,
+      enable_encoder_taylorseer: false,
+      enable_encoder_calibrator: true,
+    },
+    /dbprune: enable_encoder_taylorseer false and enable_encoder_calibrator true are one option/,
+  );
+  rejects(
+    { strategy: "fbcache", taylorseer_cache_type: "residual", calibrator_cache_type: "hidden_states" },
+    /fbcache: taylorseer_cache_type "residual" and calibrator_cache_type "hidden_states" are one option/,
+  );
+  rejects({ strategy: "dbcache", calibrator_type: "dmd" }, /calibrator_type must be "taylorseer" or "foca"/);
+  rejects(
+    { strategy: "dbcache", calibrator_cache_type: "output" },
+    /calibrator_cache_type must be "residual" or "hidden_states"/,
+  );
+  rejects({ strategy: "dbcache", enable_calibrator: 1 }, /enable_calibrator must be true or false/);
 });

@@ -20,7 +20,12 @@ export function fakeBlocks(ctx: GpuContext, count: number, shape: readonly numbe
   const residuals = Array.from({ length: count }, () => ctx.pool.tensor(shape));
   const ops: ElementwiseOp[] = residuals.map((r) => axpy(ctx, r, hidden, { alpha: 1, inPlace: true }));
   return {
-    list: { blocks: ops.map((op) => op.dispatches), hidden },
+    // TeaCache's probe is the list's input itself: the fake has no modulation.
+    list: {
+      blocks: ops.map((op) => op.dispatches),
+      hidden,
+      modulatedInput: { commands: [], tensor: hidden },
+    },
     residuals,
     script(values, perBlock) {
       if (perBlock.length !== count) {

@@ -11,46 +11,13 @@ import type { ConditionalSlot } from "../kernels/conditional_dispatch.ts";
 import { ON_COMPUTE, SLOT } from "../kernels/decision_abi.ts";
 import { factorial } from "../../ref/taylor_seer.ts";
 import type { StepRecorder } from "../../gpu/step_recorder.ts";
-import type { TaylorSeerOptions } from "../options.ts";
+import type { Calibrator, CalibratorBinding, CalibratorSlots } from "./calibrator.ts";
 
-export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +
-  "encoder calibrator has nothing to predict";
-
-/** " + TaylorSeer (residual, 1 derivatives)" for a strategy's stats name; "" without a calibrator. */
-export function calibratorLabel(o: TaylorSeerOptions | null): string {
-  return o ? ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)` : "";
-}
-
-export const ENCODER_UNREAD_NOTE =
-  "enable_encoder_taylorseer: with Bn 0 no block runs after the cached span " +
-  "and the output reads the image stream only, so the text stream's prediction changes nothing (Bn >= 1 uses it)";
-
-/**
- * What the calibrator options mean on a block list of `streams` token streams; `textReadAfter`: whether a
- * block reads the text stream after what the calibrator predicts (DBCache's B blocks; any later block under
- * DBPrune).
- */
-export function calibratorNotes(
-  o: TaylorSeerOptions | null,
-  streams: number,
-  textReadAfter: boolean,
-): string[] {
-  if (!o?.encoder) return [];
-  if (streams === 1) return [ENCODER_NOTE];
-  return textReadAfter ? [] : [ENCODER_UNREAD_NOTE];
-}
-
-export interface TaylorSeerBinding {
-  /** Read on update: Y at a computed step. */
-  source: Tensor;
-  /** Written on approximate. */
-  target: Tensor;
-  /** "add": target += prediction (a residual); "replace": target = prediction (a hidden state). */
-  mode: "add" | "replace";
+export interface TaylorSeerBinding extends CalibratorBinding {
   nDerivatives: number;
 }
 
-export class TaylorSeer {
+export class TaylorSeer implements Calibrator {
   readonly #current: Tensor[];
   readonly #previous: Tensor[];
   readonly #keepPrevious: Command[];
@@ -82,7 +49,6 @@ export class TaylorSeer {
     this.#terms = this.#current.map((d) => axpy(ctx, d, target, { alpha: 1, inPlace: true }));
   }
 
-  /** True once an update has stored something to extrapolate from. */
   get ready(): boolean {
     return this.#last !== null;
   }
@@ -112,12 +78,8 @@ export class TaylorSeer {
     }
   }
 
-  /**
-   * The calibrator as slots of a GPU-decided span (src/cache/kernels/cache_decision.ts): the update runs on computed
-   * steps and the approximation on cached ones, each dispatch gated by the history the decision kernel keeps
-   * and weighted by it (1/w, k^i/i!), so no step needs the host to know what was decided.
-   */
-  gpuSlots(): { compute: ConditionalSlot[]; cached: ConditionalSlot[] } {
+  /** Gated by the derivative entries that exist and weighted 1/w on update, k^i/i! on approximate. */
+  gpuSlots(): CalibratorSlots {
     const copy = (from: Tensor, to: Tensor) => {
       const op = copyByDispatch(this.ctx, from, to);
       this.#copyOps.push(op);

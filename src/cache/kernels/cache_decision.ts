@@ -27,7 +27,11 @@ const PARAMS = uniformLayout("Params", [
   { name: "max_cached", type: "i32", note: "< 0: no limit" },
   { name: "max_continuous", type: "i32", note: "< 0: no limit" },
   { name: "max_accumulated", type: "f32", note: "< 0: gate off" },
-  { name: "derivatives", type: "u32", note: "TaylorSeer order n (0 without a calibrator)" },
+  {
+    name: "derivatives",
+    type: "u32",
+    note: "calibratorHistory: TaylorSeer's order n, 1 for FoCa, 0 without",
+  },
 ]);
 
 /** Per-request counters ahead of the per-step log in the state tensor. */
@@ -38,7 +42,7 @@ export interface GpuDecisionOptions {
   max_cached_steps: number;
   max_continuous_cached_steps: number;
   max_accumulated_residual_diff: number | null;
-  /** TaylorSeer's order when its dispatches are among the slots (0 without). */
+  /** calibratorHistory of the calibrator whose dispatches are among the slots (0 without). */
   derivatives?: number;
 }
 

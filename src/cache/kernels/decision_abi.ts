@@ -10,9 +10,15 @@ import { GATES } from "../decision.ts";
 const SLOT_CODES = {
   ON_COMPUTE: 0,
   ON_CACHED: 1,
-  /** The plain replay, while TaylorSeer has nothing stored. */
+  /** The plain replay, while the calibrator has nothing stored. */
   CACHED_WITHOUT_HISTORY: 2,
   CACHED_WITH_HISTORY: 3,
+  /** FoCa, cached, one update stored: the prediction is the anchor. */
+  FOCA_ANCHOR: 4,
+  /** FoCa, cached, two or more updates stored: the forecast. */
+  FOCA_FORECAST: 5,
+  /** As FOCA_FORECAST, and weighted (c, c) with c the Heun weight of the steps since the anchor. */
+  FOCA_SLOPES: 6,
   /** + i: computed, entry i exists. */
   KEEP_PREVIOUS: 0x100,
   /** + i: computed, i < min(entries, derivatives). */
@@ -24,10 +30,13 @@ const SLOT_CODES = {
 export const ON_COMPUTE = SLOT_CODES.ON_COMPUTE;
 export const ON_CACHED = SLOT_CODES.ON_CACHED;
 
-/** Slot conditions for TaylorSeer's dispatches (decision_slot_runs in shaders/preludes/decision_slots.wgsl). */
+/** Slot conditions for the calibrators' dispatches (decision_slot_runs in shaders/preludes/decision_slots.wgsl). */
 export const SLOT = {
   cachedWithoutHistory: SLOT_CODES.CACHED_WITHOUT_HISTORY,
   cachedWithHistory: SLOT_CODES.CACHED_WITH_HISTORY,
+  focaAnchor: SLOT_CODES.FOCA_ANCHOR,
+  focaForecast: SLOT_CODES.FOCA_FORECAST,
+  focaSlopes: SLOT_CODES.FOCA_SLOPES,
   keepPrevious: (i: number) => SLOT_CODES.KEEP_PREVIOUS + i,
   difference: (i: number) => SLOT_CODES.DIFFERENCE + i,
   term: (i: number) => SLOT_CODES.TERM + i,

@@ -33,7 +33,11 @@ const PARAMS = uniformLayout("Params", [
   { name: "cap", type: "f32" },
   { name: "mode", type: "u32", note: "0: decide here; 1: the host forced the block to run" },
   { name: "refresh", type: "u32", note: "1: a block that runs stores its input and residual this step" },
-  { name: "derivatives", type: "u32", note: "TaylorSeer order n (0 without a calibrator)" },
+  {
+    name: "derivatives",
+    type: "u32",
+    note: "calibratorHistory: TaylorSeer's order n, 1 for FoCa, 0 without",
+  },
 ]);
 
 export interface PrunableInput {

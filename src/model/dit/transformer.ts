@@ -16,7 +16,7 @@ import { silu } from "../../ops/modulate.ts";
 import { layerNormModulate } from "../../ops/norm.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
-import type { ClassConditionalGraph } from "../denoiser_graph.ts";
+import { type ClassConditionalGraph, modulatedInputOf } from "../denoiser_graph.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import { ditDims, type DitTransformerConfig } from "./config.ts";
@@ -133,7 +133,8 @@ export class DitTransformer {
         prologue.push(...commands);
         return { cond, mod };
       });
-      const blocks = conditioning.map(({ mod }, i) => this.#block(owned, i, hidden, mod));
+      const built = conditioning.map(({ mod }, i) => this.#block(owned, i, hidden, mod));
+      const blocks = built.map((b) => b.commands);
       const { epilogue, output, normOut } = this.#finalLayer(owned, hidden, conditioning[0].cond);
       return {
         batch,
@@ -143,6 +144,7 @@ export class DitTransformer {
         hidden,
         prologue,
         blocks,
+        modulatedInput: modulatedInputOf(blocks[0], built[0].norm1),
         epilogue,
         output,
         stages: { norm_out: normOut },
@@ -222,7 +224,7 @@ export class DitTransformer {
   }
 
   /** x += gate_msa * attn(modulate(LN(x))); x += gate_mlp * ff(modulate(norm3(x))), in place on hidden. */
-  #block(owned: Owned, i: number, hidden: Tensor, mod: Tensor): Command[] {
+  #block(owned: Owned, i: number, hidden: Tensor, mod: Tensor) {
     const { ctx, config: c } = this;
     const w = (name: string) => this.#w(`transformer_blocks.${i}.${name}`);
     const maybe = (name: string) => this.weights.find(`transformer_blocks.${i}.${name}`);
@@ -267,7 +269,8 @@ export class DitTransformer {
       out: { tensor: hidden },
       gate: gate(5),
     }));
-    return [norm1, ...projections, attention, out, norm3, ff1, ff2].flatMap((op) => op.dispatches);
+    const ops = [norm1, ...projections, attention, out, norm3, ff1, ff2];
+    return { commands: ops.flatMap((op): Command[] => op.dispatches), norm1 };
   }
 
   /** shift, scale = proj_out_1(SiLU(cond_0)); LN(x) * (1 + scale) + shift; proj_out_2; unpatchify. */

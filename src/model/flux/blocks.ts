@@ -47,6 +47,8 @@ interface AttentionNames {
 /** Builds block dispatch lists; every tensor it makes is owned by the graph being built. */
 export class FluxBlockBuilder {
   readonly #commands: Command[] = [];
+  /** The first block's adaLN-modulated image input (TeaCache's probe). */
+  firstImageNorm: { dispatches: Command[]; out: Tensor } | null = null;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -137,6 +139,7 @@ export class FluxBlockBuilder {
       layerNormModulate(this.ctx, this.streams[stream], mod, { shift, scale, eps: FLUX_EPS }),
     );
     this.#commands.push(...op.dispatches);
+    if (stream === "image") this.firstImageNorm ??= op;
     return op.out;
   }
 

@@ -12,7 +12,7 @@ import { silu } from "../../ops/modulate.ts";
 import { layerNormModulate } from "../../ops/norm.ts";
 import { ropeTable } from "../../ops/rope.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
-import type { DenoiserGraph } from "../denoiser_graph.ts";
+import { type DenoiserGraph, modulatedInputOf } from "../denoiser_graph.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import { FLUX_EPS, FluxBlockBuilder, type FluxShape } from "./blocks.ts";
@@ -236,6 +236,7 @@ export class FluxTransformer {
         streams,
         prologue,
         blocks,
+        modulatedInput: modulatedInputOf(blocks[0], builder.firstImageNorm!),
         epilogue,
         output: projected.out,
         stages: { temb, norm_out: normOut.out },

@@ -18,7 +18,7 @@ import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
 import { type DitConfig, readConfig } from "./config.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
-import type { ClassConditionalGraph } from "../denoiser_graph.ts";
+import { type ClassConditionalGraph, modulatedInputOf } from "../denoiser_graph.ts";
 import { Owned } from "../../gpu/owned.ts";
 
 const TIMESTEP_FREQUENCIES = 256;
@@ -136,7 +136,8 @@ export class Dit {
     const hidden = owned.add(ctx.pool.tensor([batch, this.tokens, c.hidden_size]));
     try {
       const { prologue, conditioning } = this.#prologue(owned, x, t, labels, hidden);
-      const blocks = Array.from({ length: c.depth }, (_, i) => this.#block(owned, i, hidden, conditioning));
+      const built = Array.from({ length: c.depth }, (_, i) => this.#block(owned, i, hidden, conditioning));
+      const blocks = built.map((b) => b.commands);
       const { epilogue, velocity } = this.#epilogue(owned, hidden, conditioning);
       return {
         batch,
@@ -146,6 +147,7 @@ export class Dit {
         hidden,
         prologue,
         blocks,
+        modulatedInput: modulatedInputOf(blocks[0], built[0].norm1),
         epilogue,
         output: velocity,
         release: () => owned.release(),
@@ -225,7 +227,7 @@ export class Dit {
   }
 
   /** x += gate_msa * attn(modulate(LN(x))); x += gate_mlp * mlp(modulate(LN(x))), all in place on hidden. */
-  #block(owned: Owned, i: number, hidden: Tensor, conditioning: Tensor): Command[] {
+  #block(owned: Owned, i: number, hidden: Tensor, conditioning: Tensor) {
     const { ctx, config: c } = this;
     const w = (name: string) => this.#w(`blocks.${i}.${name}`);
     const [batch, tokens, h] = hidden.shape;
@@ -268,7 +270,8 @@ export class Dit {
       out: { tensor: hidden },
       gate: gate(5),
     }));
-    return [mod, norm1, qkv, qNorm, kNorm, attention, proj, norm2, fc1, fc2].flatMap((op) => op.dispatches);
+    const ops = [mod, norm1, qkv, qNorm, kNorm, attention, proj, norm2, fc1, fc2];
+    return { commands: ops.flatMap((op): Command[] => op.dispatches), norm1 };
   }
 
   /** Final adaLN, projection to patch pixels, unpatchify to the velocity image. */

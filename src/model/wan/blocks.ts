@@ -41,6 +41,8 @@ const rows = (tensor: Tensor): RowView => ({ tensor, offset: 0, rowStride: tenso
 /** Builds block dispatch lists; the scratch and every op it makes are owned by the graph being built. */
 export class WanBlockBuilder {
   readonly #commands: Command[] = [];
+  /** The first block's adaLN-modulated input (TeaCache's probe). */
+  firstImageNorm: { dispatches: Command[]; out: Tensor } | null = null;
   readonly #scratch: Record<"normed" | "q" | "k" | "v" | "attended" | "textK" | "textV", Tensor>;
   readonly #ffn: { input?: Tensor; hidden: Tensor };
 
@@ -79,7 +81,10 @@ export class WanBlockBuilder {
     const s = this.#scratch;
     const { eps } = this.config;
     const { tokens, textTokens } = this.shape;
-    this.#run(layerNormModulate(this.ctx, hidden, mod, { shift: 0, scale: 1, eps, out: s.normed }));
+    const norm1 = layerNormModulate(this.ctx, hidden, mod, { shift: 0, scale: 1, eps, out: s.normed });
+    this.#run(norm1);
+    // TeaCache's probe: the scratch holds block 0's modulated input right after these dispatches.
+    this.firstImageNorm ??= norm1;
     for (const name of ["q", "k", "v"] as const) this.#linear(s.normed, `${b}.attn1.to_${name}`, s[name]);
     this.#rmsNorm(s.q, `${b}.attn1.norm_q`);
     this.#rmsNorm(s.k, `${b}.attn1.norm_k`);

@@ -16,7 +16,7 @@ import { layerNormModulate } from "../../ops/norm.ts";
 import { im2col, unpatchify } from "../../ops/patch.ts";
 import { ropeTable } from "../../ops/rope.ts";
 import { timestepEmbedding } from "../../ops/timestep_embedding.ts";
-import type { DenoiserGraph } from "../denoiser_graph.ts";
+import { type DenoiserGraph, modulatedInputOf } from "../denoiser_graph.ts";
 import { GraphCache, ModelWeights } from "../model_weights.ts";
 import { loadWeights, type ShapeSpec } from "../weights.ts";
 import { WanBlockBuilder } from "./blocks.ts";
@@ -244,6 +244,7 @@ export class WanTransformer {
         hidden,
         prologue,
         blocks,
+        modulatedInput: modulatedInputOf(blocks[0], builder.firstImageNorm!),
         epilogue,
         output: video.view([s.batch, outChannels, s.frames, s.height, s.width]),
         stages: {
