@@ -17,22 +17,19 @@
 // one-stream rows.
 import { parseArgs } from "node:util";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
-import { heldOutPrompt, heldOutPrompts } from "./bench/heldout_prompts.ts";
 import { type BenchConfig, benchConfigs } from "./bench/cache_configs.ts";
-import { checksum, type ImageRecord, markdown, summarise } from "./bench/cache_table.ts";
+import { type ImageRecord, markdown, summarise } from "./bench/cache_table.ts";
+import { runImageSet, runOne, type Subjects, subjects } from "./bench/image_set.ts";
 import { marginalMs, timeCommands } from "./bench/harness.ts";
 import { createStrategy } from "../cache/create.ts";
 import { resolveCacheOptions } from "../cache/options.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, isDispatch } from "../gpu/kernel.ts";
-import { squaredError, ssim } from "../metrics/image_quality.ts";
-import { classifierInput, DigitClassifier } from "../model/classifier.ts";
-import type { GenerateResult } from "../pipeline/generate.ts";
+import { DigitClassifier } from "../model/classifier.ts";
 import { encodeImagesPng } from "../pipeline/image.ts";
 import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
 import type { ImagePipeline } from "../pipeline/pipelines/image_pipeline.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
-import { type RequestInput, resolveRequest } from "../pipeline/request.ts";
 import { StepRecorder } from "../gpu/step_recorder.ts";
 
 const SEED_SETS = { "held-out": 1001, tuning: 1 } as const;
@@ -43,8 +40,6 @@ const GRID_COLUMNS = 20;
 const DEFAULT_MODEL = "weights/mnist-dit";
 /** Class models' defaults (the embedded model's table); text models take their card's steps. */
 const CLASS_DEFAULTS = { steps: 28, guidance: 3 };
-/** True CFG's negative prompt: the empty prompt mnist-flux dropped 10% of its training prompts to. */
-const NEGATIVE_PROMPT = "";
 
 interface Settings {
   model: string;
@@ -68,81 +63,6 @@ interface Progress {
   grid: number[][][];
   /** Repeats and images done: the next run starts at (repeat, image). */
   next: { repeat: number; image: number };
-}
-
-/** What image i asks for: a class, or a prompt (and the digit it names, where one is known). */
-interface Subject {
-  label?: number;
-  prompt?: string;
-  /** The class or digit the classifier should read; null where none is known. */
-  digit: number | null;
-}
-
-/** How the images of a run are conditioned, and how the header says it. */
-interface Subjects {
-  of(image: number): Subject;
-  describe: string;
-  /** Whether the digit classifier judges the images. */
-  judged: boolean;
-}
-
-const clamp = (images: Float32Array) => images.map((v) => Math.min(1, Math.max(-1, v)));
-
-async function subjects(card: ModelCard): Promise<Subjects> {
-  if (card.classes) {
-    const classes = Math.min(10, card.classes.names.length);
-    // The digit classifier judges the embedded digits model only.
-    const judged = card.pipeline === "MnistDiT";
-    return {
-      of: (i) => ({ label: i % classes, digit: judged ? i % classes : null }),
-      describe: `classes 0-${classes - 1}`,
-      judged,
-    };
-  }
-  const phrasings = await heldOutPrompts(card.dir);
-  if (!phrasings) {
-    // A text model with no digit prompts of its own: a plain prompt per digit, judged by nothing.
-    return {
-      of: (i) => ({ prompt: `a handwritten digit ${i % 10}`, digit: null }),
-      describe: 'prompts "a handwritten digit 0-9"',
-      judged: false,
-    };
-  }
-  return {
-    of: (i) => heldOutPrompt(phrasings, i),
-    describe: `digits 0-9 asked by the held-out phrasings of prompts.json, ${
-      phrasings.map((p) => p.length).reduce((a, b) => a + b, 0)
-    } in all`,
-    judged: true,
-  };
-}
-
-async function runOne(
-  ctx: GpuContext,
-  pipeline: ImagePipeline,
-  config: BenchConfig,
-  input: { subject: Subject; steps: number; seed: number; guidance: number; trueCfg: number },
-): Promise<GenerateResult> {
-  const { subject, trueCfg, ...sampling } = input;
-  const conditioning: Partial<RequestInput> = subject.prompt !== undefined
-    ? {
-      prompts: [subject.prompt],
-      ...(trueCfg > 1 ? { negativePrompt: NEGATIVE_PROMPT, true_cfg: trueCfg } : {}),
-    }
-    : { labels: [subject.label!] };
-  const request = resolveRequest(pipeline.card, {
-    ...sampling,
-    ...conditioning,
-    shift: 1,
-    eta: 0,
-    cache: config.cache,
-  });
-  const strategy = createStrategy(ctx, request.cache);
-  try {
-    return await pipeline.run(request, { strategy });
-  } finally {
-    strategy.release();
-  }
 }
 
 /** Collects what a strategy encodes instead of encoding it. */
@@ -316,48 +236,6 @@ async function saveAtomically(path: string, text: string): Promise<void> {
   await Deno.rename(`${path}.tmp`, path);
 }
 
-/** Mean SSIM over the channel planes of one image [C, H, W]. */
-function imageSsim(image: Float32Array, baseline: Float32Array, shape: GenerateResult["shape"]): number {
-  const [, channels, height, width] = shape;
-  const plane = height * width;
-  let total = 0;
-  for (let c = 0; c < channels; c++) {
-    total += ssim(
-      image.subarray(c * plane, (c + 1) * plane),
-      baseline.subarray(c * plane, (c + 1) * plane),
-      width,
-      height,
-      2,
-    );
-  }
-  return total / channels;
-}
-
-async function record(
-  classifier: DigitClassifier | null,
-  result: GenerateResult,
-  digit: number | null,
-  baseline: Float32Array,
-): Promise<ImageRecord> {
-  const image = clamp(result.images);
-  const read = classifier && digit !== null
-    ? (await classifier.classify(classifierInput(result.images, result.shape))).predicted[0]
-    : null;
-  return {
-    seconds: [result.seconds],
-    checksum: checksum(result.images),
-    cachedSteps: result.cache.cachedSteps.length,
-    blocksExecuted: result.cache.blocksExecuted,
-    blocksTotal: result.cache.blocksTotal,
-    readbacks: result.readbacks,
-    memoryBytes: result.cache.memoryBytes,
-    correct: read === null ? null : read === digit,
-    ssim: imageSsim(image, baseline, result.shape),
-    squaredError: squaredError(image, baseline),
-    values: image.length,
-  };
-}
-
 /** What the header says about guidance. */
 function guidanceText(card: ModelCard, settings: Settings): string {
   if (card.pipeline !== "FluxPipeline") return `guidance ${settings.guidance}`;
@@ -395,34 +273,23 @@ async function main(): Promise<number> {
   for (const config of configs) {
     await runOne(ctx, pipeline, config, { subject: subjectsOf.of(0), steps, seed: 0, guidance, trueCfg });
   }
-  for (let r = progress.next.repeat; r < settings.repeat; r++) {
-    for (let i = r === progress.next.repeat ? progress.next.image : 0; i < images; i++) {
-      const subject = subjectsOf.of(i);
-      const request = { subject, steps, seed: firstSeed + i, guidance, trueCfg };
-      // The order rotates from image to image and repeat to repeat, so no configuration always runs first
-      // (after the classifier's CPU work) or last; quality is scored once every configuration has run.
-      const results: GenerateResult[] = [];
-      for (let k = 0; k < configs.length; k++) {
-        const c = (k + i + r) % configs.length;
-        results[c] = await runOne(ctx, pipeline, configs[c], request);
-      }
-      const baseline = clamp(results[0].images);
-      for (const [c, result] of results.entries()) {
-        const known = progress.records[c][i];
-        if (!known) {
-          progress.records[c][i] = await record(classifier, result, subject.digit, baseline);
-          if (i < GRID_COLUMNS) progress.grid[c][i] = [...clamp(result.images)];
-        } else if (known.checksum !== checksum(result.images)) {
-          throw new Error(`${configs[c].name}, seed ${request.seed}: repeat ${r + 1} drew another image`);
-        } else {
-          known.seconds[r] = result.seconds;
-        }
-      }
-      progress.next = i + 1 < images ? { repeat: r, image: i + 1 } : { repeat: r + 1, image: 0 };
+  await runImageSet(ctx, pipeline, classifier, configs, progress, {
+    images,
+    firstSeed,
+    repeat: settings.repeat,
+    timedImages: images,
+    subjects: subjectsOf,
+    steps,
+    guidance,
+    trueCfg,
+    gridImages: GRID_COLUMNS,
+    async saved(next) {
       if (parsed.checkpoint) await saveAtomically(parsed.checkpoint, JSON.stringify(progress));
-      if (!json) console.error(`repeat ${r + 1}/${settings.repeat}: ${i + 1}/${images} images`);
-    }
-  }
+      if (!json) {
+        console.error(`repeat ${next.repeat + 1}/${settings.repeat}: ${next.image}/${images} images`);
+      }
+    },
+  });
   const judged = (config: BenchConfig) => {
     const seeds = `${settings.seeds} seeds ${firstSeed}..${firstSeed + images - 1}`;
     return config.tuned ? `${seeds} (tuned on seeds 1..20)` : seeds;

@@ -35,7 +35,7 @@ export interface Row {
   config: string;
   judgedOn: string;
   cache: Record<string, unknown>;
-  /** Seconds over all images, median over repeats. */
+  /** Seconds over the images every repeat timed (all, unless later repeats timed fewer), median over repeats. */
   seconds: number;
   speedup: Spread;
   cachedSteps: number;
@@ -70,9 +70,12 @@ export function summarise(
   records: readonly ImageRecord[],
   baseline: readonly ImageRecord[],
 ): Row {
-  const repeats = records[0].seconds.length;
-  const perRepeat = Array.from({ length: repeats }, (_, r) => repeatSeconds(records, r));
-  const speedups = perRepeat.map((s, r) => repeatSeconds(baseline, r) / s);
+  // Later repeats may time only the first images: every repeat is compared over the images all of them timed.
+  const repeats = Math.max(...records.map((x) => x.seconds.length));
+  const timed = records.findIndex((x) => x.seconds.length < repeats);
+  const [mine, theirs] = [records, baseline].map((set) => timed < 0 ? set : set.slice(0, timed));
+  const perRepeat = Array.from({ length: repeats }, (_, r) => repeatSeconds(mine, r));
+  const speedups = perRepeat.map((s, r) => repeatSeconds(theirs, r) / s);
   const images = records.length;
   return {
     config: config.name,
