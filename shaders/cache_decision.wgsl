@@ -7,7 +7,11 @@
 // step masks; everything else still happens. With TaylorSeer the state also holds the last computed step and
 // how many derivative entries exist, which pick the calibrator's dispatches and give their weights (1/w on
 // update, k^i/i! on approximate), written per slot for the host to copy into their uniforms.
-// CPU references: CacheDecision (src/cache/decision.ts) and TaylorSeerReference (src/ref/taylor_seer.ts).
+// decide_block: Bn_compute_blocks_ids' rule for one unlisted B block, one invocation after the block's input
+// diff: on a cached step of the span, a block whose input barely moved replays its residual, any other runs
+// (and on a computed step stores); it counts the replays in the step's log.
+// CPU references: CacheDecision and similar() (src/cache/decision.ts), TaylorSeerReference
+// (src/ref/taylor_seer.ts).
 
 // struct Params is generated from its declaration in src/cache/kernels/cache_decision.ts.
 
@@ -15,7 +19,7 @@
 
 @group(0) @binding(0) var<storage, read> diff: array<f32>;         // [1 + samples]: the whole-tensor diff first
 @group(0) @binding(1) var<storage, read> plan: array<vec4<u32>>;   // [slots]: workgroups x, y, z; condition
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;  // [8 + 3 * steps]: cached steps, consecutive cached, accumulated diff, last computed step (-1: none), derivative entries, 3 unused; per step: cached, diff (-1: none), gate
+@group(0) @binding(2) var<storage, read_write> state: array<f32>;  // [8 + 4 * steps]: cached steps, consecutive cached, accumulated diff, last computed step (-1: none), derivative entries, this step cached (0/1), this step, 1 unused; per step: cached, diff (-1: none), gate, B blocks replayed
 @group(0) @binding(3) var<storage, read_write> args: array<u32>;   // [3 * slots]: indirect dispatch arguments
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>; // [2 * slots]: alpha, beta per slot (TaylorSeer's)
 @group(0) @binding(5) var<uniform> p: Params;
@@ -52,11 +56,21 @@ fn decide() -> bool {
   state[0] = cached_steps;
   state[1] = consecutive;
   state[2] = accumulated;
-  let log = 8u + 3u * p.step;
+  state[5] = select(0.0, 1.0, cached);
+  state[6] = f32(p.step);
+  let log = 8u + 4u * p.step;
   state[log] = select(0.0, 1.0, cached);
   state[log + 1u] = measured;
   state[log + 2u] = f32(gate);
+  state[log + 3u] = 0.0;
   return cached;
+}
+
+fn write_args(j: u32, run: bool) {
+  let slot = plan[j];
+  args[3u * j] = select(0u, slot.x, run);
+  args[3u * j + 1u] = select(0u, slot.y, run);
+  args[3u * j + 2u] = select(0u, slot.z, run);
 }
 
 @compute @workgroup_size(1)
@@ -68,10 +82,7 @@ fn main() {
   let since = f32(p.step) - last;
   for (var j = 0u; j < p.slots; j++) {
     let slot = plan[j];
-    let run = decision_slot_runs(slot.w, cached, entries, p.derivatives); // preludes/decision_slots.wgsl
-    args[3u * j] = select(0u, slot.x, run);
-    args[3u * j + 1u] = select(0u, slot.y, run);
-    args[3u * j + 2u] = select(0u, slot.z, run);
+    write_args(j, decision_slot_runs(slot.w, cached, entries, p.derivatives)); // preludes/decision_slots.wgsl
     let w = decision_slot_weights(slot.w, since);
     weights[2u * j] = w.x;
     weights[2u * j + 1u] = w.y;
@@ -79,5 +90,31 @@ fn main() {
   if (!cached) {
     state[3] = f32(p.step);
     state[4] = f32(1u + min(entries, p.derivatives));
+  }
+}
+
+// One unlisted B block, after main() decided the step: `diff` is the block's input diff (measured on cached
+// steps only), p.threshold non_compute_blocks_diff_threshold, `plan` and `args` the block's own slots.
+@compute @workgroup_size(1)
+fn decide_block() {
+  let step_cached = state[5] == 1.0;
+  // similar(): a threshold <= 0 never replays.
+  let replay = step_cached && p.threshold > 0.0 && diff[0] < p.threshold;
+  if (replay) {
+    let log = 8u + 4u * u32(state[6]);
+    state[log + 3u] += 1.0;
+  }
+  for (var j = 0u; j < p.slots; j++) {
+    switch (plan[j].w) {
+      case SLOT_ON_COMPUTE: {
+        write_args(j, !step_cached);
+      }
+      case SLOT_ON_CACHED: {
+        write_args(j, replay);
+      }
+      default: {
+        write_args(j, !replay); // SLOT_BLOCK_RUNS
+      }
+    }
   }
 }

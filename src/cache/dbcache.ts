@@ -4,20 +4,31 @@
 // Bn_compute_blocks_ids, only the listed ones and the others whose image input barely moved, which replay
 // their own residuals). With a calibrator (TaylorSeer, FoCa) a cached step predicts M's residual (or the state
 // after M) of the image stream, and of the text stream when enable_encoder_taylorseer, instead of replaying.
-// Decisions: when nobody waits on per-step reports and B has no per-block rule, the GPU decides
-// (GpuDecidedSpan, TaylorSeer included) and the run reads its log once at the end; a static step mask is
-// decided on the host without a readback; otherwise one counted readback per step for the diff (none when a
-// gate before the threshold decides), and one per unlisted B block on cached steps.
+// Decisions (src/cache/decision_path.ts): on the GPU path the GPU decides the steps and B's per-block rule
+// (GpuDecidedSpan, calibrators included) and the log is read behind the loop; on the readback path, one
+// counted readback per step for the diff (none when a gate before the threshold decides), and one per
+// unlisted B block on cached steps. A static step mask is decided on the host without a readback.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, disposeDispatches } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorHistory, calibratorLabel, calibratorNotes } from "./calibrators/calibrator.ts";
+import {
+  calibratorHistory,
+  calibratorLabel,
+  calibratorNeedsHost,
+  calibratorNotes,
+} from "./calibrators/calibrator.ts";
 import { CacheDecision, type Decision, similar, stepGate } from "./decision.ts";
-import { GpuDecidedSpan } from "./gpu_decided_span.ts";
-import { ON_COMPUTE } from "./kernels/decision_abi.ts";
+import {
+  chooseDecisionPath,
+  type DecisionPath,
+  knownDecisionCosts,
+  type PathDemand,
+} from "./decision_path.ts";
+import { GpuDecidedSpan, type JudgedBlock } from "./gpu_decided_span.ts";
+import { ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
 import type { ResolvedDbCache } from "./options.ts";
 import { StoredSpan } from "./stored_span.ts";
 import {
@@ -46,8 +57,18 @@ interface Buffers {
   middle: StoredSpan;
   /** Per B block, null where it always runs. */
   stored: (StoredSpan | null)[];
-  /** Present when the GPU decides the steps (chosen on the first forward), with its copy of R_F into R_F*. */
+  /** Present on the GPU path (chosen on the first forward), with its copy of R_F into R_F*. */
   gpu: { span: GpuDecidedSpan; keepReference: AxpyOp } | null;
+}
+
+export interface DbCacheSettings {
+  /** The decision path; absent: the adapter's choice for this block list (chooseDecisionPath). */
+  path?: DecisionPath;
+  /**
+   * The conditional pass' cache, whose diff of the same step this (unconditional) pass decides on
+   * (cfg_diff_compute_separate false); it forwards first in every step, and this pass takes its path.
+   */
+  sharedDiff?: DbCache;
 }
 
 export class DbCache implements CacheStrategy {
@@ -55,20 +76,22 @@ export class DbCache implements CacheStrategy {
   readonly #decision: CacheDecision;
   #buffers: Buffers | null = null;
   readonly #stats: CacheStats;
-  /** Steps forwarded in GPU-decided mode, awaiting settle(). */
+  /** Steps forwarded on the GPU path, awaiting settle(). */
   readonly #pending: number[] = [];
+  /** Steps forwarded so far (their reports may still be on the GPU). */
+  #forwarded = 0;
+  /** The settle() reads in flight, in order: each records its steps after the one before. */
+  #settled: Promise<ForwardReport[]> = Promise.resolve([]);
   /** The last host-measured diff, for the pass that shares it. */
   #measured: { step: number; diff: number } | null = null;
+  readonly #sharedDiff: DbCache | null;
 
-  /**
-   * `sharedDiff`: the conditional pass' cache, whose diff of the same step this (unconditional) pass decides
-   * on (cfg_diff_compute_separate false); it forwards first in every step.
-   */
   constructor(
     private readonly ctx: GpuContext,
     private readonly options: ResolvedDbCache,
-    private readonly sharedDiff: DbCache | null = null,
+    private readonly settings: DbCacheSettings = {},
   ) {
+    this.#sharedDiff = settings.sharedDiff ?? null;
     this.name = options.strategy;
     this.#decision = new CacheDecision(options);
     this.#stats = emptyStats(
@@ -78,18 +101,19 @@ export class DbCache implements CacheStrategy {
   }
 
   async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
-    const b = this.#prepare(list, info);
+    const b = this.#prepare(list, info.steps);
+    const forwardedBefore = this.#forwarded++ > 0;
     const { Fn } = this.options;
     recorder.encode([b.snapshotIn]);
     for (const block of list.blocks.slice(0, Fn)) recorder.encode(block);
     recorder.encode(b.storeF.dispatches);
     if (b.gpu) {
-      this.#forwardDecidedOnGpu(b.gpu.span, info.step, list, recorder);
+      this.#forwardDecidedOnGpu(b.gpu.span, info.step, forwardedBefore, list, recorder);
       return null;
     }
     let diff: number | null = null;
     if (this.#decision.needsDiff(info.step)) {
-      diff = this.sharedDiff?.diffAt(info.step) ?? null;
+      diff = this.#sharedDiff?.diffAt(info.step) ?? null;
       if (diff === null) {
         recorder.encode(b.diff.dispatches);
         diff = await this.#read(recorder, b.diff.result);
@@ -101,24 +125,41 @@ export class DbCache implements CacheStrategy {
     return recordStep(this.#stats, info.step, decision, diff, blocksRun, list.blocks.length);
   }
 
-  /** Reports of the steps the GPU decided, from its log (one readback); [] when the host decided them. */
-  async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
+  /** Reports of the steps the GPU decided since the last call, from its log (one readback); [] when none. */
+  settle(recorder: StepRecorder): Promise<ForwardReport[]> {
     const gpu = this.#buffers?.gpu;
-    if (!gpu) return [];
+    if (!gpu || this.#pending.length === 0) return Promise.resolve([]);
     const { Fn, Bn, blocks } = this.options;
-    const logged = await gpu.span.settle(recorder);
+    // The copy of the log is made now, behind the steps forwarded so far; later steps are the next call's.
+    const steps = this.#pending.splice(0);
+    const read = gpu.span.settle(recorder);
     this.#stats.readbacks++;
-    return this.#pending.splice(0).map((step) => {
-      const { cached, diff, gate } = logged[step];
-      return recordStep(this.#stats, step, { cached, gate }, diff, cached ? Fn + Bn : blocks, blocks);
+    this.#settled = this.#settled.then(async () => {
+      const logged = await read;
+      return steps.map((step) => {
+        const { cached, diff, gate, replayed } = logged[step];
+        const run = cached ? Fn + Bn - replayed : blocks;
+        return recordStep(this.#stats, step, { cached, gate }, diff, run, blocks);
+      });
     });
+    return this.#settled;
   }
 
-  #forwardDecidedOnGpu(gpu: GpuDecidedSpan, step: number, list: BlockList, recorder: StepRecorder): void {
+  /** The path this cache's decisions take, once the first forward chose it; null while none did. */
+  get path(): DecisionPath | null {
+    return this.#stats.decisions ?? null;
+  }
+
+  #forwardDecidedOnGpu(
+    gpu: GpuDecidedSpan,
+    step: number,
+    forwardedBefore: boolean,
+    list: BlockList,
+    recorder: StepRecorder,
+  ): void {
     // The first forward always computes (nothing is stored yet), so "computed before" = "forwarded before".
-    const forwardedBefore = this.#pending.length > 0 || this.#stats.steps > 0;
-    gpu.encode(step, stepGate(this.options, step, forwardedBefore), recorder);
-    for (const block of list.blocks.slice(list.blocks.length - this.options.Bn)) recorder.encode(block);
+    const bBlocks = list.blocks.slice(list.blocks.length - this.options.Bn);
+    gpu.encode(step, stepGate(this.options, step, forwardedBefore), bBlocks, recorder);
     this.#pending.push(step);
   }
 
@@ -134,6 +175,8 @@ export class DbCache implements CacheStrategy {
     const L = list.blocks.length;
     let blocksRun = Fn;
     if (decision.cached) {
+      // A calibrator that fits on the host (DMD) may still be reading its last update back.
+      await b.middle.settled();
       b.middle.reuse(step, recorder);
     } else {
       recorder.encode([b.keepReference, ...b.middle.snapshot]);
@@ -154,7 +197,7 @@ export class DbCache implements CacheStrategy {
     return this.#measured?.step === step ? this.#measured.diff : null;
   }
 
-  /** The GPU's diff of the current step, for a pass that decides on it in GPU-decided mode. */
+  /** The GPU's diff of the current step, for a pass that decides on it on the GPU path. */
   get gpuDiff(): ResidualDiff {
     const b = this.#buffers;
     if (!b?.gpu) throw new Error(`${this.name}: the shared diff is not decided on the GPU`);
@@ -209,7 +252,7 @@ export class DbCache implements CacheStrategy {
   }
 
   /** Buffers and dispatches are built once, on the first forward, for the request's streams. */
-  #prepare(list: BlockList, info: ForwardInfo): Buffers {
+  #prepare(list: BlockList, steps: number): Buffers {
     const { blocks, Bn, strategy, calibrator } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
@@ -251,20 +294,37 @@ export class DbCache implements CacheStrategy {
       gpu: null,
     };
     this.#buffers = b;
-    const spanBlocks = list.blocks.slice(this.options.Fn, blocks - Bn).flat();
-    // The GPU decides unless a static mask already decides every step on the host or B has a per-block rule
-    // (a host reaction mid-step).
-    const hostDecidesAll = this.options.mask !== null && this.options.steps_computation_policy === "static";
-    if (info.deferReport && !hostDecidesAll && listed === null && spanBlocks.length > 0) {
-      b.gpu = this.#decidedOnGpu(b, spanBlocks, info.steps);
-    }
+    // A static mask decides every step on the host, without measuring anything.
+    if (this.options.mask !== null && this.options.steps_computation_policy === "static") return b;
+    // DMD fits on the host after every computed step, so the host must know which steps computed.
+    const path = calibratorNeedsHost(this.options.calibrator) ? "readback" : this.settings.path ??
+      this.#sharedDiff?.path ??
+      chooseDecisionPath(knownDecisionCosts(ctx), this.#demand(list, streams.length));
+    this.#stats.decisions = path;
+    if (path === "gpu") b.gpu = this.#decidedOnGpu(b, list, steps);
     return b;
   }
 
-  /** The compute path (keep R_F, M's snapshots, M, its stores) and the cached one as conditional slots. */
-  #decidedOnGpu(b: Buffers, spanBlocks: Command[], steps: number): Buffers["gpu"] {
+  /**
+   * What a step costs on either path: the compute path's slots (keep R_F, the snapshots, M, the stores, and
+   * each unlisted B block's) are empty in a cached step and run indirectly in a computed one; the readback
+   * path reads the diff and, on a cached step, each unlisted B block's.
+   */
+  #demand(list: BlockList, streams: number): PathDemand {
+    const { Fn, Bn, blocks } = this.options;
+    const dispatches = (from: number, to: number) =>
+      list.blocks.slice(from, to).reduce((sum, block) => sum + block.length, 0);
+    const judged = this.#buffers!.stored.flatMap((s, j) => (s ? [blocks - Bn + j] : []));
+    const compute = 1 + dispatches(Fn, blocks - Bn) + 2 * streams +
+      judged.reduce((sum, i) => sum + dispatches(i, i + 1) + 2 * streams, 0);
+    return { emptyDispatches: compute, indirectDispatches: compute, readbacks: 1 + judged.length };
+  }
+
+  /** The compute path (keep R_F, M's snapshots, M, its stores), the cached one, and each unlisted B block. */
+  #decidedOnGpu(b: Buffers, list: BlockList, steps: number): Buffers["gpu"] {
+    const { Fn, Bn, blocks } = this.options;
     const keepReference = copyByDispatch(this.ctx, b.residualF, b.referenceF);
-    const span = b.middle.gpuSlots(spanBlocks);
+    const span = b.middle.gpuSlots(list.blocks.slice(Fn, blocks - Bn).flat());
     const slots = [
       ...keepReference.dispatches.map((dispatch) => ({ dispatch, code: ON_COMPUTE })),
       ...span.snapshot,
@@ -272,11 +332,15 @@ export class DbCache implements CacheStrategy {
       ...span.store,
       ...span.cached,
     ];
+    const judged = b.stored.map((s, j): JudgedBlock | null => {
+      if (!s) return null;
+      const own = s.gpuSlots(list.blocks[blocks - Bn + j]);
+      const runs = own.blocks.map(({ dispatch }) => ({ dispatch, code: SLOT.blockRuns }));
+      return { diff: s.diff!, slots: [...own.snapshot, ...runs, ...own.store, ...own.cached] };
+    });
     const derivatives = calibratorHistory(this.options.calibrator);
-    const diff = this.sharedDiff?.gpuDiff ?? b.diff;
-    return {
-      span: new GpuDecidedSpan(this.ctx, diff, slots, steps, { ...this.options, derivatives }),
-      keepReference,
-    };
+    const diff = this.#sharedDiff?.gpuDiff ?? b.diff;
+    const options = { ...this.options, derivatives };
+    return { span: new GpuDecidedSpan(this.ctx, diff, slots, judged, steps, options), keepReference };
   }
 }

@@ -1,17 +1,24 @@
 // DBPrune (cache-strategies.md): per step, every prunable block compares its image input with the input it
 // saw when it last ran; a similar one is pruned, every stream = its input + the block's stored residual for
 // that stream (or the TaylorSeer prediction of that residual or of its output), otherwise it runs and
-// refreshes what it stores. When nobody waits on per-step reports each block is decided on the GPU
-// (src/cache/kernels/prune_decision.ts, TaylorSeer included) and the run reads the decisions once at the end;
-// otherwise each judged block costs one counted readback, since the next block's input depends on the answer.
+// refreshes what it stores. On the GPU path (src/cache/decision_path.ts) each block is decided on the GPU
+// (src/cache/kernels/prune_decision.ts, calibrators included) and the decision log is read behind the loop;
+// on the readback path each judged block costs one counted readback, since the next block's input depends
+// on the answer.
 import type { GpuContext } from "../gpu/context.ts";
 import type { Command } from "../gpu/kernel.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type GpuPruneDecision, gpuPruneDecision } from "./kernels/prune_decision.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
-import { calibratorHistory, calibratorLabel, calibratorNotes } from "./calibrators/calibrator.ts";
+import {
+  calibratorHistory,
+  calibratorLabel,
+  calibratorNeedsHost,
+  calibratorNotes,
+} from "./calibrators/calibrator.ts";
 import type { ResolvedDbPrune } from "./options.ts";
 import type { Gate } from "./decision.ts";
+import { chooseDecisionPath, type DecisionPath, knownDecisionCosts } from "./decision_path.ts";
 import { PruneDecision } from "./prune_decision.ts";
 import { StoredSpan } from "./stored_span.ts";
 import {
@@ -51,25 +58,34 @@ export class DbPrune implements CacheStrategy {
   #streams: Tensor[] | null = null;
   /** Per block, null where it always runs. */
   #cache: (PrunableBlock | null)[] = [];
-  /** Present when the GPU decides (chosen on the first forward). */
+  /** Present on the GPU path (chosen on the first forward). */
   #gpu: GpuPruneDecision | null = null;
   readonly #slotLayout: (SlotLayout | null)[] = [];
-  /** GPU-decided mode: each forwarded step and the gate the host applied to it (null: the GPU decided). */
+  /** GPU path: each forwarded step and the gate the host applied to it (null: the GPU decided). */
   readonly #pending: { step: number; gate: Gate | null }[] = [];
+  /** Steps forwarded so far, on either path. */
+  #forwarded = 0;
+  /** The settle() reads in flight, in order: each records its steps after the one before. */
+  #settled: Promise<ForwardReport[]> = Promise.resolve([]);
 
-  constructor(private readonly ctx: GpuContext, private readonly options: ResolvedDbPrune) {
+  /** `path`: the decision path; absent, the adapter's choice for this block list (chooseDecisionPath). */
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly options: ResolvedDbPrune,
+    private readonly path?: DecisionPath,
+  ) {
     this.#decision = new PruneDecision(options);
     const label = `dbprune F${options.Fn}B${options.Bn}${calibratorLabel(options.calibrator)}`;
     this.#stats = { ...emptyStats(label, options.notes), prunedBlocks: [], blockDiffs: [], prunedRatio: 0 };
   }
 
   async forward(info: ForwardInfo, list: BlockList, recorder: StepRecorder): Promise<ForwardReport | null> {
-    const cache = this.#prepare(list, info);
+    const cache = this.#prepare(list, info.steps);
     // Nothing is stored before the first forward, so it computes every block.
-    const gate = this.#decision.beginStep(info.step) ??
-      (this.#stats.steps + this.#pending.length === 0 ? "no_reference" : null);
+    const first = this.#forwarded++ === 0;
+    const gate = this.#decision.beginStep(info.step) ?? (first ? "no_reference" : null);
     if (this.#gpu) {
-      this.#forwardDecidedOnGpu(this.#gpu, info.step, gate, list, recorder);
+      this.#forwardDecidedOnGpu(this.#gpu, info.step, gate, first, list, recorder);
       return null;
     }
     const diffs: (number | null)[] = list.blocks.map(() => null);
@@ -81,6 +97,7 @@ export class DbPrune implements CacheStrategy {
         this.#stats.readbacks++;
         diffs[i] = (await recorder.read(diff.result))[0];
         if (this.#decision.decideBlock(diffs[i]!)) {
+          await c.span.settled();
           c.span.reuse(info.step, recorder);
           continue;
         }
@@ -90,18 +107,25 @@ export class DbPrune implements CacheStrategy {
     return this.#record(info.step, gate, this.#decision.endStep(), diffs, list.blocks.length);
   }
 
-  /** Reports of the steps forwarded in GPU-decided mode, from the decision log (one readback). */
-  async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
-    if (!this.#gpu) return [];
-    const logged = this.#gpu.decode(await recorder.read(this.#gpu.state));
+  /** Reports of the steps forwarded on the GPU path since the last call, from the decision log (one readback). */
+  settle(recorder: StepRecorder): Promise<ForwardReport[]> {
+    const gpu = this.#gpu;
+    if (!gpu || this.#pending.length === 0) return Promise.resolve([]);
+    // The copy of the log is made now, behind the steps forwarded so far; later steps are the next call's.
+    const steps = this.#pending.splice(0);
+    const read = recorder.read(gpu.state);
     this.#stats.readbacks++;
     const blocks = this.options.blocks;
-    return this.#pending.splice(0).map(({ step, gate }) => {
-      if (gate !== null) return this.#record(step, gate, 0, new Array(blocks).fill(null), blocks);
-      const { pruned, diffs, limited } = logged[step];
-      const count = pruned.filter((p) => p).length;
-      return this.#record(step, limited ? "max_pruned_steps" : null, count, diffs, blocks);
+    this.#settled = this.#settled.then(async () => {
+      const logged = gpu.decode(await read);
+      return steps.map(({ step, gate }) => {
+        if (gate !== null) return this.#record(step, gate, 0, new Array(blocks).fill(null), blocks);
+        const { pruned, diffs, limited } = logged[step];
+        const count = pruned.filter((p) => p).length;
+        return this.#record(step, limited ? "max_pruned_steps" : null, count, diffs, blocks);
+      });
     });
+    return this.#settled;
   }
 
   /** A block that runs, storing its inputs and residuals when the refresh rule says so. */
@@ -124,11 +148,12 @@ export class DbPrune implements CacheStrategy {
     gpu: GpuPruneDecision,
     step: number,
     gate: Gate | null,
+    first: boolean,
     list: BlockList,
     recorder: StepRecorder,
   ): void {
     // After the first forward every prunable block has stored, so refreshing follows the interval alone.
-    const refresh = this.#pending.length === 0 || this.#decision.shouldStore(step, true);
+    const refresh = first || this.#decision.shouldStore(step, true);
     this.#pending.push({ step, gate });
     gpu.setStep(step, { forced: gate !== null, refresh });
     for (const [i, block] of list.blocks.entries()) {
@@ -183,7 +208,7 @@ export class DbPrune implements CacheStrategy {
   }
 
   /** Per-block buffers and dispatches, built on the first forward for the request's streams. */
-  #prepare(list: BlockList, info: ForwardInfo): (PrunableBlock | null)[] {
+  #prepare(list: BlockList, steps: number): (PrunableBlock | null)[] {
     const { blocks, calibrator } = this.options;
     if (list.blocks.length !== blocks) {
       throw new Error(
@@ -208,7 +233,19 @@ export class DbPrune implements CacheStrategy {
         : null
     );
     this.#stats.notes.push(...calibratorNotes(calibrator, streams.length, true));
-    if (info.deferReport) this.#gpu = this.#decidedOnGpu(list, info.steps);
+    // A pruned block leaves its own dispatches and its stores empty, a block that runs runs them indirectly;
+    // the readback path reads its diff.
+    const prunable = this.#cache.flatMap((c, i) => (c ? [list.blocks[i].length + 2 * streams.length] : []));
+    const slots = prunable.reduce((a, b) => a + b, 0);
+    // DMD fits on the host after every computed step, so the host must know which steps computed.
+    const needsHost = calibratorNeedsHost(this.options.calibrator);
+    const path = needsHost ? "readback" : this.path ?? chooseDecisionPath(knownDecisionCosts(this.ctx), {
+      emptyDispatches: slots,
+      indirectDispatches: slots,
+      readbacks: prunable.length,
+    });
+    this.#stats.decisions = path;
+    if (path === "gpu") this.#gpu = this.#decidedOnGpu(list, steps);
     return this.#cache;
   }
 

@@ -24,7 +24,26 @@ const blockIds = (name: string) =>
 const PRESET = /^F(\d+)B(\d+)$/;
 const preset = z.string().regex(PRESET, { error: 'preset must look like "F8B0" (F<Fn>B<Bn>)' });
 
-const CALIBRATOR_TYPES = ["taylorseer", "foca"] as const;
+const CALIBRATOR_TYPES = ["taylorseer", "foca", "dmd"] as const;
+const SVD_PRECISIONS = ["low", "medium", "high"] as const;
+const DMD_KWARGS = ["history", "rank", "ridge", "n_derivatives", "svd_precision"];
+/** DMD's hyper-parameters by cache-dit's DMDCalibrator names (calibrator_kwargs); defaults 6, 0, 1e-8, 1. */
+const dmdKwargs = z.strictObject({
+  history: int("calibrator_kwargs.history", 1, 16).optional(),
+  rank: int("calibrator_kwargs.rank (0 = chosen from the spectrum)", 0).optional(),
+  ridge: nonNegative("calibrator_kwargs.ridge").optional(),
+  n_derivatives: int("calibrator_kwargs.n_derivatives", 0, 8).optional(),
+  svd_precision: z.enum(SVD_PRECISIONS, {
+    error: `calibrator_kwargs.svd_precision must be ${SVD_PRECISIONS.map((p) => `"${p}"`).join(", ")}`,
+  }).optional(),
+}, {
+  error: (issue) =>
+    issue.code === "unrecognized_keys"
+      ? `unknown calibrator_kwargs ${issue.keys.map((k) => `"${k}"`).join(", ")}; valid: ${
+        DMD_KWARGS.join(", ")
+      }`
+      : `calibrator_kwargs must be an object with any of ${DMD_KWARGS.join(", ")}`,
+});
 const optionalFlag = (name: string) => z.boolean({ error: `${name} must be true or false` }).optional();
 const calibratorCacheType = (name: string) =>
   z.enum(["residual", "hidden_states"], { error: `${name} must be "residual" or "hidden_states"` })
@@ -41,11 +60,12 @@ const warmupAndTaylorSeer = {
   enable_taylorseer: optionalFlag("enable_taylorseer"),
   enable_encoder_taylorseer: optionalFlag("enable_encoder_taylorseer"),
   taylorseer_cache_type: calibratorCacheType("taylorseer_cache_type"),
-  /** TaylorSeer's order; FoCa has none. */
+  /** TaylorSeer's order (DMD's fallback order, as calibrator_kwargs.n_derivatives); FoCa has none. */
   n_derivatives: int("n_derivatives", 0, 8).default(1),
   calibrator_type: z.enum(CALIBRATOR_TYPES, {
-    error: `calibrator_type must be ${CALIBRATOR_TYPES.map((t) => `"${t}"`).join(" or ")}`,
+    error: 'calibrator_type must be "taylorseer", "foca" or "dmd"',
   }).default("taylorseer"),
+  calibrator_kwargs: dmdKwargs.optional(),
   enable_calibrator: optionalFlag("enable_calibrator"),
   enable_encoder_calibrator: optionalFlag("enable_encoder_calibrator"),
   calibrator_cache_type: calibratorCacheType("calibrator_cache_type"),
@@ -165,7 +185,19 @@ export interface FoCaOptions extends CalibratorTarget {
   type: "foca";
 }
 
-export type CalibratorOptions = TaylorSeerOptions | FoCaOptions;
+/** DMD (src/cache/calibrators/dmd.ts): cache-dit's calibrator_kwargs, resolved. */
+export interface DmdOptions extends CalibratorTarget {
+  type: "dmd";
+  /** Computed-step snapshots kept (1..16). */
+  history: number;
+  /** SVD truncation rank; 0: the singular values above 1e-4 of the leading one. */
+  rank: number;
+  ridge: number;
+  /** The Taylor fallback's order (below 4 uniformly spaced snapshots). */
+  n_derivatives: number;
+}
+
+export type CalibratorOptions = TaylorSeerOptions | FoCaOptions | DmdOptions;
 
 export interface SeparateCfgOptions {
   /** Whether the two CFG passes keep separate caches: true exactly when the pipeline runs them separately. */
@@ -324,6 +356,13 @@ function resolveCalibrator(o: Split, given: object, notes: string[]): Calibrator
     o.taylorseer_cache_type,
     o.calibrator_cache_type,
   ) ?? "residual";
+  const kwargs = o.calibrator_kwargs;
+  if (kwargs && o.calibrator_type !== "dmd") {
+    throw new CacheOptionsError(
+      `${o.strategy}: calibrator_kwargs are DMD's (calibrator_type "dmd"); ${o.calibrator_type} takes ` +
+        (o.calibrator_type === "foca" ? "no hyper-parameters" : "its order as n_derivatives"),
+    );
+  }
   if (!enabled) {
     if (o.calibrator_type !== "taylorseer") {
       notes.push(
@@ -335,6 +374,9 @@ function resolveCalibrator(o: Split, given: object, notes: string[]): Calibrator
   if (o.calibrator_type === "taylorseer") {
     return { type: "taylorseer", cache_type, n_derivatives: o.n_derivatives, encoder };
   }
+  if (o.calibrator_type === "dmd") {
+    return resolveDmd(o, kwargs ?? {}, "n_derivatives" in given, notes, cache_type, encoder);
+  }
   if ("n_derivatives" in given) {
     notes.push(
       `n_derivatives ${o.n_derivatives} is ignored: FoCa has no hyper-parameters (cache-dit's FoCa calibrator ` +
@@ -342,6 +384,49 @@ function resolveCalibrator(o: Split, given: object, notes: string[]): Calibrator
     );
   }
   return { type: "foca", cache_type, encoder };
+}
+
+/**
+ * DMD's options from calibrator_kwargs; its n_derivatives is also the request's n_derivatives (default 1
+ * for both; `topLevel`: the request gave it), and the two must agree.
+ */
+function resolveDmd(
+  o: Split,
+  kwargs: z.infer<typeof dmdKwargs>,
+  topLevel: boolean,
+  notes: string[],
+  cache_type: CalibratorTarget["cache_type"],
+  encoder: boolean,
+): DmdOptions {
+  const given = kwargs.n_derivatives;
+  if (topLevel && given !== undefined && given !== o.n_derivatives) {
+    throw new CacheOptionsError(
+      `${o.strategy}: n_derivatives ${o.n_derivatives} and calibrator_kwargs.n_derivatives ${given} are ` +
+        "one option under two names (DMD's fallback order); give one of them (or the same value)",
+    );
+  }
+  const history = kwargs.history ?? 6;
+  if (history < 4) {
+    notes.push(
+      `calibrator_kwargs.history ${history}: the DMD fit needs 4 snapshots, so every forecast is the ` +
+        "Taylor fallback",
+    );
+  }
+  if (kwargs.svd_precision === "low") {
+    notes.push(
+      'calibrator_kwargs.svd_precision "low" is ignored: the fit takes exact singular values (from the ' +
+        "window's Gram matrix), not cache-dit's randomised SVD",
+    );
+  }
+  return {
+    type: "dmd",
+    cache_type,
+    encoder,
+    history,
+    rank: kwargs.rank ?? 0,
+    ridge: kwargs.ridge ?? 1e-8,
+    n_derivatives: given ?? o.n_derivatives,
+  };
 }
 
 /** cache-dit's rules for the three options, and whether this pipeline's CFG passes can be cached apart. */

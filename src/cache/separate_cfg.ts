@@ -18,10 +18,10 @@ export class SeparateCfgCache implements CacheStrategy {
     return (info.branch === "uncond" ? this.uncond : this.cond).forward(info, list, recorder);
   }
 
-  /** The conditional pass' deferred reports, each with the unconditional pass' of its step. */
+  /** The conditional pass' reports from the GPU, each with the unconditional pass' of its step. */
   async settle(recorder: StepRecorder): Promise<ForwardReport[]> {
-    const cond = await this.cond.settle(recorder);
-    const uncond = await this.uncond.settle(recorder);
+    // Both logs are copied behind the same step before either read is awaited.
+    const [cond, uncond] = await Promise.all([this.cond.settle(recorder), this.uncond.settle(recorder)]);
     return cond.map((report, i) => (uncond[i] ? { ...report, cfg: uncond[i] } : report));
   }
 

@@ -3,9 +3,9 @@
 // span last stored and the residual the span added to it, with the ops over them. As in the reference, the
 // decision is measured on the image stream alone (the optional input diff), while every stream is stored
 // and replayed: skipping FLUX's text-stream update would feed later blocks a stale text stream. A calibrator
-// (TaylorSeer or FoCa, by the options' type) predicts the image stream, and the others only when `encoder`
-// asks; a stream without one replays its residual, which is also what the reference does with the encoder
-// calibrator off.
+// (TaylorSeer, FoCa or DMD, by the options' type) predicts the image stream, and the others only when
+// `encoder` asks; a stream without one replays its residual, which is also what the reference does with the
+// encoder calibrator off.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
@@ -113,6 +113,11 @@ export class StoredSpan {
   /** After the store on a computed step: the calibrators take this step's values. */
   update(step: number, recorder: StepRecorder): void {
     for (const s of this.#streams) s.seer?.update(step, recorder);
+  }
+
+  /** What the calibrators' updates left for the host to receive (DMD's Gram rows), which reuse needs first. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#streams.map((s) => s.seer?.settled?.()));
   }
 
   /**

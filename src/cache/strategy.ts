@@ -6,6 +6,7 @@ import type { Command } from "../gpu/kernel.ts";
 import type { Decision, Gate } from "./decision.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
+import type { DecisionPath } from "./decision_path.ts";
 
 export interface BlockList {
   /** Commands of each block; each updates every stream in place. */
@@ -50,10 +51,10 @@ export interface ForwardInfo {
   /** The pass, where the pipeline runs CFG as two forwards per step; absent: the step's one forward. */
   branch?: CfgBranch;
   /**
-   * Nobody waits on this step's report: a strategy may leave the decision on the GPU, return null from
-   * forward() and give the reports from settle() after the last step.
+   * Images in the forward (default 1): row r of each stream belongs to image r % images (CFG's halves are
+   * stacked image by image), so a strategy may decide per image.
    */
-  deferReport?: boolean;
+  images?: number;
 }
 
 export interface ForwardReport {
@@ -85,8 +86,10 @@ export interface CacheStats {
   blocksTotal: number;
   /** GPU memory the cache holds (bytes). */
   memoryBytes: number;
-  /** Readbacks the strategy made (each a GPU sync). */
+  /** Readbacks the strategy made: mid-step ones (each a GPU sync) and reads of its decision log. */
   readbacks: number;
+  /** How the decisions reached the host, where a strategy decides per step on measured values. */
+  decisions?: DecisionPath;
   /** DBPrune: blocks pruned in each step. */
   prunedBlocks?: number[];
   /** DBPrune: pruned / total block executions so far. */
@@ -100,6 +103,11 @@ export interface CacheStats {
    * above are then the conditional pass', the block counts, memory and readbacks the whole run's.
    */
   cfg?: BranchStats & { blocksExecuted: number; blocksTotal: number };
+  /**
+   * A forward of several images that decide apart: each image's own step lists (the lists above then count a
+   * step as cached where no image ran the blocks).
+   */
+  images?: BranchStats[];
 }
 
 /** Stats before the first step; strategies fill them in as they forward. */
@@ -139,9 +147,16 @@ export function recordStep(
 
 export interface CacheStrategy {
   readonly name: string;
-  /** null: the report is deferred (only when info.deferReport) and comes from settle(). */
+  /**
+   * Encodes the step's blocks; null where the GPU decides the step (its report is in the decision log, which
+   * settle() reads). Whether it returns null never depends on who reads the reports, or when.
+   */
   forward(info: ForwardInfo, blocks: BlockList, recorder: StepRecorder): Promise<ForwardReport | null>;
-  /** After the last step: the reports forward() deferred, in step order ([] when none were). */
+  /**
+   * The reports forward() left on the GPU since the last settle(), in step order ([] when none). Call it
+   * after a step's submit: the log is copied behind that step, so the promise waits on that step only, and
+   * the loop may encode and submit the next step before awaiting it (one readback per call).
+   */
   settle(recorder: StepRecorder): Promise<ForwardReport[]>;
   /** Bytes of GPU memory the strategy holds for its caches. */
   memoryBytes(): number;

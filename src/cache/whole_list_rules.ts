@@ -3,9 +3,13 @@ import { EasyCacheRule } from "./easycache.ts";
 import { MagCacheRule } from "./magcache.ts";
 import { TeaCacheRule } from "./teacache.ts";
 import type { ListRule } from "./whole_list_cache.ts";
+import type { WholeListRuleOptions } from "./kernels/whole_list_decision.ts";
 import type { ResolvedWholeList } from "./whole_list_options.ts";
 
-export function wholeListRule(o: ResolvedWholeList): { rule: ListRule; label: string } {
+/** The rule (its CPU reference) and, for the rules the GPU decision kernel knows, the kernel's options. */
+export function wholeListRule(
+  o: ResolvedWholeList,
+): { rule: ListRule; label: string; gpuRule?: WholeListRuleOptions } {
   switch (o.strategy) {
     case "magcache":
       return {
@@ -13,8 +17,21 @@ export function wholeListRule(o: ResolvedWholeList): { rule: ListRule; label: st
         label: `magcache (threshold ${o.threshold}, max_skip_steps ${o.max_skip_steps})`,
       };
     case "teacache":
-      return { rule: new TeaCacheRule(o), label: `teacache (rel_l1_thresh ${o.rel_l1_thresh})` };
+      return {
+        rule: new TeaCacheRule(o),
+        label: `teacache (rel_l1_thresh ${o.rel_l1_thresh})`,
+        gpuRule: {
+          rule: "teacache",
+          thresh: o.rel_l1_thresh,
+          ret_steps: o.ret_steps,
+          coefficients: o.coefficients,
+        },
+      };
     case "easycache":
-      return { rule: new EasyCacheRule(o), label: `easycache (thresh ${o.thresh})` };
+      return {
+        rule: new EasyCacheRule(o),
+        label: `easycache (thresh ${o.thresh})`,
+        gpuRule: { rule: "easycache", thresh: o.thresh, ret_steps: o.ret_steps },
+      };
   }
 }

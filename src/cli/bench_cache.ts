@@ -95,13 +95,13 @@ async function decisionPath(
     ...extra,
   };
   const context = { blocks: pipeline.card.blocks, steps: 2, channels: pipeline.card.streamWidth };
-  const strategy = createStrategy(ctx, resolveCacheOptions(cache, context));
+  const strategy = createStrategy(ctx, resolveCacheOptions(cache, context), "gpu");
   try {
     let log = new CommandLog(ctx.gpu);
     // Step 0 computes because nothing is stored; step 1 is decided by the kernel (threshold 0: compute).
     for (const step of [0, 1]) {
       log = new CommandLog(ctx.gpu);
-      await strategy.forward({ step, steps: 2, deferReport: true }, graph, log);
+      await strategy.forward({ step, steps: 2 }, graph, log);
     }
     const blockGroups = new Set(graph.blocks.flat().filter(isDispatch).map((d) => d.bindGroup));
     const added = log.commands.filter((c) => !isDispatch(c) || !blockGroups.has(c.bindGroup));

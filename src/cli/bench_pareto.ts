@@ -1,5 +1,6 @@
 // deno task bench:pareto [--model DIR] [--families "MagCache,TeaCache,..."] [--tune-images 10] [--keep 2]
-//   [--images 100] [--repeat 3] [--timed-images 10] [--checkpoint FILE] [--chart FILE] [--json]
+//   [--images 100] [--repeat 3] [--timed-images 10] [--checkpoint FILE] [--chart FILE] [--retime]
+//   [--tuning-only] [--json]
 // Speed against quality for every strategy family's main knob (src/cli/bench/pareto_sweep.ts), in two passes:
 //   tuning: every point of every family on --tune-images images of the tuning seeds (1, 2, ...), one run;
 //     each family's frontier (the points no other point of it beats on both speedup and PSNR) gives the --keep
@@ -8,20 +9,25 @@
 //     SSIM against the uncached image, the digit classifier's accuracy) is the table's, timed --repeat times
 //     (later repeats over the first --timed-images images), each speedup the median with its spread.
 // Prints the held-out table with each family's frontier and the overall one, compares the new methods with
-// the reference's at equal speedup, and draws the chart (SVG). Both passes are resumable with --checkpoint.
+// the reference's at equal speedup, and draws the chart (SVG). Both passes are resumable with --checkpoint;
+// --retime times the finished held-out pass again with the current code (its quality records stay);
+// --tuning-only prints the tuning pass of a checkpoint (and its chart) without touching the checkpoint.
 import { parseArgs } from "node:util";
 import { acquireGpuOrExplain } from "./acquire_gpu.ts";
+import type { BenchConfig } from "./bench/cache_configs.ts";
 import { markdown, type Row, summarise } from "./bench/cache_table.ts";
 import { type ImageSetProgress, runImageSet, subjects } from "./bench/image_set.ts";
-import { paretoSvg } from "./bench/pareto_chart.ts";
+import { type ChartPoint, paretoSvg } from "./bench/pareto_chart.ts";
 import {
   FAMILY_NAMES,
   familyFrontiers,
+  overheadConfigs,
   paretoFrontier,
   REFERENCE_FAMILIES,
   type SweepConfig,
   sweepConfigs,
 } from "./bench/pareto_sweep.ts";
+import type { GpuContext } from "../gpu/context.ts";
 import { DigitClassifier } from "../model/classifier.ts";
 import { type ModelCard, readModelCard } from "../pipeline/model_card.ts";
 import { loadPipeline } from "../pipeline/pipelines/load.ts";
@@ -50,6 +56,8 @@ interface Checkpoint {
   /** Names of the points the held-out pass runs, once the tuning pass chose them. */
   selected: string[] | null;
   heldOut: ImageSetProgress | null;
+  /** The decision-overhead pass, after the held-out one (absent in checkpoints written before it existed). */
+  overhead?: ImageSetProgress;
 }
 
 function parse(args: string[]) {
@@ -66,6 +74,8 @@ function parse(args: string[]) {
       checkpoint: { type: "string" },
       chart: { type: "string" },
       json: { type: "boolean", default: false },
+      retime: { type: "boolean", default: false },
+      "tuning-only": { type: "boolean", default: false },
     },
   });
   return values;
@@ -120,6 +130,8 @@ async function loadCheckpoint(
   }
 }
 
+const adapterOf = (ctx: GpuContext) => `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
+
 /** PSNR the targets are stated at: the points kept for the held-out pass bracket it. */
 const TARGET_PSNR = 30;
 
@@ -162,6 +174,19 @@ function comparison(points: readonly { family: string; name: string; speedup: nu
   return { reference, best: margins[0] ?? null };
 }
 
+/** Chart points of a pass' rows (after the baseline). */
+function pointsOf(set: ChartPoint["set"], configs: readonly SweepConfig[], of: readonly Row[]): ChartPoint[] {
+  return of.slice(1).map((r, i) => ({
+    family: configs[i + 1].family,
+    name: r.config,
+    set,
+    speedup: r.speedup.median,
+    min: r.speedup.min,
+    max: r.speedup.max,
+    psnr: r.psnr,
+  }));
+}
+
 async function main(): Promise<number> {
   let values, card: ModelCard, settings: Settings, checkpoint: Checkpoint, sweep: SweepConfig[];
   try {
@@ -201,13 +226,33 @@ async function main(): Promise<number> {
       if (!values.json) console.error(`${label}: repeat ${next.repeat + 1}, ${next.image}/${images} images`);
     },
   });
-  // Compile every configuration's kernels before anything is timed.
-  for (const config of sweep) {
-    await runImageSet(ctx, pipeline, null, [sweep[0], config], emptyProgress(2), {
+  // --retime: the held-out pass' timing again with this code (its images must come out the same bits), e.g.
+  // after a change of decision path; its quality records stay.
+  const retime = async (done: ImageSetProgress, configs: readonly BenchConfig[], timed: number) => {
+    const timing: ImageSetProgress = {
+      records: done.records.map((records) => records.slice(0, timed).map((r) => ({ ...r, seconds: [] }))),
+      grid: configs.map(() => []),
+      next: { repeat: 0, image: 0 },
+    };
+    await compile(configs);
+    await runImageSet(ctx, pipeline, null, configs, timing, {
+      ...pass(timed, HELD_OUT_SEED, settings.repeat, timed, "retime"),
+      async saved() {},
+    });
+    timing.records.forEach((records, c) => records.forEach((r, i) => done.records[c][i].seconds = r.seconds));
+    for (const records of done.records) {
+      for (const r of records.slice(timed)) r.seconds = r.seconds.slice(0, 1);
+    }
+    await save();
+  };
+  // Every configuration's kernels compile on one untimed image before a pass times it.
+  const compile = async (configs: readonly BenchConfig[]) => {
+    await runImageSet(ctx, pipeline, null, configs, emptyProgress(configs.length), {
       ...pass(1, 0, 1, 1, "compile"),
       async saved() {},
     });
-  }
+  };
+  if (checkpoint.tuning.next.repeat < 1) await compile(sweep);
   await runImageSet(
     ctx,
     pipeline,
@@ -225,6 +270,21 @@ async function main(): Promise<number> {
       checkpoint.tuning.records[0],
     )
   );
+  if (values["tuning-only"]) {
+    // Reads the checkpoint and writes nothing: a run may still be working on it.
+    const chart = values.chart ?? `docs/pareto-${card.dir.split("/").pop()}-tuning.svg`;
+    const title = `${card.dir}: speedup vs PSNR on the tuning ${judged(TUNING_SEED, settings.tuneImages)}`;
+    await Deno.writeTextFile(chart, await paretoSvg(pointsOf("tuning", sweep, tuningRows), title));
+    console.log(
+      `${card.dir}: ${steps} steps, guidance ${guidance}, one image per request; the tuning pass (every swept ` +
+        `point, ${judged(TUNING_SEED, settings.tuneImages)}, one run, timed on a shared machine); ${
+          adapterOf(ctx)
+        }\n`,
+    );
+    console.log(markdown(tuningRows, steps, 1));
+    console.log(`\nChart: ${chart}`);
+    return 0;
+  }
   checkpoint.selected ??= choose(sweep, tuningRows, settings.keep);
   const selected = checkpoint.selected.map((name) => sweep.find((c) => c.name === name)!);
   checkpoint.heldOut ??= emptyProgress(selected.length);
@@ -237,28 +297,38 @@ async function main(): Promise<number> {
     checkpoint.heldOut,
     pass(settings.images, HELD_OUT_SEED, settings.repeat, settings.timedImages, "held-out"),
   );
+  if (values.retime) await retime(checkpoint.heldOut, selected, settings.timedImages);
+  const overheads = overheadConfigs();
+  if (values.retime || !checkpoint.overhead) checkpoint.overhead = emptyProgress(overheads.length);
+  await compile(overheads);
+  await runImageSet(
+    ctx,
+    pipeline,
+    null,
+    overheads,
+    checkpoint.overhead,
+    pass(settings.timedImages, HELD_OUT_SEED, settings.repeat, settings.timedImages, "decision overhead"),
+  );
+  const overhead = checkpoint.overhead;
+  const overheadRows = overheads.map((c, i) =>
+    summarise(c, judged(HELD_OUT_SEED, settings.timedImages), overhead.records[i], overhead.records[0])
+  );
   const heldOut = checkpoint.heldOut;
   const rows = selected.map((c, i) =>
     summarise(c, judged(HELD_OUT_SEED, settings.images), heldOut.records[i], heldOut.records[0])
   );
-  const points = rows.slice(1).map((r, i) => ({
-    family: selected[i + 1].family,
-    name: r.config,
-    speedup: r.speedup.median,
-    min: r.speedup.min,
-    max: r.speedup.max,
-    psnr: r.psnr,
-  }));
+  const points = pointsOf("held-out", selected, rows);
   const families = familyFrontiers(points);
   const overall = paretoFrontier(points).map((p) => p.name);
   const { best } = comparison(points);
-  const adapter = `${ctx.gpu.info.adapter} (${ctx.gpu.info.backend})`;
+  const adapter = adapterOf(ctx);
   const chart = values.chart ?? `docs/pareto-${card.dir.split("/").pop()}.svg`;
   await Deno.writeTextFile(
     chart,
     await paretoSvg(
-      points,
-      `${card.dir}: speedup vs PSNR, held-out ${judged(HELD_OUT_SEED, settings.images)}`,
+      [...pointsOf("tuning", sweep, tuningRows), ...points],
+      `${card.dir}: speedup vs PSNR (dashed: tuning ${judged(TUNING_SEED, settings.tuneImages)}; ` +
+        `marks: held-out ${judged(HELD_OUT_SEED, settings.images)})`,
     ),
   );
   if (values.json) {
@@ -278,6 +348,10 @@ async function main(): Promise<number> {
       config: overall.includes(r.config) ? `**${r.config}**` : r.config,
     }));
     console.log(markdown(marked, steps, settings.repeat));
+    console.log(
+      `\nThe tuning pass (every swept point, ${judged(TUNING_SEED, settings.tuneImages)}, one run):\n`,
+    );
+    console.log(markdown(tuningRows, steps, 1));
     console.log("\nEach family's held-out frontier (speedup x / PSNR dB):");
     for (const [family, frontier] of families) {
       const shown = frontier.map((p) =>
@@ -292,6 +366,19 @@ async function main(): Promise<number> {
         }x, ${best.margin >= 0 ? "+" : ""}${best.margin.toFixed(1)} dB`
         : "\nNo new method's point lies at >= 2x within the speedups the reference frontier covers.",
     );
+    console.log(
+      `\nDecision overhead (every step measured and decided, none cached; ${
+        judged(HELD_OUT_SEED, settings.timedImages)
+      }, median of ${settings.repeat} [min, max] of the slowdown against the baseline):`,
+    );
+    for (const r of overheadRows.slice(1)) {
+      const pct = (speedup: number) => `${(100 * (1 / speedup - 1)).toFixed(1)}%`;
+      console.log(
+        `- ${r.config}: ${pct(r.speedup.median)} [${pct(r.speedup.max)}, ${pct(r.speedup.min)}], ${
+          r.readbacksPerImage.toFixed(1)
+        } readbacks / image`,
+      );
+    }
     console.log(`\nChart: ${chart}`);
   }
   classifier?.release();

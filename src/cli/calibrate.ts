@@ -35,10 +35,12 @@ interface Settings {
   request: Pick<RequestInput, "sampler" | "steps" | "guidance" | "shift" | "eta">;
 }
 
-function positiveInteger(name: string, raw: string | undefined, fallback: number): number {
+function integer(name: string, raw: string | undefined, fallback: number, min = 1, why = ""): number {
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new FlagError(`--${name} ${raw}: must be an integer >= 1`);
+  if (!Number.isInteger(value) || value < min) {
+    throw new FlagError(`--${name} ${raw}: must be an integer >= ${min}${why}`);
+  }
   return value;
 }
 
@@ -70,12 +72,14 @@ function parse(args: string[]): Settings {
   return {
     model: values.model,
     strategy,
-    runs: positiveInteger("runs", values.runs, 4),
-    seed: positiveInteger("seed", values.seed, 1),
+    runs: integer("runs", values.runs, 4),
+    seed: integer("seed", values.seed, 1, 0),
     prompts: values.prompt ?? null,
     request: {
       sampler: values.sampler,
-      steps: values.steps === undefined ? undefined : positiveInteger("steps", values.steps, 0),
+      steps: values.steps === undefined
+        ? undefined
+        : integer("steps", values.steps, 0, 2, " (a calibration compares consecutive steps)"),
       guidance,
       // The request defaults of samplingSchema: the schedule every uncached request runs.
       shift: 1,

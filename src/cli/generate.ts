@@ -13,6 +13,7 @@
 import cliProgress from "cli-progress";
 import { parseArgs } from "node:util";
 import { createStrategy } from "../cache/create.ts";
+import { measureDecisionCosts } from "../cache/decision_path.ts";
 import { type Float32Tensor, readFloat32Tensors, WeightsError } from "../model/safetensors.ts";
 import { encodeSafetensors, writeFileAtomically } from "../model/safetensors_writer.ts";
 import { encodeImagesPng, toUnitHwc } from "../pipeline/image.ts";
@@ -244,6 +245,8 @@ async function run(args: string[]): Promise<number> {
   }
   const ctx = await acquireGpuOrExplain();
   if (!ctx) return 1;
+  // The strategy takes the cheaper decision path on this adapter; the progress bar never changes it.
+  await measureDecisionCosts(ctx);
   const strategy = createStrategy(ctx, request.cache);
   try {
     const pipeline = await loadPipeline(ctx, card);

@@ -2,8 +2,8 @@
 // step, each a model forward (conditional and unconditional halves batched together for classifier-free
 // guidance) through the request's cache strategy, then the scheduler's fused update -> latents on the GPU,
 // which the pipeline decodes. One encoder per step; nothing is read back inside the loop except what the
-// strategy's decisions read (a strategy that decides on the GPU reads its log once, at the end, unless
-// onStep waits on every step's report).
+// strategy's decisions read. A strategy that decides on the GPU gives its reports from its decision log:
+// once, after the run, or, when onStep asks, behind every step, read while the next step runs.
 import type { GpuContext } from "../gpu/context.ts";
 import { type Command, copyCommand } from "../gpu/kernel.ts";
 import { Owned } from "../gpu/owned.ts";
@@ -54,7 +54,11 @@ export interface DenoiseSpec {
 
 export interface DenoiseOptions {
   strategy?: CacheStrategy;
-  /** Called once the GPU has finished each step (waiting costs ~11 ms per step, so only when asked). */
+  /**
+   * Called with every step's report, in order, one step behind the loop: once the GPU has finished the step
+   * and the next one is submitted (the last step's after the loop), so the GPU never waits for it. Whether
+   * it is given changes nothing the strategy decides.
+   */
   onStep?: (event: StepEvent) => void;
   /** Checked between steps; an aborted request stops before the next step is encoded. */
   signal?: AbortSignal;
@@ -133,6 +137,39 @@ async function forwardPasses(
   return cond && uncond ? { ...cond, cfg: uncond } : null;
 }
 
+/** Each step's report, from forward() or, where the GPU decided, from the strategy's settle(), in order. */
+class StepReports {
+  readonly #forwarded: (ForwardReport | null)[] = [];
+  readonly #events: StepEvent[] = [];
+
+  constructor(private readonly strategy: string, private readonly timesteps: readonly number[]) {}
+
+  forwarded(report: ForwardReport | null): void {
+    this.#forwarded.push(report);
+  }
+
+  /** Takes what a settle() gave, in step order; returns the event of `step` (default: the last forwarded). */
+  settled(reports: readonly ForwardReport[], step = this.#forwarded.length - 1): StepEvent {
+    const queue = [...reports];
+    for (let i = this.#events.length; i < this.#forwarded.length; i++) {
+      const report = this.#forwarded[i] ?? queue.shift();
+      if (!report) break;
+      this.#events.push({ step: i, steps: this.timesteps.length, t: this.timesteps[i], ...report });
+    }
+    if (queue.length > 0) throw new Error(`${this.strategy}: settle() gave reports for steps not forwarded`);
+    const event = this.#events[step];
+    if (!event) throw new Error(`${this.strategy}: no report for step ${this.#events.length}`);
+    return event;
+  }
+
+  events(): StepEvent[] {
+    if (this.#events.length < this.timesteps.length) {
+      throw new Error(`${this.strategy}: no report for step ${this.#events.length}`);
+    }
+    return this.#events;
+  }
+}
+
 /** Runs every step; the latents stay on the GPU for the pipeline to decode (previews decode them early). */
 export async function denoise(
   ctx: GpuContext,
@@ -179,38 +216,34 @@ export async function denoise(
     const feeds = steps.map((s) => feedCommands(owned, ctx, x, graph, s.inputScale));
     const strategy = options.strategy ?? new NoCache();
     const recorder = new StepRecorder(ctx.gpu);
-    const reports: (ForwardReport | null)[] = [];
+    const reports = new StepReports(strategy.name, steps.map((s) => s.timestep));
+    let behind: Promise<void> = Promise.resolve();
     try {
       for (const [i, s] of steps.entries()) {
         options.signal?.throwIfAborted();
         ctx.pool.write(graph.t, new Float32Array(graph.batch).fill(s.timestep));
         if (s.next.noise !== 0) ctx.pool.write(noise, batchNoise(stepSeed(spec.seed, i), images, perImage));
         recorder.encode(feeds[i]);
-        const report = await forwardPasses(passes, graph, strategy, recorder, {
-          step: i,
-          steps: steps.length,
-          deferReport: !options.onStep,
-        });
+        const info = { step: i, steps: steps.length, images };
+        reports.forwarded(await forwardPasses(passes, graph, strategy, recorder, info));
         recorder.encode(updates[i].dispatches);
         recorder.submit();
-        reports.push(report);
         if (options.onStep) {
-          if (!report) throw new Error(`${strategy.name}: deferred a report that onStep waits for`);
-          await ctx.gpu.device.queue.onSubmittedWorkDone();
-          options.onStep({ step: i, steps: steps.length, t: s.timestep, ...report });
+          // Step i's log is copied behind it now; step i - 1's report goes out while step i runs.
+          const done = Promise.all([ctx.gpu.device.queue.onSubmittedWorkDone(), strategy.settle(recorder)]);
+          await behind;
+          behind = done.then(([, settled]) => options.onStep!(reports.settled(settled, i)));
         }
         if (decode && i < steps.length - 1 && options.previews?.after.includes(i)) {
           options.previews.onPreview(i, await decode(x, recorder));
         }
       }
-      const settled = await strategy.settle(recorder);
-      const events = steps.map((s, i): StepEvent => {
-        const report = reports[i] ?? settled.shift();
-        if (!report) throw new Error(`${strategy.name}: no report for step ${i}`);
-        return { step: i, steps: steps.length, t: s.timestep, ...report };
-      });
-      return { latents: x, recorder, steps: events, cache: strategy.stats() };
+      await behind;
+      reports.settled(await strategy.settle(recorder));
+      return { latents: x, recorder, steps: reports.events(), cache: strategy.stats() };
     } finally {
+      // A run stopped by an error still lets the step in flight settle before its buffers are released.
+      await behind.catch(() => {});
       recorder.submit();
     }
   } catch (e) {

@@ -5,8 +5,10 @@
 import { GATES, similar } from "../cache/decision.ts";
 import { gpuCacheDecision } from "../cache/kernels/cache_decision.ts";
 import { gpuPruneDecision } from "../cache/kernels/prune_decision.ts";
+import { wholeListDecision } from "../cache/kernels/whole_list_decision.ts";
+import { TeaCacheRule } from "../cache/teacache.ts";
 import type { PruneOptions } from "../cache/prune_decision.ts";
-import { copyCommand, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import { copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
 import { flashAttention } from "../ops/attention.ts";
 import { axpy } from "../ops/axpy.ts";
 import { channelAffine } from "../ops/channel_affine.ts";
@@ -24,6 +26,7 @@ import { relativePositionBias } from "../ops/relative_position_bias.ts";
 import { residualDiff } from "../ops/residual_diff.ts";
 import { rope, type RopeAxes, ropeTable } from "../ops/rope.ts";
 import { samplerStep, type SamplerStepOptions } from "../ops/sampler_step.ts";
+import { snapshotWindow } from "../ops/snapshot_window.ts";
 import { timestepEmbedding, type TimestepEmbeddingOptions } from "../ops/timestep_embedding.ts";
 import * as attentionRef from "../ref/attention.ts";
 import * as axpyRef from "../ref/axpy.ts";
@@ -41,6 +44,7 @@ import * as relativePositionBiasRef from "../ref/relative_position_bias.ts";
 import * as residualDiffRef from "../ref/residual_diff.ts";
 import * as ropeRef from "../ref/rope.ts";
 import * as samplerRef from "../ref/sampler_step.ts";
+import * as snapshotWindowRef from "../ref/snapshot_window.ts";
 import * as timestepRef from "../ref/timestep_embedding.ts";
 import { type SelfCheckCase, selfCheckCase } from "./case.ts";
 
@@ -137,6 +141,10 @@ const DECISION = {
   max_continuous_cached_steps: -1,
   max_accumulated_residual_diff: null,
 };
+
+const TEACACHE_CHECK = { rule: "teacache" as const, thresh: 0.5, ret_steps: 1, coefficients: [1, 0] };
+/** [items, slots], a 0 among them: weight-0 slots are not read. */
+const SNAPSHOT_WEIGHTS = Float64Array.of(0.5, -1, 0, 2, 0.25, 1);
 
 export const SELF_CHECK_CASES: SelfCheckCase[] = [
   // Sums of ~3000 values of O(1) in an fp32 tree: relative error ~1e-6 on ratios of O(1).
@@ -428,14 +436,14 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
       op.setStep(0, null);
       return { dispatches: op.commands.filter(isDispatch), out: op.state, release: () => op.release() };
     },
-    // Counters (cached steps, consecutive, accumulated diff, last computed step, history entries, 3 unused),
-    // then the step's log (cached, diff, gate).
+    // Counters (cached steps, consecutive, accumulated diff, last computed step, history entries, this step
+    // cached, this step, 1 unused), then the step's log (cached, diff, gate, B blocks replayed).
     reference: (v) => {
       const d = v.diff[0];
       const cached = Number(similar(d, DECISION.residual_diff_threshold));
       const [last, entries] = cached ? [-1, 0] : [0, 1];
       const gate = GATES.indexOf(cached ? "similar" : "not_similar");
-      return [cached, cached, d, last, entries, 0, 0, 0, cached, d, gate];
+      return [cached, cached, d, last, entries, cached, 0, 0, cached, d, gate, 0];
     },
     tolerance: 0,
   }),
@@ -461,5 +469,69 @@ export const SELF_CHECK_CASES: SelfCheckCase[] = [
       return [0, pruned, Math.max(d, 0), Number(d > 0), last, entries, pruned, d];
     },
     tolerance: 0,
+  }),
+  // TeaCache's decision of one step from its measure (pair 0 of the step slot): exact but for the f32 ratio.
+  selfCheckCase({
+    kernel: "whole_list_decision",
+    inputs: { measures: [3, 2, 2] },
+    build: (ctx, t) => {
+      const op = wholeListDecision(ctx, t.measures, [], 3, TEACACHE_CHECK);
+      op.setStep(1);
+      return { dispatches: [op.command as Dispatch], out: op.state, release: () => op.release() };
+    },
+    // Counters (accumulated, computed steps, rate none, output mean none, unread, 3 unused), then the log of
+    // steps 0 (untouched), 1 (cached, the accumulated estimate, gate) and 2 (untouched).
+    reference: (v) => {
+      const rule = new TeaCacheRule({ ...TEACACHE_CHECK, rel_l1_thresh: TEACACHE_CHECK.thresh, steps: 3 });
+      const d = rule.decide(1, [v.measures[0], v.measures[1]]);
+      const gate = GATES.indexOf(d.gate);
+      const accumulated = d.cached ? d.diff! : 0;
+      return [
+        accumulated,
+        d.cached ? 0 : 1,
+        -1,
+        -1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        Number(d.cached),
+        d.diff!,
+        gate,
+        0,
+        0,
+        0,
+      ];
+    },
+    // The rule divides in f64 on the host, in f32 on the GPU.
+    tolerance: 1e-5,
+  }),
+  // DMD's forecast: a weighted sum of the ring's snapshots per batch item, added to the target.
+  selfCheckCase({
+    kernel: "snapshot_window",
+    inputs: { snapshots: [3, 2, 8], target: [2, 8] },
+    build: (ctx, t) => {
+      const window = snapshotWindow(ctx, t.target, 3, t.target, "add");
+      const fill = axpy(ctx, t.snapshots, t.snapshots, { alpha: 1, beta: 0, out: window.ring });
+      return {
+        dispatches: [...fill.dispatches, ...window.combine(SNAPSHOT_WEIGHTS)],
+        out: t.target,
+        release: () => {
+          fill.release();
+          window.release();
+        },
+      };
+    },
+    reference: (v) =>
+      snapshotWindowRef.snapshotCombination(
+        v.snapshots,
+        { slots: 3, items: 2, size: 8 },
+        SNAPSHOT_WEIGHTS,
+        v.target,
+      ),
+    tolerance: 1e-5,
   }),
 ];

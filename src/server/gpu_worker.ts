@@ -1,6 +1,7 @@
 // The GPU worker: owns the WebGPU device, the loaded models and every generate() call, so that waiting on
 // the GPU (mapAsync blocks the event loop for >= 11 ms) never stalls HTTP. Jobs arrive fully validated.
 import { createStrategy } from "../cache/create.ts";
+import { measureDecisionCosts } from "../cache/decision_path.ts";
 import type { CacheStrategy } from "../cache/strategy.ts";
 import { GpuContext } from "../gpu/context.ts";
 import type { Decoded, StepEvent } from "../pipeline/generate.ts";
@@ -44,10 +45,13 @@ async function init(preload: ModelCard[]): Promise<void> {
       }
     });
     for (const card of preload) await loadModel(gpu, card);
+    // Once per adapter: the strategies take the cheaper decision path from these (src/cache/decision_path.ts).
+    const decisionCosts = await measureDecisionCosts(gpu);
     scope.postMessage({
       type: "ready",
       adapter: gpu.gpu.info.adapter,
       backend: gpu.gpu.info.backend,
+      decisionCosts,
       pool: gpu.pool.stats(),
     });
   } catch (e) {
@@ -70,7 +74,7 @@ function runOptions(
   signal: AbortSignal,
   strategy: CacheStrategy,
 ): RunOptions {
-  // Progress costs a GPU wait per step, so it is asked for only when streamed.
+  // Progress reads the decision log behind every step (no GPU stall), so it is asked for only when streamed.
   const onStep = (e: StepEvent) =>
     scope.postMessage({
       type: "step",

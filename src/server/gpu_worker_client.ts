@@ -1,6 +1,7 @@
 // The HTTP thread's handle on the GPU worker: starts it, runs one job at a time on it, forwards aborts, and
 // replaces it when it crashes or loses its device (the job in flight fails with WorkerCrashedError, later
 // jobs run on the new worker).
+import type { DecisionCosts } from "../cache/decision_path.ts";
 import type { PoolStats } from "../gpu/pool.ts";
 import type { ModelCard } from "../pipeline/model_card.ts";
 import { SharedAbort } from "./shared_abort.ts";
@@ -36,6 +37,8 @@ export class JobFailedError extends Error {
 export interface WorkerInfo {
   adapter: string;
   backend: string;
+  /** The cache decision paths' unit costs on the adapter, measured at start-up. */
+  decisionCosts?: DecisionCosts;
 }
 
 export interface WorkerStatus {
@@ -173,7 +176,11 @@ export class GpuWorker {
     if (worker !== this.#worker || this.#status.state === "closed") return;
     switch (m.type) {
       case "ready":
-        this.#status = { state: "ready", info: { adapter: m.adapter, backend: m.backend }, error: null };
+        this.#status = {
+          state: "ready",
+          info: { adapter: m.adapter, backend: m.backend, decisionCosts: m.decisionCosts },
+          error: null,
+        };
         this.options.onPoolStats?.(m.pool);
         this.#settleReady.resolve(this.#status.info!);
         break;

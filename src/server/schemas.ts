@@ -4,6 +4,7 @@
 // prompt, tensors) and the size are checked against the model by src/pipeline/request.ts. The OpenAPI
 // document is generated from these schemas.
 import { z } from "zod";
+import { DECISION_PATHS } from "../cache/decision_path.ts";
 import { CACHE_STRATEGIES, cacheOptionNames, type CacheStrategyName } from "../cache/options.ts";
 import { ranged, samplingSchema } from "../pipeline/request.ts";
 import { VIDEO_FORMATS } from "../pipeline/video/encode.ts";
@@ -170,6 +171,14 @@ const cacheStatsSchema = z.object({
   blocksExecuted: z.number(),
   blocksTotal: z.number(),
   memoryBytes: z.number(),
+  decisions: z.enum(DECISION_PATHS).optional().describe(
+    "How DBCache's and DBPrune's per-step decisions reached the host: gpu (decided on the GPU, the log read " +
+      "behind the loop) or readback (read mid-step); the cheaper on this adapter (see /v1/models: " +
+      "cache_decisions), never chosen by streaming",
+  ),
+  images: z.array(z.object({ cachedSteps: z.array(z.number()), computedSteps: z.array(z.number()) }))
+    .optional()
+    .describe("Per image, where the images of one batch decided apart (TeaCache, EasyCache)"),
 });
 
 const notes = z.array(z.string()).describe("What the pipeline changed in the request (a truncated prompt)");
@@ -269,6 +278,22 @@ export const modelsSchema = z.object({
       formats: z.array(z.enum(VIDEO_FORMATS)).describe("response_format values this server can write"),
     }).nullable().describe("Video models (POST /v1/videos): default frames and fps; null for image models"),
     strategies: z.array(z.string()),
+    cache_decisions: z.object({
+      empty_dispatch_ms: z.number().describe("A zero-size indirect dispatch on this adapter"),
+      indirect_extra_ms: z.number().describe(
+        "What running a dispatch indirectly adds to running it directly",
+      ),
+      readback_ms: z.number().describe(
+        "A small readback after a submit: what a read-back decision waits for",
+      ),
+      gpu_up_to_dispatches: z.number().describe(
+        "A step is decided on the GPU while its conditional dispatches (empty when cached, indirect when " +
+          "computed) are at most this many per readback the other path would make; otherwise it is read back " +
+          "(the run's cache.decisions says which)",
+      ),
+    }).nullable().describe(
+      "What the cache decision paths cost here, measured once at start-up (null until the GPU worker is ready)",
+    ),
     presets: z.array(z.string()),
     scm_presets: z.array(z.string()),
     limits: z.record(z.string(), range),

@@ -1,6 +1,7 @@
 // Messages between the HTTP thread and the GPU worker. The HTTP thread never touches WebGPU: it sends fully
 // validated jobs and receives PNG bytes (or a video model's encoded video), step events, partial images and
 // pool statistics.
+import type { DecisionCosts } from "../cache/decision_path.ts";
 import type { CacheStats } from "../cache/strategy.ts";
 import type { PoolStats } from "../gpu/pool.ts";
 import type { Float32Tensor } from "../model/safetensors.ts";
@@ -62,7 +63,8 @@ export type ToWorker =
   | { type: "close" };
 
 export type FromWorker =
-  | { type: "ready"; adapter: string; backend: string; pool: PoolStats }
+  /** `decisionCosts`: what the cache decision paths cost on this adapter, measured at start-up. */
+  | { type: "ready"; adapter: string; backend: string; decisionCosts: DecisionCosts; pool: PoolStats }
   /** The worker cannot serve at all (no adapter, model failed to load); it is not restarted. */
   | { type: "fatal"; message: string }
   | { type: "step"; id: number; progress: StepProgress }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { DbCache } from "../../src/cache/dbcache.ts";
+import type { DecisionPath } from "../../src/cache/decision_path.ts";
 import { resolveCacheOptions, type ResolvedDbCache } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { dyadic, fakeBlocks } from "../support/fake_blocks.ts";
@@ -16,34 +17,42 @@ import {
   type StepScript,
 } from "./conformance.ts";
 
-function dbcache(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number): DbCache {
+function dbcache(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  blocks: number,
+  steps: number,
+  path: DecisionPath = "readback",
+): DbCache {
   const resolved = resolveCacheOptions(options, { blocks, steps, channels: SHAPE[2] }) as ResolvedDbCache;
-  return new DbCache(ctx, resolved);
+  return new DbCache(ctx, resolved, { path });
 }
 
 conformanceSuite(
   "dbcache F1B1",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbcache(
       ctx,
       { strategy: "dbcache", Fn: 1, Bn: 1, residual_diff_threshold: threshold, max_warmup_steps: warmup },
       blocks,
       steps,
+      path,
     ),
 );
 conformanceSuite(
   "fbcache",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbcache(
       ctx,
       { strategy: "fbcache", residual_diff_threshold: threshold, max_warmup_steps: warmup },
       blocks,
       steps,
+      path,
     ),
 );
 conformanceSuite(
   "dbcache F2B2 with Bn_compute_blocks_ids [1]",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbcache(
       ctx,
       {
@@ -56,12 +65,13 @@ conformanceSuite(
       },
       blocks,
       steps,
+      path,
     ),
 );
 
 conformanceSuite(
   "dbcache F1B0 + TaylorSeer",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbcache(
       ctx,
       {
@@ -75,6 +85,7 @@ conformanceSuite(
       },
       blocks,
       steps,
+      path,
     ),
 );
 
@@ -91,7 +102,7 @@ async function cachedSteps(
   ctx: GpuContext,
   options: Record<string, unknown>,
   scripts: StepScript[],
-  deferReport = false,
+  path: DecisionPath = "readback",
 ) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
   const strategy = dbcache(
@@ -106,8 +117,9 @@ async function cachedSteps(
     },
     BLOCKS,
     scripts.length,
+    path,
   );
-  const run = await drive(ctx, strategy, fake, scripts, deferReport);
+  const run = await drive(ctx, strategy, fake, scripts);
   const stats = strategy.stats();
   strategy.release();
   fake.release();
@@ -146,7 +158,7 @@ gpuTest(
     ];
     for (const options of cases) {
       const host = await cachedSteps(ctx, options, scriptedF(drift));
-      const gpu = await cachedSteps(ctx, options, scriptedF(drift), true);
+      const gpu = await cachedSteps(ctx, options, scriptedF(drift), "gpu");
       const what = JSON.stringify(options);
       assert.deepEqual(gpu.stats.cachedSteps, host.stats.cachedSteps, what);
       assert.deepEqual(gpu.stats.gates, host.stats.gates, what);
@@ -182,7 +194,7 @@ gpuTest(
     ];
     for (const options of cases) {
       const host = await cachedSteps(ctx, options, scripts);
-      const gpu = await cachedSteps(ctx, options, scripts, true);
+      const gpu = await cachedSteps(ctx, options, scripts, "gpu");
       const what = JSON.stringify(options);
       assert.ok(host.stats.cachedSteps.length >= 3, `${what} caches`);
       assert.deepEqual(gpu.stats.cachedSteps, host.stats.cachedSteps, what);
@@ -273,32 +285,77 @@ gpuTest(
   },
 );
 
+for (const path of ["readback", "gpu"] as const) {
+  gpuTest(
+    `dbcache Bn_compute_blocks_ids (${path}): an unlisted B block whose input barely moved replays its residual`,
+    async (ctx) => {
+      const scripts = [0, 1].map((s) => ({
+        hidden: dyadic(SIZE, 300),
+        residuals: [0, 1, 2, 3].map((i) => dyadic(SIZE, 400 + 10 * s + i)),
+      }));
+      const base = { Fn: 1, Bn: 2, Bn_compute_blocks_ids: [0], residual_diff_threshold: 10 };
+      const add = (...xs: Float32Array[]) => xs.reduce((a, b) => a.map((v, i) => v + b[i]));
+      const [h, r0, r1] = [scripts[1].hidden, scripts[1].residuals, scripts[0].residuals];
+      const options = { ...base, non_compute_blocks_diff_threshold: 10 };
+      const replay = await cachedSteps(ctx, options, scripts, path);
+      assert.deepEqual(replay.reports.map((x) => x.blocksRun), [4, 2]);
+      assert.deepEqual(
+        replay.outputs[1],
+        add(h, r0[0], r1[1], r0[2], r1[3]),
+        "block 3 replays step 0's residual",
+      );
+      const reads = path === "gpu" ? [1, "the log"] : [2, "the F decision, then block 3's input diff"];
+      assert.equal(replay.stats.readbacks, reads[0], reads[1] as string);
+      assert.equal(
+        replay.stats.memoryBytes,
+        6 * SIZE * 4,
+        "R_F, R_F*, M residual, scratch, block 3 input + residual",
+      );
+      const run = await cachedSteps(ctx, { ...base, non_compute_blocks_diff_threshold: 0 }, scripts, path);
+      assert.deepEqual(run.reports.map((x) => x.blocksRun), [4, 3]);
+      assert.deepEqual(
+        run.outputs[1],
+        add(h, r0[0], r1[1], r0[2], r0[3]),
+        "block 3 runs on its new residual",
+      );
+    },
+  );
+}
+
 gpuTest(
-  "dbcache Bn_compute_blocks_ids: an unlisted B block whose input barely moved replays its residual",
+  "dbcache Bn_compute_blocks_ids decided on the GPU: the readback path's blocks, decisions and outputs",
   async (ctx) => {
-    const scripts = [0, 1].map((s) => ({
-      hidden: dyadic(SIZE, 300),
-      residuals: [0, 1, 2, 3].map((i) => dyadic(SIZE, 400 + 10 * s + i)),
+    // F drifts so that some steps cache; blocks 2 and 3 (B) see inputs that move by different amounts, so
+    // the unlisted ones replay on some cached steps and run on others.
+    const drift = [1, 1.04, 1.02, 1.3, 1.31, 1.2, 1.32, 1.33];
+    const scripts = scriptedF(drift).map((s, step) => ({
+      ...s,
+      residuals: [s.residuals[0], s.residuals[1], randn(SIZE, 90 + step, 0.02 * (step % 3)), s.residuals[3]],
     }));
-    const base = { Fn: 1, Bn: 2, Bn_compute_blocks_ids: [0], residual_diff_threshold: 10 };
-    const add = (...xs: Float32Array[]) => xs.reduce((a, b) => a.map((v, i) => v + b[i]));
-    const [h, r0, r1] = [scripts[1].hidden, scripts[1].residuals, scripts[0].residuals];
-    const replay = await cachedSteps(ctx, { ...base, non_compute_blocks_diff_threshold: 10 }, scripts);
-    assert.deepEqual(replay.reports.map((x) => x.blocksRun), [4, 2]);
-    assert.deepEqual(
-      replay.outputs[1],
-      add(h, r0[0], r1[1], r0[2], r1[3]),
-      "block 3 replays step 0's residual",
-    );
-    assert.equal(replay.stats.readbacks, 2, "the F decision, then block 3's input diff");
-    assert.equal(
-      replay.stats.memoryBytes,
-      6 * SIZE * 4,
-      "R_F, R_F*, M residual, scratch, block 3 input + residual",
-    );
-    const run = await cachedSteps(ctx, { ...base, non_compute_blocks_diff_threshold: 0 }, scripts);
-    assert.deepEqual(run.reports.map((x) => x.blocksRun), [4, 3]);
-    assert.deepEqual(run.outputs[1], add(h, r0[0], r1[1], r0[2], r0[3]), "block 3 runs on its new residual");
+    let replayed = 0;
+    for (const ids of [[], [0], [1]]) {
+      for (const threshold of [0, 0.01, 0.05]) {
+        const options = {
+          Bn: 2,
+          Bn_compute_blocks_ids: ids,
+          non_compute_blocks_diff_threshold: threshold,
+          max_warmup_steps: 1,
+        };
+        const host = await cachedSteps(ctx, options, scripts);
+        const gpu = await cachedSteps(ctx, options, scripts, "gpu");
+        const what = JSON.stringify(options);
+        assert.deepEqual(gpu.reports, host.reports, what);
+        assert.deepEqual(gpu.outputs, host.outputs, what);
+        assert.deepEqual(
+          { ...gpu.stats, readbacks: 0 },
+          { ...host.stats, readbacks: 0, decisions: "gpu" },
+          what,
+        );
+        assert.equal(gpu.stats.readbacks, 1, `${what}: only the log`);
+        replayed += host.reports.filter((r) => r.cached && r.blocksRun < 3).length;
+      }
+    }
+    assert.ok(replayed > 0, "some unlisted block replayed on a cached step");
   },
 );
 

@@ -1,6 +1,7 @@
 // DBPrune on the scripted fake block list: the conformance suite, then exact per-block sequences and outputs.
 import assert from "node:assert/strict";
 import { DbPrune } from "../../src/cache/dbprune.ts";
+import type { DecisionPath } from "../../src/cache/decision_path.ts";
 import { resolveCacheOptions, type ResolvedDbPrune } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { dyadic, fakeBlocks } from "../support/fake_blocks.ts";
@@ -9,7 +10,13 @@ import { assertClose } from "../support/assert_close.ts";
 import { randn } from "../support/random.ts";
 import { conformanceSuite, drive, SHAPE, SIZE, type StepScript } from "./conformance.ts";
 
-function dbprune(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number): DbPrune {
+function dbprune(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  blocks: number,
+  steps: number,
+  path: DecisionPath = "readback",
+): DbPrune {
   return new DbPrune(
     ctx,
     resolveCacheOptions({ strategy: "dbprune", ...options }, {
@@ -17,22 +24,24 @@ function dbprune(ctx: GpuContext, options: Record<string, unknown>, blocks: numb
       steps,
       channels: SHAPE[2],
     }) as ResolvedDbPrune,
+    path,
   );
 }
 
 conformanceSuite(
   "dbprune F1B1",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbprune(
       ctx,
       { Fn: 1, Bn: 1, residual_diff_threshold: threshold, max_warmup_steps: warmup },
       blocks,
       steps,
+      path,
     ),
 );
 conformanceSuite(
   "dbprune F0B0 + TaylorSeer, dynamic threshold",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     dbprune(
       ctx,
       {
@@ -45,6 +54,7 @@ conformanceSuite(
       },
       blocks,
       steps,
+      path,
     ),
 );
 
@@ -55,7 +65,7 @@ async function run(
   ctx: GpuContext,
   options: Record<string, unknown>,
   scripts: StepScript[],
-  deferReport = false,
+  path: DecisionPath = "readback",
 ) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
   const strategy = dbprune(
@@ -63,8 +73,9 @@ async function run(
     { Fn: 1, Bn: 1, residual_diff_threshold: 0.1, max_warmup_steps: 1, ...options },
     BLOCKS,
     scripts.length,
+    path,
   );
-  const result = await drive(ctx, strategy, fake, scripts, deferReport);
+  const result = await drive(ctx, strategy, fake, scripts);
   const stats = strategy.stats();
   strategy.release();
   fake.release();
@@ -160,7 +171,7 @@ gpuTest(
     ];
     for (const options of cases) {
       const host = await run(ctx, options, scripts);
-      const gpu = await run(ctx, options, scripts, true);
+      const gpu = await run(ctx, options, scripts, "gpu");
       const what = JSON.stringify(options);
       assert.deepEqual(gpu.stats.prunedBlocks, host.stats.prunedBlocks, what);
       assert.deepEqual(gpu.stats.gates, host.stats.gates, what);
@@ -227,7 +238,7 @@ gpuTest(
     ];
     for (const options of cases) {
       const host = await run(ctx, options, scripts);
-      const gpu = await run(ctx, options, scripts, true);
+      const gpu = await run(ctx, options, scripts, "gpu");
       const what = JSON.stringify(options);
       assert.ok(host.stats.prunedBlocks.reduce((a, b) => a + b, 0) >= 3, `${what} prunes`);
       assert.deepEqual(gpu.stats.prunedBlocks, host.stats.prunedBlocks, what);

@@ -3,6 +3,7 @@
 // both cache types, against FoCaReference fed what the strategy stores; and DBCache + FoCa's conformance.
 import assert from "node:assert/strict";
 import { FoCa } from "../../src/cache/calibrators/foca.ts";
+import { DECISION_PATHS, type DecisionPath } from "../../src/cache/decision_path.ts";
 import { createStrategy } from "../../src/cache/create.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
@@ -65,19 +66,20 @@ const SCHEDULE = "C.CC..C....C";
 const add = (a: ArrayLike<number>, b: ArrayLike<number>) => Float32Array.from(a, (v, i) => v + b[i]);
 const sub = (a: ArrayLike<number>, b: ArrayLike<number>) => Float32Array.from(a, (v, i) => v - b[i]);
 
-function strategy(ctx: GpuContext, options: Record<string, unknown>, steps: number) {
-  return createStrategy(ctx, resolveCacheOptions(options, { blocks: BLOCKS, steps, channels: SHAPE[2] }));
+function strategy(ctx: GpuContext, options: Record<string, unknown>, steps: number, path: DecisionPath) {
+  const context = { blocks: BLOCKS, steps, channels: SHAPE[2] };
+  return createStrategy(ctx, resolveCacheOptions(options, context), path);
 }
 
 async function run(
   ctx: GpuContext,
   options: Record<string, unknown>,
   scripts: StepScript[],
-  deferReport: boolean,
+  path: DecisionPath,
 ) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
-  const s = strategy(ctx, options, scripts.length);
-  const result = await drive(ctx, s, fake, scripts, deferReport);
+  const s = strategy(ctx, options, scripts.length, path);
+  const result = await drive(ctx, s, fake, scripts);
   const stats = s.stats();
   s.release();
   fake.release();
@@ -127,15 +129,15 @@ for (const cacheType of ["residual", "hidden_states"]) {
       calibrator_cache_type: cacheType,
     };
     const expected = expectedOutputs(scripts, [1, 2], cacheType);
-    for (const deferReport of [false, true]) {
-      const r = await run(ctx, options, scripts, deferReport);
-      const what = deferReport ? "GPU-decided" : "host-decided";
+    for (const path of DECISION_PATHS) {
+      const r = await run(ctx, options, scripts, path);
+      const what = `${path} path`;
       assert.deepEqual(r.stats.cachedSteps, cachedSteps, what);
       assert.equal(r.stats.strategy, `dbcache F1B1 + FoCa (${cacheType})`);
       r.outputs.forEach((o, step) => assertClose(o, expected[step], TOL, `${what} step ${step}`));
       // R_F, R_F*, M's input and residual, FoCa's four tensors.
       assert.equal(r.stats.memoryBytes, 8 * SIZE * 4);
-      if (deferReport) assert.equal(r.stats.readbacks, 1, "only the log, after the run");
+      if (path === "gpu") assert.equal(r.stats.readbacks, 1, "only the log, after the run");
     }
   });
 
@@ -162,9 +164,9 @@ for (const cacheType of ["residual", "hidden_states"]) {
       calibrator_cache_type: cacheType,
     };
     const expected = expectedOutputs(scripts, [1], cacheType);
-    for (const deferReport of [false, true]) {
-      const r = await run(ctx, options, scripts, deferReport);
-      const what = deferReport ? "GPU-decided" : "host-decided";
+    for (const path of DECISION_PATHS) {
+      const r = await run(ctx, options, scripts, path);
+      const what = `${path} path`;
       assert.deepEqual(r.stats.cachedSteps, cachedSteps, what);
       assert.equal(r.stats.strategy, `dbprune F1B2 + FoCa (${cacheType})`);
       r.outputs.forEach((o, step) => assertClose(o, expected[step], TOL, `${what} step ${step}`));
@@ -175,7 +177,7 @@ for (const cacheType of ["residual", "hidden_states"]) {
 
 conformanceSuite(
   "dbcache F1B0 + FoCa",
-  (ctx, { threshold, warmup, blocks, steps }) =>
+  (ctx, { threshold, warmup, blocks, steps, path }) =>
     createStrategy(
       ctx,
       resolveCacheOptions({
@@ -187,5 +189,6 @@ conformanceSuite(
         residual_diff_threshold: threshold,
         max_warmup_steps: warmup,
       }, { blocks, steps, channels: SHAPE[2] }),
+      path,
     ),
 );

@@ -4,6 +4,7 @@
 // unconditional pass takes the conditional pass' diff of its step.
 import assert from "node:assert/strict";
 import { createStrategy } from "../../src/cache/create.ts";
+import { DECISION_PATHS, type DecisionPath } from "../../src/cache/decision_path.ts";
 import { CacheOptionsError, resolveCacheOptions } from "../../src/cache/options.ts";
 import type { CacheStrategy, CfgBranch, ForwardReport } from "../../src/cache/strategy.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
@@ -15,9 +16,14 @@ import { randomScripts, SHAPE, type StepScript } from "./conformance.ts";
 const BLOCKS = 4;
 const STEPS = 8;
 
-function strategy(ctx: GpuContext, options: Record<string, unknown>, cfgPasses: "batched" | "separate") {
+function strategy(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  cfgPasses: "batched" | "separate",
+  path: DecisionPath,
+) {
   const context = { blocks: BLOCKS, steps: STEPS, channels: SHAPE[2], cfgPasses, pipeline: "WanPipeline" };
-  return createStrategy(ctx, resolveCacheOptions(options, context));
+  return createStrategy(ctx, resolveCacheOptions(options, context), path);
 }
 
 /** Scripts that change a lot every `period`-th step and little otherwise, so that thresholds cache some. */
@@ -32,54 +38,58 @@ function slowScripts(seed: number, period: number): StepScript[] {
   });
 }
 
-/** Drives `branches` per step (each with its scripts); returns every branch's reports and outputs. */
+/**
+ * Drives `branches` per step (each with its scripts); returns every branch's reports and outputs. The
+ * reports left on the GPU are read behind every step (as onStep reads them) when `behind`.
+ */
 async function drivePasses(
   ctx: GpuContext,
   cache: CacheStrategy,
   scripts: Record<string, StepScript[]>,
   branches: (CfgBranch | undefined)[],
-  deferReport: boolean,
+  behind = false,
 ) {
   const fake = fakeBlocks(ctx, BLOCKS, SHAPE);
   const recorder = new StepRecorder(ctx.gpu);
   const outputs: Record<string, Float32Array[]> = {};
   const reports: (ForwardReport | null)[] = [];
+  const settled: ForwardReport[] = [];
   for (let step = 0; step < STEPS; step++) {
     for (const branch of branches) {
       const s = scripts[branch ?? "cond"][step];
       fake.script(s.hidden, s.residuals);
-      const report = await cache.forward({ step, steps: STEPS, deferReport, branch }, fake.list, recorder);
+      const report = await cache.forward({ step, steps: STEPS, branch }, fake.list, recorder);
       if (branch !== "uncond") reports.push(report);
       await ctx.kernels.ready();
       (outputs[branch ?? "cond"] ??= []).push(await recorder.read(fake.list.hidden));
     }
+    if (behind) settled.push(...await cache.settle(recorder));
   }
-  const settled = await cache.settle(recorder);
+  settled.push(...await cache.settle(recorder));
   fake.release();
   return { reports: reports.map((r) => r ?? settled.shift()!), outputs, stats: cache.stats() };
 }
 
 const OPTIONS = { strategy: "dbcache", Fn: 1, Bn: 1, residual_diff_threshold: 0.2, max_warmup_steps: 1 };
 
-for (const deferReport of [false, true]) {
-  const mode = deferReport ? "GPU-decided" : "host-decided";
+for (const path of DECISION_PATHS) {
+  const mode = path === "gpu" ? "GPU-decided" : "host-decided";
 
   gpuTest(`separate CFG (${mode}): each pass caches as if it ran alone`, async (ctx) => {
     const scripts = { cond: slowScripts(3, 3), uncond: slowScripts(40, 2) };
     const both = await drivePasses(
       ctx,
-      strategy(ctx, OPTIONS, "separate"),
+      strategy(ctx, OPTIONS, "separate", path),
       scripts,
       ["cond", "uncond"],
-      deferReport,
+      path === "gpu",
     );
     for (const branch of ["cond", "uncond"] as const) {
       const alone = await drivePasses(
         ctx,
-        strategy(ctx, OPTIONS, "batched"),
+        strategy(ctx, OPTIONS, "batched", path),
         { cond: scripts[branch] },
         [undefined],
-        deferReport,
       );
       const lists = branch === "cond" ? both.stats : both.stats.cfg!;
       assert.deepEqual(lists.cachedSteps, alone.stats.cachedSteps, `${branch} cached steps`);
@@ -103,10 +113,10 @@ for (const deferReport of [false, true]) {
       const options = { ...OPTIONS, cfg_diff_compute_separate: false };
       const { stats } = await drivePasses(
         ctx,
-        strategy(ctx, options, "separate"),
+        strategy(ctx, options, "separate", path),
         scripts,
         ["cond", "uncond"],
-        deferReport,
+        path === "gpu",
       );
       const cfg = stats.cfg!;
       assert.deepEqual(cfg.diffs, stats.diffs);
@@ -118,7 +128,8 @@ for (const deferReport of [false, true]) {
 
 gpuTest("separate CFG: a step without CFG runs the conditional pass only", async (ctx) => {
   const scripts = { cond: slowScripts(3, 3) };
-  const { stats } = await drivePasses(ctx, strategy(ctx, OPTIONS, "separate"), scripts, [undefined], false);
+  const cache = strategy(ctx, OPTIONS, "separate", "readback");
+  const { stats } = await drivePasses(ctx, cache, scripts, [undefined]);
   assert.equal(stats.cfg, undefined);
   assert.equal(stats.steps, STEPS);
 });

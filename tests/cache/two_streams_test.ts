@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ENCODER_NOTE, ENCODER_UNREAD_NOTE } from "../../src/cache/calibrators/calibrator.ts";
 import { createStrategy } from "../../src/cache/create.ts";
+import { DECISION_PATHS, type DecisionPath } from "../../src/cache/decision_path.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import type { CacheStrategy } from "../../src/cache/strategy.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
@@ -17,8 +18,14 @@ import { TEXT_SIZE, twoStreamBlocks } from "./two_streams.ts";
 
 const BLOCKS = 4;
 
-function strategy(ctx: GpuContext, options: Record<string, unknown>, blocks: number, steps: number) {
-  return createStrategy(ctx, resolveCacheOptions(options, { blocks, steps, channels: SHAPE[2] }));
+function strategy(
+  ctx: GpuContext,
+  options: Record<string, unknown>,
+  blocks: number,
+  steps: number,
+  path: DecisionPath,
+) {
+  return createStrategy(ctx, resolveCacheOptions(options, { blocks, steps, channels: SHAPE[2] }), path);
 }
 
 const suites: [string, Record<string, unknown>][] = [
@@ -48,12 +55,13 @@ const suites: [string, Record<string, unknown>][] = [
 for (const [name, options] of suites) {
   conformanceSuite(
     `${name} on two streams`,
-    (ctx, { threshold, warmup, blocks, steps }) =>
+    (ctx, { threshold, warmup, blocks, steps, path }) =>
       strategy(
         ctx,
         { ...options, residual_diff_threshold: threshold, max_warmup_steps: warmup },
         blocks,
         steps,
+        path,
       ),
     { fakes: twoStreamBlocks },
   );
@@ -70,19 +78,19 @@ async function run(
   ctx: GpuContext,
   options: Record<string, unknown>,
   scripts: StepScript[],
-  deferReport: boolean,
+  path: DecisionPath,
 ) {
   const fake = twoStreamBlocks(ctx, BLOCKS);
-  const s: CacheStrategy = strategy(ctx, { max_warmup_steps: 1, ...options }, BLOCKS, scripts.length);
-  const result = await drive(ctx, s, fake, scripts, deferReport);
+  const s: CacheStrategy = strategy(ctx, { max_warmup_steps: 1, ...options }, BLOCKS, scripts.length, path);
+  const result = await drive(ctx, s, fake, scripts);
   const stats = s.stats();
   s.release();
   fake.release();
   return { ...result, stats };
 }
 
-for (const deferReport of [false, true]) {
-  const mode = deferReport ? "decided on the GPU" : "decided on the host";
+for (const path of DECISION_PATHS) {
+  const mode = path === "gpu" ? "decided on the GPU" : "decided on the host";
   gpuTest(
     `dbcache on two streams (${mode}): the image's F residual decides; a cached step replays each stream's M`,
     async (ctx) => {
@@ -96,7 +104,7 @@ for (const deferReport of [false, true]) {
         ctx,
         { strategy: "dbcache", Fn: 1, Bn: 1, residual_diff_threshold: 0.1 },
         scripts,
-        deferReport,
+        path,
       );
       assert.deepEqual(r.stats.cachedSteps, [1, 2]);
       assert.deepEqual(r.stats.diffs, [null, 0, 0]);
@@ -111,7 +119,7 @@ for (const deferReport of [false, true]) {
         (4 * SIZE + 2 * TEXT_SIZE) * 4,
         "R_F, R_F*, M's input + residual per stream",
       );
-      assert.equal(r.stats.readbacks, deferReport ? 1 : 2);
+      assert.equal(r.stats.readbacks, path === "gpu" ? 1 : 2);
     },
   );
 
@@ -146,7 +154,7 @@ for (const deferReport of [false, true]) {
               taylorseer_cache_type: cacheType,
             },
             scripts,
-            deferReport,
+            path,
           );
           assert.deepEqual(r.stats.cachedSteps, [2, 3]);
           for (const s of [2, 3]) {
@@ -179,7 +187,7 @@ for (const deferReport of [false, true]) {
         ctx,
         { strategy: "dbprune", Fn: 1, Bn: 1, residual_diff_threshold: 0.1 },
         scripts,
-        deferReport,
+        path,
       );
       assert.deepEqual(out.stats.prunedBlocks, [0, 2]);
       assert.deepEqual(out.outputs[1], add(h1, ...r));
@@ -194,35 +202,37 @@ for (const deferReport of [false, true]) {
   );
 }
 
-gpuTest(
-  "dbcache Bn_compute_blocks_ids on two streams: an unlisted B block is judged on its image input and replays both",
-  async (ctx) => {
-    // Step 1 keeps the image input (block 3's image input moves by block 0's and 2's new residuals only) and
-    // replaces the text stream; block 3 replays its stored residual on both streams when judged similar.
-    const h = dyadic(SIZE, 700);
-    const images = [0, 1].map((s) => [0, 1, 2, 3].map((i) => dyadic(SIZE, 710 + 10 * s + i)));
-    const texts = [text(800), text(820)];
-    const scripts = [0, 1].map((s) => ({ hidden: h, residuals: images[s], text: texts[s] }));
-    const base = {
-      strategy: "dbcache",
-      Fn: 1,
-      Bn: 2,
-      Bn_compute_blocks_ids: [0],
-      residual_diff_threshold: 10,
-    };
-    const [i0, i1, t0, t1] = [images[0], images[1], texts[0].residuals, texts[1].residuals];
-    const replay = await run(ctx, { ...base, non_compute_blocks_diff_threshold: 10 }, scripts, false);
-    assert.deepEqual(replay.reports.map((x) => x.blocksRun), [4, 2]);
-    assert.deepEqual(replay.outputs[1], add(h, i1[0], i0[1], i1[2], i0[3]));
-    assert.deepEqual(
-      replay.texts[1],
-      add(texts[1].hidden, t1[0], t0[1], t1[2], t0[3]),
-      "text: block 3 replays",
-    );
-    const ran = await run(ctx, { ...base, non_compute_blocks_diff_threshold: 0 }, scripts, false);
-    assert.deepEqual(ran.texts[1], add(texts[1].hidden, t1[0], t0[1], t1[2], t1[3]), "text: block 3 runs");
-  },
-);
+for (const path of DECISION_PATHS) {
+  gpuTest(
+    `dbcache Bn_compute_blocks_ids on two streams (${path}): an unlisted B block is judged on its image input and replays both`,
+    async (ctx) => {
+      // Step 1 keeps the image input (block 3's image input moves by block 0's and 2's new residuals only) and
+      // replaces the text stream; block 3 replays its stored residual on both streams when judged similar.
+      const h = dyadic(SIZE, 700);
+      const images = [0, 1].map((s) => [0, 1, 2, 3].map((i) => dyadic(SIZE, 710 + 10 * s + i)));
+      const texts = [text(800), text(820)];
+      const scripts = [0, 1].map((s) => ({ hidden: h, residuals: images[s], text: texts[s] }));
+      const base = {
+        strategy: "dbcache",
+        Fn: 1,
+        Bn: 2,
+        Bn_compute_blocks_ids: [0],
+        residual_diff_threshold: 10,
+      };
+      const [i0, i1, t0, t1] = [images[0], images[1], texts[0].residuals, texts[1].residuals];
+      const replay = await run(ctx, { ...base, non_compute_blocks_diff_threshold: 10 }, scripts, path);
+      assert.deepEqual(replay.reports.map((x) => x.blocksRun), [4, 2]);
+      assert.deepEqual(replay.outputs[1], add(h, i1[0], i0[1], i1[2], i0[3]));
+      assert.deepEqual(
+        replay.texts[1],
+        add(texts[1].hidden, t1[0], t0[1], t1[2], t0[3]),
+        "text: block 3 replays",
+      );
+      const ran = await run(ctx, { ...base, non_compute_blocks_diff_threshold: 0 }, scripts, path);
+      assert.deepEqual(ran.texts[1], add(texts[1].hidden, t1[0], t0[1], t1[2], t1[3]), "text: block 3 runs");
+    },
+  );
+}
 
 gpuTest(
   "two streams with TaylorSeer on both: the GPU takes the host's decisions, outputs within f32 weight rounding",
@@ -246,8 +256,8 @@ gpuTest(
       [{ strategy: "dbprune", Fn: 0, Bn: 0, residual_diff_threshold: 0.3, ...calibrated }, dbpruneScripts],
     ];
     for (const [options, scripts] of cases) {
-      const host = await run(ctx, options, scripts, false);
-      const gpu = await run(ctx, options, scripts, true);
+      const host = await run(ctx, options, scripts, "readback");
+      const gpu = await run(ctx, options, scripts, "gpu");
       const what = JSON.stringify(options);
       assert.ok(host.stats.cachedSteps.length >= 3, `${what} caches`);
       assert.deepEqual(gpu.stats.cachedSteps, host.stats.cachedSteps, what);
@@ -280,7 +290,7 @@ gpuTest(
     ] as const;
     for (const [fakes, Bn, notes] of cases) {
       const fake = fakes(ctx, BLOCKS);
-      const s = strategy(ctx, { ...options, Bn }, BLOCKS, 1);
+      const s = strategy(ctx, { ...options, Bn }, BLOCKS, 1, "gpu");
       await drive(ctx, s, fake, [{
         hidden: dyadic(SIZE, 1),
         residuals: [2, 3, 4, 5].map((i) => dyadic(SIZE, i)),

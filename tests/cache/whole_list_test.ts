@@ -3,6 +3,7 @@
 // CPU simulation that runs each rule (the CPU reference of its decision) on measures taken in float64.
 import assert from "node:assert/strict";
 import { createStrategy } from "../../src/cache/create.ts";
+import { DECISION_PATHS } from "../../src/cache/decision_path.ts";
 import { resolveCacheOptions } from "../../src/cache/options.ts";
 import type { GpuContext } from "../../src/gpu/context.ts";
 import { residualMeans } from "../../src/ref/residual_diff.ts";
@@ -12,7 +13,8 @@ import type { MeanPair } from "../../src/cache/whole_list_cache.ts";
 import { fakeBlocks } from "../support/fake_blocks.ts";
 import { gpuTest } from "../support/gpu.ts";
 import { assertClose } from "../support/assert_close.ts";
-import { conformanceSuite, drive, randomScripts, SHAPE, type StepScript } from "./conformance.ts";
+import { StepRecorder } from "../../src/gpu/step_recorder.ts";
+import { conformanceSuite, drive, randomScripts, SHAPE, SIZE, type StepScript } from "./conformance.ts";
 import { twoStreamBlocks } from "./two_streams.ts";
 
 type Options = Record<string, unknown> & { strategy: "magcache" | "teacache" | "easycache" };
@@ -48,8 +50,8 @@ for (const strategy of ["magcache", "teacache", "easycache"] as const) {
   for (const fakes of [undefined, twoStreamBlocks]) {
     conformanceSuite(
       `${strategy}${fakes ? " on two streams" : ""}`,
-      (ctx, { threshold, warmup, blocks, steps }) =>
-        createStrategy(ctx, resolve(optionsFor(strategy, threshold, warmup, steps), blocks, steps)),
+      (ctx, { threshold, warmup, blocks, steps, path }) =>
+        createStrategy(ctx, resolve(optionsFor(strategy, threshold, warmup, steps), blocks, steps), path),
       { fakes, lastStepComputes: strategy !== "magcache" },
     );
   }
@@ -97,12 +99,12 @@ function simulate(options: ResolvedWholeList, scripts: readonly StepScript[]) {
 }
 
 /** Hidden states that drift slowly, so that the accumulated measures cross their thresholds mid-run. */
-function driftingScripts(blocks: number, steps: number, seed: number): StepScript[] {
+function driftingScripts(blocks: number, steps: number, seed: number, rate = 1): StepScript[] {
   const random = randomScripts(blocks, steps, seed);
   const base = random[0].hidden;
   return random.map((s, step) => ({
-    hidden: base.map((v, i) => v + 0.02 * step * s.hidden[i]),
-    residuals: s.residuals.map((r, b) => r.map((v, i) => random[0].residuals[b][i] + 0.03 * step * v)),
+    hidden: base.map((v, i) => v + 0.02 * rate * step * s.hidden[i]),
+    residuals: s.residuals.map((r, b) => r.map((v, i) => random[0].residuals[b][i] + 0.03 * rate * step * v)),
   }));
 }
 
@@ -118,9 +120,11 @@ const RUNS: [string, Options][] = [
   ["easycache", { strategy: "easycache", thresh: 0.05, ret_steps: 2 }],
 ];
 
-for (const [name, options] of RUNS) {
+for (
+  const [[name, options], path] of RUNS.flatMap((run) => DECISION_PATHS.map((path) => [run, path] as const))
+) {
   gpuTest(
-    `${name}: decisions and outputs of a drifting run equal the CPU rule's`,
+    `${name}, ${path} path: decisions and outputs of a drifting run equal the CPU rule's`,
     async (ctx: GpuContext) => {
       const [blocks, steps] = [4, 10];
       const resolved = resolve(options, blocks, steps);
@@ -129,7 +133,7 @@ for (const [name, options] of RUNS) {
       assert.ok(want.decisions.some((c) => c), `${name}: the CPU rule caches some steps (${want.decisions})`);
       assert.ok(want.decisions.slice(1).some((c) => !c), `${name}: and computes some after the first`);
       const fake = fakeBlocks(ctx, blocks, SHAPE);
-      const strategy = createStrategy(ctx, resolved);
+      const strategy = createStrategy(ctx, resolved, path);
       const got = await drive(ctx, strategy, fake, scripts);
       assert.deepEqual(got.reports.map((r) => r.cached), want.decisions);
       // f32 GPU arithmetic against float64: one residual add per element.
@@ -137,6 +141,59 @@ for (const [name, options] of RUNS) {
       const stats = strategy.stats();
       assert.deepEqual(stats.cachedSteps, want.decisions.flatMap((c, s) => c ? [s] : []));
       assert.equal(stats.blocksExecuted, blocks * want.decisions.filter((c) => !c).length);
+      // MagCache has nothing to wait for: the host decides it on either path.
+      assert.equal(stats.decisions, name === "magcache" ? "readback" : path);
+      strategy.release();
+      fake.release();
+    },
+  );
+}
+
+// MagCache decides from the calibration alone, so every image of a forward takes the same steps.
+for (const [name, options] of RUNS.filter(([name]) => name !== "magcache")) {
+  gpuTest(
+    `${name}: two images in one forward decide apart, each as its own run would`,
+    async (ctx: GpuContext) => {
+      const [blocks, steps] = [4, 10];
+      const resolved = resolve(options, blocks, steps);
+      // Image 0 drifts slowly and image 1 fast: rows 0 and 1 of SHAPE's batch of 2.
+      const perImage = [driftingScripts(blocks, steps, 23, 0.5), driftingScripts(blocks, steps, 41, 3)];
+      const half = SIZE / 2;
+      const row = (s: StepScript) => ({
+        hidden: s.hidden.subarray(0, half),
+        residuals: s.residuals.map((r) => r.subarray(0, half)),
+      });
+      const alone = perImage.map((scripts) => simulate(resolved, scripts.map(row)));
+      const differ = alone[0].decisions.some((c, s) => c !== alone[1].decisions[s]);
+      assert.ok(differ, `the two images must decide apart somewhere: ${alone.map((a) => a.decisions)}`);
+      const fake = fakeBlocks(ctx, blocks, SHAPE);
+      const strategy = createStrategy(ctx, resolved);
+      const recorder = new StepRecorder(ctx.gpu);
+      const join = (a: Float32Array, b: Float32Array) => Float32Array.from([...a, ...b]);
+      for (let step = 0; step < steps; step++) {
+        const [a, b] = perImage.map((scripts) => row(scripts[step]));
+        fake.script(join(a.hidden, b.hidden), a.residuals.map((r, k) => join(r, b.residuals[k])));
+        await strategy.forward({ step, steps, images: 2 }, fake.list, recorder);
+        await ctx.kernels.ready();
+        const out = await recorder.read(fake.list.hidden);
+        alone.forEach((want, i) =>
+          assertClose(out.subarray(i * half, (i + 1) * half), want.outputs[step].slice(0, half), {
+            atol: 1e-5,
+            rtol: 1e-5,
+          }, `image ${i}, step ${step}`)
+        );
+      }
+      const stats = strategy.stats();
+      alone.forEach((want, i) =>
+        assert.deepEqual(
+          stats.images?.[i].cachedSteps,
+          want.decisions.flatMap((c, s) => c ? [s] : []),
+          `image ${i}`,
+        )
+      );
+      // The blocks were skipped only where both images skipped.
+      const both = alone[0].decisions.flatMap((c, s) => c && alone[1].decisions[s] ? [s] : []);
+      assert.deepEqual(stats.cachedSteps, both);
       strategy.release();
       fake.release();
     },

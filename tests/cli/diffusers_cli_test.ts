@@ -2,6 +2,7 @@
 // --out-tensor gives diffusers' np images; deno task forward runs one component on inputs named like the
 // diffusers forward arguments and writes output.sample; bad input is one line naming the tensor or file.
 import assert from "node:assert/strict";
+import { runCli } from "../support/cli.ts";
 import { readFloat32Tensors } from "../../src/model/safetensors.ts";
 import { encodeSafetensors } from "../../src/model/safetensors_writer.ts";
 import { assertClose } from "../support/assert_close.ts";
@@ -12,16 +13,6 @@ const FIXTURES = "tests/fixtures/diffusers";
 // As in tests/model (the same computation, run by the CLI).
 const TOL = { atol: 5e-4, rtol: 0 };
 
-async function cli(script: string, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-read", "--allow-env", "--allow-write", `src/cli/${script}.ts`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr).trim() };
-}
-
 Deno.test("generate --model DIT_PIPELINE --latents --class --out-tensor: diffusers' images", () =>
   withTempDir(async (dir) => {
     const run = await readFixture(`${FIXTURES}/dit-pipeline-run-4.safetensors`);
@@ -30,7 +21,7 @@ Deno.test("generate --model DIT_PIPELINE --latents --class --out-tensor: diffuse
     const one = fixtureTensor(run, "latents").subarray(0, 4 * 8 * 8);
     await Deno.writeFile(latents, encodeSafetensors({ latents: { shape: [1, 4, 8, 8], data: one } }));
     const args = ["--model", `${FIXTURES}/dit-pipeline`, "--class", "golden retriever", "--latents", latents];
-    const result = await cli("generate", [
+    const result = await runCli("generate", [
       ...args,
       "--steps",
       "5",
@@ -51,10 +42,10 @@ Deno.test("generate --model DIT_PIPELINE --latents --class --out-tensor: diffuse
       latents,
       encodeSafetensors({ latents: { shape: [1, 4, 4, 4], data: new Float32Array(64) } }),
     );
-    const bad = await cli("generate", [...args, "--out", `${dir}/y.png`]);
+    const bad = await runCli("generate", [...args, "--out", `${dir}/y.png`]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^latents: latents hold 64 values; the model takes \[1, 4, 8, 8\]/);
-    const unknown = await cli("generate", [
+    const unknown = await runCli("generate", [
       "--model",
       `${FIXTURES}/dit-pipeline`,
       "--class",
@@ -82,7 +73,7 @@ for (const component of ["dit-a", "dit-b", "vae-a", "vae-b"]) {
       const inputs = Object.fromEntries(names.map((n) => [n, fixture.tensors.get(n)!]));
       await Deno.writeFile(`${dir}/in.safetensors`, encodeSafetensors(inputs));
       const model = `${FIXTURES}/${component}${isVae ? "" : "/transformer"}`;
-      const result = await cli("forward", [
+      const result = await runCli("forward", [
         "--model",
         model,
         "--inputs",
@@ -103,7 +94,7 @@ Deno.test("generate --model FLUX_PIPELINE --prompt-embeds --latents --height --w
     // One file holds the embeddings and the packed latents, as diffusers' arguments name them.
     const args = ["--model", "tests/fixtures/flux/pipeline", "--prompt-embeds", inputs, "--latents", inputs];
     const sized = [...args, "--height", "32", "--width", "48", "--steps", "4", "--guidance", "3.5"];
-    const result = await cli("generate", [
+    const result = await runCli("generate", [
       ...sized,
       "--out",
       `${dir}/x.png`,
@@ -116,16 +107,32 @@ Deno.test("generate --model FLUX_PIPELINE --prompt-embeds --latents --height --w
     assert.deepEqual(images.shape, [1, 32, 48, 3]);
     assertClose(images.data, fixtureTensor(run, "images"), TOL, "images");
     // At another size the latents no longer fit: both shapes named, nothing written.
-    const bad = await cli("generate", [...args, "--height", "48", "--width", "48", "--out", `${dir}/y.png`]);
+    const bad = await runCli("generate", [
+      ...args,
+      "--height",
+      "48",
+      "--width",
+      "48",
+      "--out",
+      `${dir}/y.png`,
+    ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /latents hold 96 values; the model takes \[1, 9, 16\] \(144 values\)/);
-    const odd = await cli("generate", [...args, "--height", "40", "--width", "48", "--out", `${dir}/y.png`]);
+    const odd = await runCli("generate", [
+      ...args,
+      "--height",
+      "40",
+      "--width",
+      "48",
+      "--out",
+      `${dir}/y.png`,
+    ]);
     assert.equal(odd.code, 2);
     assert.match(
       odd.stderr,
       /^size: 48x40 is not allowed; allowed: "WxH" with width and height positive multiples of 16/m,
     );
-    const text = await cli("generate", [
+    const text = await runCli("generate", [
       "--model",
       "tests/fixtures/flux/pipeline",
       "--prompt",
@@ -148,7 +155,7 @@ Deno.test("forward: a missing input, a wrong shape and an unsupported component 
       input,
       encodeSafetensors({ hidden_states: { shape: [1, 4, 8, 8], data: new Float32Array(256) } }),
     );
-    const missing = await cli("forward", [
+    const missing = await runCli("forward", [
       "--model",
       `${FIXTURES}/dit-a/transformer`,
       "--inputs",
@@ -162,7 +169,7 @@ Deno.test("forward: a missing input, a wrong shape and an unsupported component 
       input,
       encodeSafetensors({ z: { shape: [1, 5, 3, 3], data: new Float32Array(45) } }),
     );
-    const shape = await cli("forward", [
+    const shape = await runCli("forward", [
       "--model",
       `${FIXTURES}/vae-a`,
       "--inputs",
@@ -172,7 +179,7 @@ Deno.test("forward: a missing input, a wrong shape and an unsupported component 
     ]);
     assert.equal(shape.code, 2);
     assert.match(shape.stderr, /^inputs: tensor "z" is \[1, 5, 3, 3\], expected \[B, 4, h, w\]$/);
-    const other = await cli("forward", [
+    const other = await runCli("forward", [
       "--model",
       `${FIXTURES}/dit-pipeline/scheduler`,
       "--inputs",

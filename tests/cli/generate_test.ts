@@ -1,22 +1,13 @@
 import assert from "node:assert/strict";
+import { runCli } from "../support/cli.ts";
 import { decode } from "fast-png";
 import { readFloat32Tensors } from "../../src/model/safetensors.ts";
 import { withTempDir } from "../support/temp.ts";
 import { decodeVideo, probeVideo, psnr, yuv420pRoundTrip } from "../support/video.ts";
 
-async function generateCli(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    // deno task generate's permissions.
-    args: [
-      ...["run", "--quiet", "--allow-read", "--allow-env", "--allow-write", "--allow-run=ffmpeg"],
-      ...["src/cli/generate.ts", ...args],
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr).trim() };
-}
+// deno task generate's permissions.
+const generateCli = (args: string[]) =>
+  runCli("generate", args, ["--allow-read", "--allow-env", "--allow-write", "--allow-run=ffmpeg"]);
 
 const BAD_INPUT: [string[], RegExp][] = [
   [["--label", "11"], /^label: unknown class "11"; valid: 0, 1, .*9 \(or zero, .*nine\)$/],

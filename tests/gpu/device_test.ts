@@ -49,18 +49,18 @@ gpuTest("sizes over the device limits are refused before anything is dispatched"
   const kernel = ctx.kernels.get({
     name: "residual_diff",
     entry: "finish",
-    bindings: ["read", "read", "read_write", "read_write", "uniform"],
+    bindings: ["read", "read", "read_write", "read_write", "read_write", "uniform"],
     constants: { WG: 256 },
   });
   const tooMany = ctx.gpu.info.limits.maxComputeWorkgroupsPerDimension + 1;
   assert.throws(
-    () => bindKernel(ctx.gpu, kernel, [x, x, x, x], [tooMany, 1, 1], new ArrayBuffer(32)),
+    () => bindKernel(ctx.gpu, kernel, [x, x, x, x, x], [tooMany, 1, 1], new ArrayBuffer(32)),
     (e) =>
       e instanceof KernelError && e.message.includes("residual_diff") && e.message.includes(`${tooMany}`),
   );
   assert.throws(
     () => bindKernel(ctx.gpu, kernel, [x], [1, 1, 1], new ArrayBuffer(32)),
-    /expects 4 buffers, got 1/,
+    /expects 5 buffers, got 1/,
   );
   x.release();
 });

@@ -415,7 +415,10 @@ Deno.test("bad input: a calibrator option given under both names with different 
     { strategy: "fbcache", taylorseer_cache_type: "residual", calibrator_cache_type: "hidden_states" },
     /fbcache: taylorseer_cache_type "residual" and calibrator_cache_type "hidden_states" are one option/,
   );
-  rejects({ strategy: "dbcache", calibrator_type: "dmd" }, /calibrator_type must be "taylorseer" or "foca"/);
+  rejects(
+    { strategy: "dbcache", calibrator_type: "pab" },
+    /calibrator_type must be "taylorseer", "foca" or "dmd"/,
+  );
   rejects(
     { strategy: "dbcache", calibrator_cache_type: "output" },
     /calibrator_cache_type must be "residual" or "hidden_states"/,

@@ -1,11 +1,13 @@
 // What a skipped span's stored stream asks of a calibrator (StoredSpan): take Y on computed steps, write its
 // prediction on cached steps, and the same as conditional slots of a GPU decision. The implementations:
-// TaylorSeer (taylor_seer.ts) and FoCa (foca.ts), chosen by the options' calibrator type.
+// TaylorSeer (taylor_seer.ts), FoCa (foca.ts) and DMD (dmd.ts), chosen by the options' calibrator type. DMD
+// fits on the host after every computed step, so it runs on the readback path only (calibratorNeedsHost).
 import type { GpuContext } from "../../gpu/context.ts";
 import type { StepRecorder } from "../../gpu/step_recorder.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
 import type { ConditionalSlot } from "../kernels/conditional_dispatch.ts";
 import type { CalibratorOptions } from "../options.ts";
+import { Dmd } from "./dmd.ts";
 import { FoCa } from "./foca.ts";
 import { TaylorSeer } from "./taylor_seer.ts";
 
@@ -37,6 +39,11 @@ export interface Calibrator {
    * last computed one, so no step needs the host to know what was decided.
    */
   gpuSlots(): CalibratorSlots;
+  /**
+   * Host work an update started (DMD: its Gram row's readback), which the next approximate needs; absent
+   * where there is none. A strategy on the readback path awaits it before a cached step.
+   */
+  settled?(): Promise<void>;
   memoryBytes(): number;
   release(): void;
 }
@@ -46,27 +53,52 @@ export function createCalibrator(
   o: CalibratorOptions,
   binding: CalibratorBinding,
 ): Calibrator {
-  return o.type === "foca"
-    ? new FoCa(ctx, binding)
-    : new TaylorSeer(ctx, { ...binding, nDerivatives: o.n_derivatives });
+  switch (o.type) {
+    case "foca":
+      return new FoCa(ctx, binding);
+    case "dmd":
+      return new Dmd(ctx, binding, { ...o, nDerivatives: o.n_derivatives });
+    case "taylorseer":
+      return new TaylorSeer(ctx, { ...binding, nDerivatives: o.n_derivatives });
+  }
+}
+
+/**
+ * Whether the calibrator's approximate needs the host to have seen each computed step's values (DMD's fit),
+ * so that its strategy must decide on the readback path and await the calibrators' settled() before a
+ * cached step.
+ */
+export function calibratorNeedsHost(o: CalibratorOptions | null): boolean {
+  return o?.type === "dmd";
 }
 
 /**
  * The decision kernels' `derivatives` uniform: they count 1 + min(entries, derivatives) entries after each
  * computed step. TaylorSeer's entries are its derivative orders; FoCa tells one stored update (its fallback)
- * from two or more (its forecast).
+ * from two or more (its forecast). DMD has no GPU-decided form (calibratorNeedsHost).
  */
 export function calibratorHistory(o: CalibratorOptions | null): number {
   if (!o) return 0;
+  if (o.type === "dmd") {
+    throw new Error("calibratorHistory: DMD runs on the readback path only (calibratorNeedsHost)");
+  }
   return o.type === "foca" ? 1 : o.n_derivatives;
 }
 
-/** " + TaylorSeer (residual, 1 derivatives)" or " + FoCa (residual)" for a strategy's stats name; "" without. */
+/**
+ * " + TaylorSeer (residual, 1 derivatives)", " + FoCa (residual)" or " + DMD (residual, history 6)" for a
+ * strategy's stats name; "" without.
+ */
 export function calibratorLabel(o: CalibratorOptions | null): string {
   if (!o) return "";
-  return o.type === "foca"
-    ? ` + FoCa (${o.cache_type})`
-    : ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)`;
+  switch (o.type) {
+    case "foca":
+      return ` + FoCa (${o.cache_type})`;
+    case "dmd":
+      return ` + DMD (${o.cache_type}, history ${o.history})`;
+    case "taylorseer":
+      return ` + TaylorSeer (${o.cache_type}, ${o.n_derivatives} derivatives)`;
+  }
 }
 
 export const ENCODER_NOTE = "enable_encoder_taylorseer: this model has no encoder (text) stream, so the " +

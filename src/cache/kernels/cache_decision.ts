@@ -2,8 +2,10 @@
 // diff into the step's decision and into indirect dispatch arguments, so the skipped span and its
 // replacement are both encoded and the GPU runs one of them. TaylorSeer's dispatches can ride along: their
 // conditions depend on the calibrator's history, their weights are computed by the kernel and copied into
-// their uniforms. The host reads the per-step log once, after the run. CPU references: CacheDecision
-// (src/cache/decision.ts), TaylorSeerReference (src/ref/taylor_seer.ts).
+// their uniforms. An unlisted B block (Bn_compute_blocks_ids) gets its own tiny dispatch after its input diff
+// (gpuBlockDecision), which reads the step's decision from the state. The host reads the per-step log
+// behind the loop. CPU references: CacheDecision and similar() (src/cache/decision.ts),
+// TaylorSeerReference (src/ref/taylor_seer.ts).
 import type { GpuContext } from "../../gpu/context.ts";
 import { bindKernel, type Command, type Dispatch, disposeDispatches, KernelError } from "../../gpu/kernel.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
@@ -34,8 +36,9 @@ const PARAMS = uniformLayout("Params", [
   },
 ]);
 
-/** Per-request counters ahead of the per-step log in the state tensor. */
+/** Per-request counters ahead of the per-step log in the state tensor, and each step's entries. */
 const COUNTERS = 8;
+const LOGGED = 4;
 
 export interface GpuDecisionOptions {
   residual_diff_threshold: number;
@@ -49,6 +52,8 @@ export interface GpuDecisionOptions {
 export interface LoggedStep extends Decision {
   /** The diff the threshold was compared with; null where an earlier gate decided. */
   diff: number | null;
+  /** Unlisted B blocks that replayed their residual (cached steps only). */
+  replayed: number;
 }
 
 export interface GpuCacheDecision {
@@ -56,7 +61,7 @@ export interface GpuCacheDecision {
   commands: Command[];
   /** The slots as indirect dispatches, in order: each runs only when its condition holds for the step. */
   slots: Dispatch[];
-  /** [8 + 3 * steps] counters and per-step log. */
+  /** [8 + 4 * steps] counters and per-step log. */
   state: Tensor;
   /** Sets the next step (a queue write, like a uniform): forced by the host, or left to the GPU. */
   setStep(step: number, forced: Decision | null): void;
@@ -74,15 +79,11 @@ export function gpuCacheDecision(
 ): GpuCacheDecision {
   if (!Number.isInteger(steps) || steps < 1) throw new KernelError(KERNEL, `steps ${steps} must be >= 1`);
   const conditional = conditionalDispatches(ctx, KERNEL, slots);
-  const initial = new Float32Array(COUNTERS + 3 * steps);
+  const initial = new Float32Array(COUNTERS + LOGGED * steps);
   initial[3] = -1; // no computed step yet
   const state = ctx.pool.upload(initial, [initial.length]);
   const weights = ctx.pool.tensor([2 * Math.max(slots.length, 1)]);
-  const kernel = ctx.kernels.get({
-    name: KERNEL,
-    source: decisionKernelSource(KERNEL, PARAMS),
-    bindings: BINDINGS,
-  });
+  const kernel = decisionKernel(ctx, "main");
   const uniform = (step: number, mode: number, gate: number) =>
     PARAMS.pack({
       step,
@@ -113,8 +114,16 @@ export function gpuCacheDecision(
     },
     decode(values) {
       return Array.from({ length: steps }, (_, s) => {
-        const [cached, measured, gate] = values.subarray(COUNTERS + 3 * s, COUNTERS + 3 * s + 3);
-        return { cached: cached === 1, diff: measured < 0 ? null : measured, gate: GATES[gate] as Gate };
+        const [cached, measured, gate, replayed] = values.subarray(
+          COUNTERS + LOGGED * s,
+          COUNTERS + LOGGED * (s + 1),
+        );
+        return {
+          cached: cached === 1,
+          diff: measured < 0 ? null : measured,
+          gate: GATES[gate] as Gate,
+          replayed,
+        };
       });
     },
     release() {
@@ -122,6 +131,64 @@ export function gpuCacheDecision(
       conditional.release();
       weights.release();
       state.release();
+    },
+  };
+}
+
+function decisionKernel(ctx: GpuContext, entry: "main" | "decide_block") {
+  return ctx.kernels.get({
+    name: KERNEL,
+    source: decisionKernelSource(KERNEL, PARAMS),
+    bindings: BINDINGS,
+    entry,
+  });
+}
+
+export interface GpuBlockDecision {
+  /** The block's decision dispatch; encode after its input diff, before the slots. */
+  command: Dispatch;
+  /** The block's slots as indirect dispatches, same order. */
+  slots: Dispatch[];
+  release(): void;
+}
+
+/**
+ * An unlisted B block decided on the GPU, after `step`'s decision (same state): its slots with codes
+ * ON_COMPUTE (stores of a computed step), ON_CACHED (the replay) and SLOT.blockRuns (the block itself).
+ */
+export function gpuBlockDecision(
+  ctx: GpuContext,
+  step: GpuCacheDecision,
+  diff: Tensor,
+  slots: readonly ConditionalSlot[],
+  threshold: number,
+): GpuBlockDecision {
+  const conditional = conditionalDispatches(ctx, KERNEL, slots);
+  const unusedWeights = ctx.pool.tensor([2]);
+  const command = bindKernel(
+    ctx.gpu,
+    decisionKernel(ctx, "decide_block"),
+    [diff, conditional.plan, step.state, conditional.args, unusedWeights],
+    [1, 1, 1],
+    PARAMS.pack({
+      step: 0,
+      mode: 0,
+      host_gate: 0,
+      slots: slots.length,
+      threshold,
+      max_cached: -1,
+      max_continuous: -1,
+      max_accumulated: -1,
+      derivatives: 0,
+    }),
+  );
+  return {
+    command,
+    slots: conditional.dispatches,
+    release() {
+      disposeDispatches([command]);
+      conditional.release();
+      unusedWeights.release();
     },
   };
 }

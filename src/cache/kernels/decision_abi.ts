@@ -19,6 +19,8 @@ const SLOT_CODES = {
   FOCA_FORECAST: 5,
   /** As FOCA_FORECAST, and weighted (c, c) with c the Heun weight of the steps since the anchor. */
   FOCA_SLOPES: 6,
+  /** An unlisted B block's own dispatches (decide_block): unless the block replays its residual. */
+  BLOCK_RUNS: 7,
   /** + i: computed, entry i exists. */
   KEEP_PREVIOUS: 0x100,
   /** + i: computed, i < min(entries, derivatives). */
@@ -30,13 +32,17 @@ const SLOT_CODES = {
 export const ON_COMPUTE = SLOT_CODES.ON_COMPUTE;
 export const ON_CACHED = SLOT_CODES.ON_CACHED;
 
-/** Slot conditions for the calibrators' dispatches (decision_slot_runs in shaders/preludes/decision_slots.wgsl). */
+/**
+ * Slot conditions for the calibrators' dispatches (decision_slot_runs in shaders/preludes/decision_slots.wgsl)
+ * and for an unlisted B block's (decide_block in shaders/cache_decision.wgsl).
+ */
 export const SLOT = {
   cachedWithoutHistory: SLOT_CODES.CACHED_WITHOUT_HISTORY,
   cachedWithHistory: SLOT_CODES.CACHED_WITH_HISTORY,
   focaAnchor: SLOT_CODES.FOCA_ANCHOR,
   focaForecast: SLOT_CODES.FOCA_FORECAST,
   focaSlopes: SLOT_CODES.FOCA_SLOPES,
+  blockRuns: SLOT_CODES.BLOCK_RUNS,
   keepPrevious: (i: number) => SLOT_CODES.KEEP_PREVIOUS + i,
   difference: (i: number) => SLOT_CODES.DIFFERENCE + i,
   term: (i: number) => SLOT_CODES.TERM + i,

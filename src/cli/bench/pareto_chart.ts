@@ -1,11 +1,14 @@
-// bench:pareto's chart: PSNR against speedup, one line per strategy family through its held-out points, the
-// timing spread as a horizontal bar, drawn by Vega-Lite into a standalone SVG (no browser, no canvas).
+// bench:pareto's chart: PSNR against speedup, one dashed line per strategy family through its swept points on
+// the tuning seeds, the points kept for the held-out seeds as filled marks with their timing spread as a
+// horizontal bar, drawn by Vega-Lite into a standalone SVG (no browser, no canvas).
 import * as vega from "vega";
 import * as vl from "vega-lite";
 
 export interface ChartPoint {
   family: string;
   name: string;
+  /** Which pass measured it: every swept point on the tuning seeds, the kept ones on the held-out seeds. */
+  set: "tuning" | "held-out";
   speedup: number;
   min: number;
   max: number;
@@ -37,8 +40,18 @@ export async function paretoSvg(points: readonly ChartPoint[], title: string): P
     height: 400,
     data: { values },
     layer: [
-      { mark: { type: "line", point: true }, encoding: { x, y, color, order: { field: "speedup" } } },
       {
+        transform: [{ filter: "datum.set === 'tuning'" }],
+        mark: { type: "line", point: true, strokeDash: [4, 3], opacity: 0.6 },
+        encoding: { x, y, color, order: { field: "speedup" } },
+      },
+      {
+        transform: [{ filter: "datum.set === 'held-out'" }],
+        mark: { type: "point", filled: true, size: 90, shape: "diamond" },
+        encoding: { x, y, color },
+      },
+      {
+        transform: [{ filter: "datum.set === 'held-out'" }],
         mark: { type: "rule" },
         encoding: { x: { ...x, field: "min" }, x2: { field: "max" }, y, color },
       },

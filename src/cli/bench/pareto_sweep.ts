@@ -133,3 +133,30 @@ export function familyFrontiers<P extends ParetoPoint>(points: readonly P[]): Ma
   for (const p of points) families.set(p.family, [...(families.get(p.family) ?? []), p]);
   return new Map([...families].map(([family, members]) => [family, paretoFrontier(members)]));
 }
+
+/**
+ * What deciding costs on the path a request runs: each family at a knob that measures and decides every step
+ * but never caches (warm-up 0 where the family has one), against the baseline. Their slowdown is the
+ * decision's overhead: measures, readbacks or decision kernels, and the stores a cache keeps.
+ */
+export function overheadConfigs(): BenchConfig[] {
+  const never = 1e-9;
+  return [
+    { name: "Baseline", cache: { strategy: "none" } },
+    { name: "decision only: DBCache F1B0", cache: fb(never, { max_warmup_steps: 0 }) },
+    {
+      name: "decision only: DBCache F1B0 + TaylorSeer",
+      cache: fb(never, { max_warmup_steps: 0, ...taylorSeer }),
+    },
+    {
+      name: "decision only: DBPrune F1B0",
+      cache: { strategy: "dbprune", Fn: 1, Bn: 0, residual_diff_threshold: never, max_warmup_steps: 0 },
+    },
+    {
+      name: "decision only: MagCache",
+      cache: { strategy: "magcache", threshold: never, retention_ratio: 0 },
+    },
+    { name: "decision only: TeaCache", cache: { strategy: "teacache", rel_l1_thresh: never } },
+    { name: "decision only: EasyCache", cache: { strategy: "easycache", thresh: never, ret_steps: 0 } },
+  ];
+}

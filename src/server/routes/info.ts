@@ -1,6 +1,7 @@
 // Routes that never wait for the GPU: liveness, readiness, metrics, the model list, the playground page.
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import { gpuDecidedDispatches } from "../../cache/decision_path.ts";
 import { CACHE_STRATEGIES } from "../../cache/options.ts";
 import { SCM_PRESET_NAMES } from "../../cache/scm.ts";
 import { classWords, type ModelCard } from "../../pipeline/model_card.ts";
@@ -29,6 +30,18 @@ function videoOf(card: ModelCard, deps: AppDeps) {
 function limitsOf(card: ModelCard) {
   const { frames, fps, ...image } = LIMITS;
   return card.video ? { ...image, frames, fps } : image;
+}
+
+/** The adapter's decision path costs (src/cache/decision_path.ts), once the worker measured them. */
+function cacheDecisions(deps: AppDeps) {
+  const costs = deps.worker.status().info?.decisionCosts;
+  if (!costs) return null;
+  return {
+    empty_dispatch_ms: costs.emptyDispatchMs,
+    indirect_extra_ms: costs.indirectExtraMs,
+    readback_ms: costs.readbackMs,
+    gpu_up_to_dispatches: gpuDecidedDispatches(costs),
+  };
 }
 
 /** Fn/Bn splits named by the cache doc (0.2.x and 1.x defaults, FBCache); any F<n>B<n> is accepted. */
@@ -112,6 +125,7 @@ export function registerInfoRoutes(app: OpenAPIHono, deps: AppDeps): void {
         defaults: card.defaults,
         video: videoOf(card, deps),
         strategies: CACHE_STRATEGIES,
+        cache_decisions: cacheDecisions(deps),
         presets: SPLIT_PRESETS,
         scm_presets: SCM_PRESET_NAMES,
         limits: {

@@ -9,7 +9,7 @@ import type { GenerationOutcome, Submission } from "../generation_service.ts";
 import type { Preview, StepProgress } from "../worker_protocol.ts";
 
 export interface StreamEvents {
-  /** When given, the job reports every step (a GPU wait per step). */
+  /** When given, the job reports every step, one step behind (its decision log read while the next runs). */
   step?: (progress: StepProgress) => SSEMessage;
   /** `index`: the preview's place among the submission's partial images. */
   preview: (preview: Preview, index: number) => SSEMessage[];

@@ -74,7 +74,13 @@ scope.onmessage = (event) => {
   switch (message.type) {
     case "init":
       aborts = new SharedAbort(message.aborts);
-      scope.postMessage({ type: "ready", adapter: "fake video worker", backend: "none", pool: POOL });
+      scope.postMessage({
+        type: "ready",
+        adapter: "fake video worker",
+        backend: "none",
+        decisionCosts: { emptyDispatchMs: 0, indirectExtraMs: 0, readbackMs: 0 },
+        pool: POOL,
+      });
       break;
     case "generate":
       run(message.id, message.job);
