@@ -39,7 +39,15 @@ serverTest("health, readiness (adapter named) and the model list", async () => {
   assert.deepEqual(models[0].classes, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
   assert.equal(models[0].class_words[7], "seven");
   assert.equal(models[0].blocks, 12);
-  assert.deepEqual(models[0].strategies, ["none", "fbcache", "dbcache", "dbprune"]);
+  assert.deepEqual(models[0].strategies, [
+    "none",
+    "fbcache",
+    "dbcache",
+    "dbprune",
+    "magcache",
+    "teacache",
+    "easycache",
+  ]);
   assert.deepEqual(models[0].limits.n, { min: 1, max: 8 });
   assert.deepEqual(models[0].limits.steps, { min: 1, max: 1000 });
   assert.deepEqual(models[0].limits.partial_images, { min: 0, max: 3 });
