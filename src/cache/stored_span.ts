@@ -7,26 +7,19 @@
 // `encoder` asks; a stream without one replays its residual, which is also what the reference does with the
 // encoder calibrator off.
 import type { GpuContext } from "../gpu/context.ts";
-import { type Command, copyCommand, type Dispatch, disposeDispatches, isDispatch } from "../gpu/kernel.ts";
+import { type Command, type Dispatch, isDispatch } from "../gpu/kernel.ts";
 import type { StepRecorder } from "../gpu/step_recorder.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpy, type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
+import { type AxpyOp, copyByDispatch } from "../ops/axpy.ts";
 import { copyAsDispatch, type CopyDispatch } from "../ops/copy.ts";
 import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import { type Calibrator, createCalibrator } from "./calibrators/calibrator.ts";
 import type { ConditionalSlot } from "./kernels/conditional_dispatch.ts";
 import { ON_CACHED, ON_COMPUTE, SLOT } from "./kernels/decision_abi.ts";
 import type { CalibratorOptions } from "./options.ts";
+import { type StreamStore, streamStore } from "./stored_stream.ts";
 
-interface StreamStore {
-  stream: Tensor;
-  input: Tensor;
-  residual: Tensor;
-  snapshot: Command;
-  /** residual = stream - input */
-  store: AxpyOp;
-  /** stream += residual */
-  replay: AxpyOp;
+interface StreamWithCalibrator extends StreamStore {
   seer: Calibrator | null;
 }
 
@@ -46,7 +39,7 @@ export interface SpanSlots {
 
 export class StoredSpan {
   readonly #ctx: GpuContext;
-  readonly #streams: StreamStore[];
+  readonly #streams: StreamWithCalibrator[];
   /** The image input's diff against the stored one; null unless judged. */
   readonly diff: ResidualDiff | null;
   /** Dispatch versions of the snapshots and of the blocks' copies, built when a GPU decision drives the span. */
@@ -57,19 +50,13 @@ export class StoredSpan {
     this.#ctx = ctx;
     const { calibrator } = options;
     this.#streams = streams.map((stream, i) => {
-      const input = ctx.pool.tensor(stream.shape);
-      const residual = ctx.pool.tensor(stream.shape);
+      const stored = streamStore(ctx, `${label} ${i}`, stream, 1);
       const residualType = calibrator?.cache_type === "residual";
       return {
-        stream,
-        input,
-        residual,
-        snapshot: copyCommand(`${label}: input ${i}`, stream, input),
-        store: axpy(ctx, input, stream, { alpha: -1, out: residual }),
-        replay: axpy(ctx, residual, stream, { alpha: 1, inPlace: true }),
+        ...stored,
         seer: calibrator && (i === 0 || calibrator.encoder)
           ? createCalibrator(ctx, calibrator, {
-            source: residualType ? residual : stream,
+            source: residualType ? stored.residual : stream,
             target: stream,
             mode: residualType ? "add" : "replace",
           })
@@ -155,7 +142,7 @@ export class StoredSpan {
 
   memoryBytes(): number {
     return this.#streams.reduce(
-      (sum, s) => sum + s.input.byteLength + s.residual.byteLength + (s.seer?.memoryBytes() ?? 0),
+      (sum, s) => sum + s.memoryBytes() + (s.seer?.memoryBytes() ?? 0),
       0,
     );
   }
@@ -164,10 +151,8 @@ export class StoredSpan {
     this.diff?.release();
     for (const op of this.#copies.splice(0)) op.release();
     for (const s of this.#streams.splice(0)) {
-      for (const op of [s.store, s.replay, s.seer]) op?.release();
-      disposeDispatches([s.snapshot]);
-      s.input.release();
-      s.residual.release();
+      s.seer?.release();
+      s.release();
     }
   }
 }

@@ -17,7 +17,8 @@ import { type ResidualDiff, residualDiff } from "../ops/residual_diff.ts";
 import type { Decision } from "./decision.ts";
 import type { ComputedMeasures } from "./easycache.ts";
 import { chooseDecisionPath, type DecisionPath, knownDecisionCosts } from "./decision_path.ts";
-import { ImageRows, type StreamStore, streamStore } from "./image_rows.ts";
+import { ImageRows } from "./image_rows.ts";
+import { type StreamStore, streamStore } from "./stored_stream.ts";
 import type { WholeListRuleOptions } from "./kernels/whole_list_decision.ts";
 import { GpuDecidedList } from "./whole_list_gpu_path.ts";
 import {

@@ -11,7 +11,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { copyByDispatch } from "../ops/axpy.ts";
 import { copyAsDispatch } from "../ops/copy.ts";
 import type { ResidualDiff } from "../ops/residual_diff.ts";
-import type { StreamStore } from "./image_rows.ts";
+import type { StreamStore } from "./stored_stream.ts";
 import type { ConditionalSlot } from "./kernels/conditional_dispatch.ts";
 import { ON_CACHED, ON_COMPUTE } from "./kernels/decision_abi.ts";
 import {
